@@ -1,0 +1,211 @@
+//! `#[repr(C)]` plain-old-data layouts of the BPF maps. One definition, used by
+//! the kernel program and by the controller that fills the maps.
+
+/// Most virtual servers in one wide IP's pool (pool membership is a `u32` mask).
+pub const MAX_POOL: usize = 32;
+
+/// Longest qname, in wire format including the root label, that the XDP fast
+/// path matches. Longer names are legal DNS and go up to the controller.
+pub const MAX_QNAME_WIRE: usize = 128;
+
+/// Most labels in a qname the XDP fast path walks (including the root label).
+pub const MAX_QNAME_LABELS: usize = 32;
+
+/// Selection mode of a wide IP, as stored in [`WideIpEntry::mode`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Stripe = 0,
+    Topology = 1,
+    Dynamic = 2,
+}
+
+impl Mode {
+    pub fn from_u32(v: u32) -> Option<Mode> {
+        match v {
+            0 => Some(Mode::Stripe),
+            1 => Some(Mode::Topology),
+            2 => Some(Mode::Dynamic),
+            _ => None,
+        }
+    }
+}
+
+/// Key of the wide IP table: the qname in DNS wire format, ASCII-lowercased,
+/// zero padded. Lowercasing makes 0x20-randomised queries hit the fast path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QnameKey {
+    pub name: [u8; MAX_QNAME_WIRE],
+}
+
+impl QnameKey {
+    /// Builds the key from a wire-format name (labels plus root), lowercasing it.
+    /// Returns `None` when the name does not fit the fast path.
+    pub fn from_wire(wire: &[u8]) -> Option<QnameKey> {
+        if wire.len() > MAX_QNAME_WIRE {
+            return None;
+        }
+        let mut name = [0u8; MAX_QNAME_WIRE];
+        let mut i = 0;
+        while i < wire.len() {
+            name[i] = wire[i].to_ascii_lowercase();
+            i += 1;
+        }
+        Some(QnameKey { name })
+    }
+}
+
+/// One wide IP: everything the data plane needs to answer for it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WideIpEntry {
+    /// Index of the wide IP; keys the round-robin counters and persistence.
+    pub id: u32,
+    /// [`Mode`] as u32.
+    pub mode: u32,
+    /// TTL of the A/AAAA answer.
+    pub answer_ttl: u32,
+    /// Number of valid entries in `pool_vs` / `pool_sac`.
+    pub pool_len: u32,
+    /// Persistence TTL (dynamic mode), seconds.
+    pub persistence_ttl: u32,
+    pub _pad: u32,
+    /// Global VS ids of the circular pool list, in config order.
+    pub pool_vs: [u32; MAX_POOL],
+    /// SAC id managing each pool entry (the answer is that SAC's address).
+    pub pool_sac: [u32; MAX_POOL],
+}
+
+/// Address of a SAC: what an answer carries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SacEntry {
+    pub addr4: [u8; 4],
+    /// [`SAC_HAS_V6`] when `addr6` is configured.
+    pub flags: u32,
+    pub addr6: [u8; 16],
+}
+pub const SAC_HAS_V6: u32 = 1;
+
+/// VS state bits, one `u32` per global VS id.
+/// "Marked up" is what the controller last set (Fig. 3's N counts these);
+/// "available" is the freshest knowledge at answer time.
+pub const VS_MARKED_UP: u32 = 1;
+pub const VS_AVAILABLE: u32 = 2;
+pub const VS_UP: u32 = VS_MARKED_UP | VS_AVAILABLE;
+
+/// What identifies the requester in a persistence record.
+pub const LDNS_KIND_ADDR: u8 = 0;
+/// Reserved: an LDNS group (Fig. 5) keyed by `group`.
+pub const LDNS_KIND_GROUP: u8 = 1;
+/// Reserved: an address prefix (`prefix_len` bits of `addr`) or an ECS prefix.
+pub const LDNS_KIND_PREFIX: u8 = 2;
+
+/// The requester side of a persistence key. IPv4 addresses are stored
+/// IPv4-mapped (`::ffff:a.b.c.d`) so one layout serves both families.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LdnsKey {
+    pub kind: u8,
+    /// Significant bits of `addr` for [`LDNS_KIND_PREFIX`]; 128 for a host.
+    pub prefix_len: u8,
+    pub _pad: [u8; 2],
+    /// LDNS group id for [`LDNS_KIND_GROUP`], else 0.
+    pub group: u32,
+    pub addr: [u8; 16],
+}
+
+impl LdnsKey {
+    pub const fn addr(addr: [u8; 16]) -> LdnsKey {
+        LdnsKey { kind: LDNS_KIND_ADDR, prefix_len: 128, _pad: [0; 2], group: 0, addr }
+    }
+}
+
+/// Key of a persistence record (Fig. 6: wide IP key + LDNS).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersistKey {
+    pub wide_ip: u32,
+    pub ldns: LdnsKey,
+}
+
+/// A persistence record (Fig. 6's Request_t). Times are CLOCK_BOOTTIME
+/// nanoseconds: `bpf_ktime_get_boot_ns()` in the kernel, the same clock in the
+/// controller. Records shared between nodes must be converted to wall time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistRecord {
+    /// Global VS id the LDNS was referred to.
+    pub vs: u32,
+    pub ttl_secs: u32,
+    pub created_ns: u64,
+    /// Last request (the Fig. 6 "time stamp").
+    pub last_ns: u64,
+    /// Times hit, including the request that created it.
+    pub hits: u64,
+    /// Node that created the record (clustered edns nodes share records).
+    pub node_id: u32,
+    pub _pad: u32,
+}
+
+/// Key of the topology LPM trie: IPv4-mapped or native IPv6 address bytes.
+pub type TopologyAddr = [u8; 16];
+
+/// Data-plane settings, one entry in the `SETTINGS` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// UDP port the data plane answers on (host byte order).
+    pub dns_port: u16,
+    /// EDNS UDP payload size we advertise in an OPT RR.
+    pub edns_payload: u16,
+    /// Non-zero: the data plane answers; zero: everything goes up.
+    pub enabled: u32,
+}
+
+/// Per-CPU counter indices (the `COUNTERS` array).
+pub mod counter {
+    pub const PACKETS: u32 = 0;
+    pub const ANSWERED_STRIPE: u32 = 1;
+    pub const ANSWERED_TOPOLOGY: u32 = 2;
+    pub const ANSWERED_PERSISTENCE: u32 = 3;
+    pub const ANSWERED_FALLBACK_RR: u32 = 4;
+    pub const PASS_NOT_DNS: u32 = 5;
+    pub const PASS_UNPARSED: u32 = 6;
+    pub const PASS_UNKNOWN_NAME: u32 = 7;
+    pub const PASS_PERSIST_MISS: u32 = 8;
+    pub const PASS_PERSIST_EXPIRED: u32 = 9;
+    pub const PASS_NO_ADDRESS: u32 = 10;
+    pub const PASS_DISABLED: u32 = 11;
+    pub const DROPPED: u32 = 12;
+    pub const COUNT: u32 = 13;
+
+    pub const NAMES: [&str; COUNT as usize] = [
+        "packets",
+        "answered_stripe",
+        "answered_topology",
+        "answered_persistence",
+        "answered_fallback_rr",
+        "pass_not_dns",
+        "pass_unparsed",
+        "pass_unknown_name",
+        "pass_persist_miss",
+        "pass_persist_expired",
+        "pass_no_address",
+        "pass_disabled",
+        "dropped",
+    ];
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for QnameKey {}
+    unsafe impl aya::Pod for WideIpEntry {}
+    unsafe impl aya::Pod for SacEntry {}
+    unsafe impl aya::Pod for LdnsKey {}
+    unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for PersistRecord {}
+    unsafe impl aya::Pod for Settings {}
+}

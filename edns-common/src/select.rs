@@ -1,0 +1,262 @@
+//! Selection logic of the patent, as pure functions over bit masks of pool
+//! positions (bit i = i-th VS of the wide IP's circular pool list).
+
+use crate::maps::MAX_POOL;
+
+/// Bit i set = pool position i.
+pub type PoolMask = u32;
+
+/// True for an IPv4-mapped IPv6 address (`::ffff:0:0/96`), how IPv4 LDNS
+/// addresses are carried.
+#[inline(always)]
+pub fn is_v4_mapped(addr: &[u8; 16]) -> bool {
+    let mut i = 0;
+    while i < 10 {
+        if addr[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    addr[10] == 0xff && addr[11] == 0xff
+}
+
+/// The LDNS address read as a big-endian integer, modulo `n` (n > 0).
+/// IPv4 (mapped) addresses are read as their 32-bit value, so 127.0.0.1 is
+/// 2130706433 as Fig. 3 says; IPv6 as the full 128-bit value, reduced 32 bits
+/// at a time because BPF has no 128-bit division.
+#[inline(always)]
+pub fn ldns_mod(addr: &[u8; 16], n: u32) -> u32 {
+    let n = n as u64;
+    let first_word = if is_v4_mapped(addr) { 3 } else { 0 };
+    let mut r: u64 = 0;
+    let mut w = 0;
+    while w < 4 {
+        if w >= first_word {
+            let i = w * 4;
+            let word = u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]) as u64;
+            r = ((r << 32) | word) % n;
+        }
+        w += 1;
+    }
+    r as u32
+}
+
+/// Position of the `x`-th (1-based) set bit of `mask`, walking from the head
+/// of the list; `None` when `mask` has fewer than `x` bits.
+#[inline(always)]
+pub fn nth_set_bit(mask: PoolMask, x: u32) -> Option<u32> {
+    let mut left = x;
+    let mut pos = 0;
+    while pos < MAX_POOL as u32 {
+        if mask & (1 << pos) != 0 {
+            left -= 1;
+            if left == 0 {
+                return Some(pos);
+            }
+        }
+        pos += 1;
+    }
+    None
+}
+
+/// Result of the Fig. 3 static stripe walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stripe {
+    /// Chosen pool position, or `None` when N reached 0 (the caller then falls
+    /// back to round robin over the whole pool, regardless of availability).
+    pub pos: Option<u32>,
+    /// Candidates found marked up but not available; the caller marks them down
+    /// (Fig. 3 block 325), which persists for later requests.
+    pub marked_down: PoolMask,
+}
+
+/// Fig. 3: N = VSs marked up; X = (LDNS mod N) + 1; walk the circular list
+/// from its head decrementing X at each VS marked up; the candidate is where
+/// X reaches 0. An unavailable candidate is marked down, N -= 1, recompute.
+#[inline(always)]
+pub fn stripe(ldns: &[u8; 16], marked_up: PoolMask, available: PoolMask) -> Stripe {
+    let mut marked = marked_up;
+    let mut marked_down = 0;
+    let mut round = 0;
+    // Each round marks one VS down, so MAX_POOL rounds always suffice.
+    while round < MAX_POOL {
+        let n = marked.count_ones();
+        if n == 0 {
+            break;
+        }
+        let x = ldns_mod(ldns, n) + 1;
+        let pos = match nth_set_bit(marked, x) {
+            Some(p) => p,
+            None => break, // unreachable: x <= n
+        };
+        if available & (1 << pos) != 0 {
+            return Stripe { pos: Some(pos), marked_down };
+        }
+        marked &= !(1 << pos);
+        marked_down |= 1 << pos;
+        round += 1;
+    }
+    Stripe { pos: None, marked_down }
+}
+
+/// Round robin over the whole pool, regardless of availability: Fig. 3's
+/// fallback at N = 0. `counter` is the wide IP's shared counter value.
+#[inline(always)]
+pub fn round_robin_any(counter: u64, pool_len: u32) -> u32 {
+    if pool_len == 0 {
+        return 0;
+    }
+    (counter % pool_len as u64) as u32
+}
+
+/// Round robin among the VSs that are up (dynamic mode's balancing method
+/// `round_robin`); `None` when none is up.
+#[inline(always)]
+pub fn round_robin_up(counter: u64, up: PoolMask) -> Option<u32> {
+    let n = up.count_ones();
+    if n == 0 {
+        return None;
+    }
+    nth_set_bit(up, (counter % n as u64) as u32 + 1)
+}
+
+/// Topology: the first pool position managed by `sac` (the LPM match) whose
+/// VS is up. `None` means no such VS: the caller falls back to the stripe walk.
+#[inline(always)]
+pub fn topology_pick(sac: u32, pool_sac: &[u32; MAX_POOL], pool_len: u32, up: PoolMask) -> Option<u32> {
+    let mut pos = 0;
+    while pos < MAX_POOL as u32 {
+        if pos >= pool_len {
+            break;
+        }
+        if pool_sac[pos as usize] == sac && up & (1 << pos) != 0 {
+            return Some(pos);
+        }
+        pos += 1;
+    }
+    None
+}
+
+/// Fig. 9 block 920: a record is timely while now <= timestamp + TTL.
+#[inline(always)]
+pub fn is_timely(now_ns: u64, last_ns: u64, ttl_secs: u32) -> bool {
+    now_ns <= last_ns.saturating_add(ttl_secs as u64 * 1_000_000_000)
+}
+
+/// Mask of the first `pool_len` positions.
+#[inline(always)]
+pub fn pool_mask(pool_len: u32) -> PoolMask {
+    if pool_len >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << pool_len) - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> [u8; 16] {
+        let mut x = [0u8; 16];
+        x[10] = 0xff;
+        x[11] = 0xff;
+        x[12..].copy_from_slice(&[a, b, c, d]);
+        x
+    }
+
+    /// The patent's walk, written literally: a circular list, X decremented
+    /// at each VS marked up, candidate where X hits zero.
+    fn literal_walk(ip: u32, marked: &[bool]) -> Option<usize> {
+        let n = marked.iter().filter(|m| **m).count() as u32;
+        if n == 0 {
+            return None;
+        }
+        let mut x = ip % n + 1;
+        let mut i = 0usize;
+        loop {
+            if marked[i % marked.len()] {
+                x -= 1;
+                if x == 0 {
+                    return Some(i % marked.len());
+                }
+            }
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn ldns_mod_reads_ipv4_as_big_endian_u32() {
+        assert_eq!(ldns_mod(&v4(127, 0, 0, 1), 1_000_000_007), 2130706433 % 1_000_000_007);
+        assert_eq!(ldns_mod(&v4(127, 0, 0, 1), 3), 2130706433 % 3);
+        assert_eq!(ldns_mod(&v4(255, 255, 255, 255), 7), u32::MAX % 7);
+    }
+
+    #[test]
+    fn ldns_mod_reads_ipv6_as_u128() {
+        let a: u128 = 0x2001_0db8_0000_0000_0000_0000_dead_beef;
+        for n in [1u32, 2, 3, 7, 1000, 65537, u32::MAX] {
+            assert_eq!(ldns_mod(&a.to_be_bytes(), n) as u128, a % n as u128, "n={n}");
+        }
+    }
+
+    #[test]
+    fn stripe_matches_the_literal_circular_walk_for_every_mask() {
+        let ips = [0u32, 1, 2, 3, 2130706433, 0xc0000201, u32::MAX, 123456789];
+        for len in 1..=5usize {
+            for m in 0u32..(1 << len) {
+                for &ip in &ips {
+                    let marked: Vec<bool> = (0..len).map(|i| m & (1 << i) != 0).collect();
+                    let want = literal_walk(ip, &marked).map(|p| p as u32);
+                    let got = stripe(&v4((ip >> 24) as u8, (ip >> 16) as u8, (ip >> 8) as u8, ip as u8), m, u32::MAX);
+                    assert_eq!(got.pos, want, "ip={ip} mask={m:b}");
+                    assert_eq!(got.marked_down, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stripe_marks_unavailable_candidate_down_and_recomputes_with_n_minus_1() {
+        // 127.0.0.1 = 2130706433; pool of 3 all marked up: 2130706433 % 3 = 2, X = 3 -> pos 2.
+        let ip = v4(127, 0, 0, 1);
+        assert_eq!(stripe(&ip, 0b111, 0b111).pos, Some(2));
+        // pos 2 unavailable: marked down, N = 2, X = 2130706433 % 2 + 1 = 2 -> second of {0,1} = 1.
+        let s = stripe(&ip, 0b111, 0b011);
+        assert_eq!(s, Stripe { pos: Some(1), marked_down: 0b100 });
+    }
+
+    #[test]
+    fn stripe_reports_fallback_when_every_candidate_is_unavailable() {
+        let s = stripe(&v4(10, 0, 0, 9), 0b111, 0);
+        assert_eq!(s, Stripe { pos: None, marked_down: 0b111 });
+        assert_eq!(stripe(&v4(10, 0, 0, 9), 0, u32::MAX), Stripe { pos: None, marked_down: 0 });
+    }
+
+    #[test]
+    fn round_robin_up_cycles_over_up_positions_only() {
+        let picks: Vec<u32> = (0..6).map(|c| round_robin_up(c, 0b1010).unwrap()).collect();
+        assert_eq!(picks, [1, 3, 1, 3, 1, 3]);
+        assert_eq!(round_robin_up(5, 0), None);
+        assert_eq!(round_robin_any(7, 3), 1);
+    }
+
+    #[test]
+    fn topology_pick_takes_first_up_vs_of_the_matched_sac() {
+        let mut sacs = [u32::MAX; MAX_POOL];
+        sacs[..4].copy_from_slice(&[0, 0, 1, 1]);
+        assert_eq!(topology_pick(1, &sacs, 4, 0b1111), Some(2));
+        assert_eq!(topology_pick(1, &sacs, 4, 0b1011), Some(3));
+        assert_eq!(topology_pick(1, &sacs, 4, 0b0011), None);
+        assert_eq!(topology_pick(2, &sacs, 4, 0b1111), None);
+    }
+
+    #[test]
+    fn timeliness_is_inclusive_of_the_ttl_edge() {
+        assert!(is_timely(10_000_000_000, 0, 10));
+        assert!(!is_timely(10_000_000_001, 0, 10));
+        assert!(is_timely(5, u64::MAX - 1, u32::MAX));
+    }
+}

@@ -1,0 +1,44 @@
+//! The data plane's maps. Layouts come from `edns-common`; capacities must
+//! match `edns-user/src/xdp.rs`.
+
+use aya_ebpf::macros::map;
+use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray};
+use edns_common::{counter, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
+
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Lowercased wire qname -> wide IP.
+#[map]
+pub static WIDE_IPS: HashMap<QnameKey, WideIpEntry> = HashMap::with_max_entries(4096, 0);
+
+/// SAC id -> answer addresses.
+#[map]
+pub static SACS: Array<SacEntry> = Array::with_max_entries(4096, 0);
+
+/// Global VS id -> VS_MARKED_UP | VS_AVAILABLE.
+#[map]
+pub static VS_STATES: Array<u32> = Array::with_max_entries(8192, 0);
+
+/// Wide IP id -> round-robin counter (shared with the controller).
+#[map]
+pub static RR_COUNTERS: Array<u64> = Array::with_max_entries(4096, 0);
+
+/// LDNS prefix (IPv4 mapped into IPv6) -> SAC id. BPF_F_NO_PREALLOC is required for LPM tries.
+#[map]
+pub static TOPOLOGY: LpmTrie<TopologyAddr, u32> = LpmTrie::with_max_entries(65536, 1);
+
+/// (wide IP, LDNS) -> persistence record; the controller sets the capacity at load.
+#[map]
+pub static PERSISTENCE: LruHashMap<PersistKey, PersistRecord> = LruHashMap::with_max_entries(1 << 20, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[inline(always)]
+pub fn count(idx: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(idx) {
+        // Per-CPU slot: no other writer.
+        unsafe { *c += 1 };
+    }
+}

@@ -1,0 +1,220 @@
+//! Request handling: DNS wire bytes in, DNS wire bytes out. Zone logic lives
+//! here; which VS answers lives in [`crate::select`].
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use serde::Serialize;
+
+use crate::model::Model;
+use crate::select::{Decision, Selector};
+use crate::store::now_ns;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Largest UDP response without EDNS (RFC 1035).
+const CLASSIC_UDP_LIMIT: usize = 512;
+
+#[derive(Default, Serialize)]
+pub struct Stats {
+    pub queries: AtomicU64,
+    pub dropped: AtomicU64,
+    pub noerror: AtomicU64,
+    pub nxdomain: AtomicU64,
+    pub refused: AtomicU64,
+    pub formerr: AtomicU64,
+    pub notimp: AtomicU64,
+    pub servfail: AtomicU64,
+    pub badvers: AtomicU64,
+    pub truncated: AtomicU64,
+}
+
+impl Stats {
+    fn count(&self, rcode: ResponseCode) {
+        let c = match rcode {
+            ResponseCode::NoError => &self.noerror,
+            ResponseCode::NXDomain => &self.nxdomain,
+            ResponseCode::Refused => &self.refused,
+            ResponseCode::FormErr => &self.formerr,
+            ResponseCode::NotImp => &self.notimp,
+            ResponseCode::BADVERS => &self.badvers,
+            _ => &self.servfail,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Responder {
+    pub model: Arc<Model>,
+    pub selector: Selector,
+    pub stats: Stats,
+}
+
+/// Header flag bits (second and third header bytes as one u16).
+const FLAG_QR: u16 = 0x8000;
+const FLAG_RD: u16 = 0x0100;
+const OPCODE_MASK: u16 = 0x7800;
+
+impl Responder {
+    pub fn new(model: Arc<Model>, selector: Selector) -> Responder {
+        Responder { model, selector, stats: Stats::default() }
+    }
+
+    /// Answers one query; `None` means drop it (too short to carry an ID, or
+    /// a response, which must never be answered).
+    pub fn respond(&self, query: &[u8], src: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        if query.len() < 12 || u16::from_be_bytes([query[2], query[3]]) & FLAG_QR != 0 {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let req = match Message::from_vec(query) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(%src, error = %e, "malformed query, FORMERR");
+                return Some(self.bare_error(query, ResponseCode::FormErr));
+            }
+        };
+        let resp = self.answer(&req, src);
+        self.stats.count(resp.metadata.response_code);
+        let limit = match (transport, &req.edns) {
+            (Transport::Tcp, _) => u16::MAX as usize,
+            (Transport::Udp, None) => CLASSIC_UDP_LIMIT,
+            (Transport::Udp, Some(e)) => {
+                (e.max_payload().min(self.model.server.edns_payload) as usize).max(CLASSIC_UDP_LIMIT)
+            }
+        };
+        let bytes = match resp.to_vec() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(%src, error = %e, "cannot encode response, SERVFAIL");
+                return Some(self.bare_error(query, ResponseCode::ServFail));
+            }
+        };
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+        resp.truncate().to_vec().ok()
+    }
+
+    /// A header-only error response built from the raw query header, for
+    /// queries hickory cannot parse.
+    fn bare_error(&self, query: &[u8], rcode: ResponseCode) -> Vec<u8> {
+        self.stats.count(rcode);
+        let flags = u16::from_be_bytes([query[2], query[3]]);
+        let out = FLAG_QR | (flags & (OPCODE_MASK | FLAG_RD)) | (u16::from(rcode) & 0xf);
+        let mut b = vec![0u8; 12];
+        b[..2].copy_from_slice(&query[..2]);
+        b[2..4].copy_from_slice(&out.to_be_bytes());
+        b
+    }
+
+    fn answer(&self, req: &Message, src: IpAddr) -> Message {
+        let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
+        resp.metadata.authoritative = true;
+        resp.metadata.recursion_desired = req.metadata.recursion_desired;
+        resp.metadata.checking_disabled = req.metadata.checking_disabled;
+        resp.add_queries(req.queries.iter().cloned());
+        if req.edns.is_some() {
+            let mut e = Edns::new();
+            e.set_max_payload(self.model.server.edns_payload);
+            e.set_version(0);
+            resp.set_edns(e);
+        }
+        if req.metadata.op_code != OpCode::Query {
+            resp.metadata.response_code = ResponseCode::NotImp;
+            return resp;
+        }
+        if let Some(e) = &req.edns {
+            if e.version() > 0 {
+                resp.metadata.response_code = ResponseCode::BADVERS;
+                return resp;
+            }
+        }
+        if req.queries.len() != 1 {
+            resp.queries.clear();
+            resp.metadata.response_code = ResponseCode::FormErr;
+            return resp;
+        }
+        let q = &req.queries[0];
+        resp.metadata.response_code = self.resolve(q, src, &mut resp);
+        resp
+    }
+
+    fn soa_record(&self) -> Record {
+        let s = &self.model.server.soa;
+        Record::from_rdata(
+            self.model.server.zone.clone(),
+            s.minimum,
+            RData::SOA(SOA::new(s.mname.clone(), s.rname.clone(), s.serial, s.refresh, s.retry, s.expire, s.minimum)),
+        )
+    }
+
+    fn resolve(&self, q: &Query, src: IpAddr, resp: &mut Message) -> ResponseCode {
+        let zone = &self.model.server.zone;
+        let qname = q.name();
+        if q.query_class() != DNSClass::IN || !zone.zone_of(qname) {
+            resp.metadata.authoritative = false;
+            return ResponseCode::Refused;
+        }
+        let qtype = q.query_type();
+        if qname.to_lowercase() == *zone {
+            let ttl = self.model.server.answer_ttl;
+            if matches!(qtype, RecordType::SOA | RecordType::ANY) {
+                let mut soa = self.soa_record();
+                soa.name = qname.clone(); // the question's spelling, so it compresses
+                resp.add_answer(soa);
+            }
+            if matches!(qtype, RecordType::NS | RecordType::ANY) {
+                for ns in &self.model.server.nameservers {
+                    resp.add_answer(Record::from_rdata(qname.clone(), ttl, RData::NS(NS(ns.clone()))));
+                }
+            }
+            if resp.answers.is_empty() {
+                resp.add_authority(self.soa_record());
+            }
+            return ResponseCode::NoError;
+        }
+        let Some(w) = self.model.wide_ip(qname) else {
+            resp.add_authority(self.soa_record());
+            // An empty non-terminal exists (NODATA); anything else does not.
+            return if self.model.has_names_below(qname) { ResponseCode::NoError } else { ResponseCode::NXDomain };
+        };
+        if !matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) {
+            resp.add_authority(self.soa_record());
+            return ResponseCode::NoError;
+        }
+        let d: Decision = match self.selector.select(w, src, now_ns()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(wide_ip = %w.name, %src, error = %e, "selection failed, SERVFAIL");
+                return ResponseCode::ServFail;
+            }
+        };
+        tracing::debug!(wide_ip = %w.name, %src, vs = %self.model.vss[d.vs as usize].name, how = ?d.how, "selected");
+        let sac = &self.model.sacs[d.sac as usize];
+        let rdata = match qtype {
+            RecordType::AAAA => sac.address6.map(|a| RData::AAAA(AAAA(a))),
+            _ => Some(RData::A(A(sac.address))),
+        };
+        match rdata {
+            // The answer owner is the question name itself, so it compresses to 0xC00C.
+            Some(rd) => {
+                resp.add_answer(Record::from_rdata(qname.clone(), w.answer_ttl, rd));
+            }
+            None => {
+                resp.add_authority(self.soa_record());
+            }
+        }
+        ResponseCode::NoError
+    }
+}

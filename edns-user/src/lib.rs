@@ -1,0 +1,11 @@
+//! The edns controller: authoritative GSLB responder, control endpoint and
+//! (with XDP) the manager of the data plane's maps.
+
+pub mod config;
+pub mod control;
+pub mod dns;
+pub mod model;
+pub mod select;
+pub mod server;
+pub mod store;
+pub mod xdp;

@@ -1,0 +1,222 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use edns_common::VS_UP;
+use edns_user::control::{self, Client, RecordView, VsView};
+use edns_user::dns::Responder;
+use edns_user::select::Selector;
+use edns_user::store::{MemoryStore, Store};
+use edns_user::{config, server, xdp};
+
+#[derive(Parser)]
+#[command(name = "edns", version, about = "GSLB authoritative DNS responder with an XDP fast path")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum XdpMode {
+    /// Driver (native) XDP.
+    Native,
+    /// Generic XDP in the network stack; works on any device.
+    Skb,
+    /// No data plane: everything is answered in userspace.
+    Off,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the zone of a config file.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Interface to attach the XDP data plane to.
+        #[arg(long)]
+        iface: Option<String>,
+        #[arg(long, value_enum, default_value = "off")]
+        xdp: XdpMode,
+        /// Load the XDP program from this object instead of the embedded one.
+        #[arg(long)]
+        bpf_object: Option<PathBuf>,
+    },
+    /// Validate a config file without serving.
+    CheckConfig { file: PathBuf },
+    /// Talk to a running edns through its control endpoint.
+    Ctl {
+        /// Control endpoint address; default: `control` of --config, else 127.0.0.1:8053.
+        #[arg(long)]
+        control: Option<SocketAddr>,
+        /// Read the control address from this config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: CtlCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// List persistence records (Fig. 6 fields).
+    Records,
+    /// Show virtual server states.
+    Vs,
+    /// Set a virtual server's state: up, down, or unavailable (still marked up, but gone).
+    SetVs { name: String, state: String },
+    /// Show query and data-plane counters.
+    Stats,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDNS_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { config, iface, xdp, bpf_object } => run(config, iface, xdp, bpf_object),
+        Cmd::CheckConfig { file } => check(&file),
+        Cmd::Ctl { control, config, json, cmd } => ctl(control, config, json, cmd),
+    };
+    if let Err(e) = r {
+        eprintln!("edns: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn check(file: &PathBuf) -> anyhow::Result<()> {
+    let m = config::load(file)?;
+    println!(
+        "{}: ok: zone {}, {} SACs, {} virtual servers, {} wide IPs, {} topology rules",
+        file.display(),
+        m.server.zone,
+        m.sacs.len(),
+        m.vss.len(),
+        m.wide_ips.len(),
+        m.topology.len()
+    );
+    Ok(())
+}
+
+fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<PathBuf>) -> anyhow::Result<()> {
+    let model = Arc::new(config::load(&path)?);
+    let initial: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { VS_UP } else { 0 }).collect();
+    let (store, dataplane): (Arc<dyn Store>, Option<Arc<xdp::DataPlane>>) = match (mode, iface) {
+        (XdpMode::Off, None) => (
+            Arc::new(MemoryStore::new(initial, model.wide_ips.len(), model.server.persistence_capacity as usize)),
+            None,
+        ),
+        (XdpMode::Off, Some(_)) => anyhow::bail!("--iface given with --xdp off; pick native or skb, or drop --iface"),
+        (_, None) => anyhow::bail!("--xdp {mode:?} needs --iface"),
+        (m, Some(ifname)) => {
+            let dp = Arc::new(xdp::DataPlane::attach(
+                &model,
+                &ifname,
+                m == XdpMode::Skb,
+                bpf_object.as_deref(),
+                &initial,
+            )?);
+            (dp.clone() as Arc<dyn Store>, Some(dp))
+        }
+    };
+    let selector = Selector { model: model.clone(), store };
+    let responder = Arc::new(Responder::new(model.clone(), selector));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        if let Some(addr) = model.server.control {
+            let c = Arc::new(control::Control {
+                responder: responder.clone(),
+                xdp_counters: dataplane.clone().map(|dp| {
+                    Box::new(move || dp.counters()) as Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>
+                }),
+            });
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind control {addr}"))?;
+            tracing::info!(%addr, "control endpoint");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, control::router(c)).await {
+                    tracing::error!(error = %e, "control endpoint failed");
+                }
+            });
+        }
+        tokio::select! {
+            r = server::serve(responder, &model.server.listen) => r,
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: CtlCmd) -> anyhow::Result<()> {
+    let addr = match (control, config) {
+        (Some(a), _) => a,
+        (None, Some(p)) => config::load(&p)?
+            .server
+            .control
+            .with_context(|| format!("{} has no server.control address", p.display()))?,
+        (None, None) => "127.0.0.1:8053".parse().unwrap(),
+    };
+    let c = Client::new(addr);
+    let v = match &cmd {
+        CtlCmd::Records => c.get("/v1/records")?,
+        CtlCmd::Vs => c.get("/v1/vs")?,
+        CtlCmd::SetVs { name, state } => c.set_vs(name, state)?,
+        CtlCmd::Stats => c.get("/v1/stats")?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    match cmd {
+        CtlCmd::Records => {
+            let recs: Vec<RecordView> = serde_json::from_value(v)?;
+            println!(
+                "{:<28} {:<20} {:<14} {:<16} {:>6} {:>9} {:>9} {:>6} {:>5}",
+                "WIDE_IP", "LDNS", "VS", "SAC_ADDRESS", "TTL", "AGE_S", "EXPIRES_S", "HITS", "NODE"
+            );
+            for r in recs {
+                println!(
+                    "{:<28} {:<20} {:<14} {:<16} {:>6} {:>9.1} {:>9.1} {:>6} {:>5}",
+                    r.wide_ip, r.ldns, r.vs, r.address, r.ttl_secs, r.last_request_age_secs, r.expires_in_secs, r.hits, r.node_id
+                );
+            }
+        }
+        CtlCmd::Vs | CtlCmd::SetVs { .. } => {
+            let list: Vec<VsView> = match v {
+                serde_json::Value::Array(_) => serde_json::from_value(v)?,
+                one => vec![serde_json::from_value(one)?],
+            };
+            println!("{:<16} {:<10} {:<16} {:<10} {:<10}", "VS", "SAC", "ADDRESS", "MARKED", "AVAILABLE");
+            for s in list {
+                let ud = |b: bool| if b { "up" } else { "down" };
+                println!("{:<16} {:<10} {:<16} {:<10} {:<10}", s.name, s.sac, s.address, ud(s.marked_up), ud(s.available));
+            }
+        }
+        CtlCmd::Stats => {
+            for (section, obj) in v.as_object().into_iter().flatten() {
+                for (k, n) in obj.as_object().into_iter().flatten() {
+                    println!("{section}.{k} {n}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! UDP and TCP listeners on every `listen` address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use crate::dns::{Responder, Transport};
+
+/// Idle time after which a TCP connection is closed (RFC 7766 suggests seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Binds every listen address (UDP and TCP) and serves until the task is dropped.
+pub async fn serve(responder: Arc<Responder>, listen: &[SocketAddr]) -> anyhow::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for addr in listen {
+        let udp = UdpSocket::bind(addr).await.with_context(|| format!("cannot bind UDP {addr}"))?;
+        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot bind TCP {addr}"))?;
+        tracing::info!(%addr, "serving DNS on UDP and TCP");
+        tasks.spawn(udp_loop(responder.clone(), udp));
+        tasks.spawn(tcp_loop(responder.clone(), tcp));
+    }
+    match tasks.join_next().await {
+        Some(r) => r.context("listener task panicked")?,
+        None => Ok(()),
+    }
+}
+
+async fn udp_loop(responder: Arc<Responder>, sock: UdpSocket) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here; they are not fatal.
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        if let Some(out) = responder.respond(&buf[..n], peer.ip(), Transport::Udp) {
+            if let Err(e) = sock.send_to(&out, peer).await {
+                tracing::debug!(%peer, error = %e, "UDP send failed");
+            }
+        }
+    }
+}
+
+async fn tcp_loop(responder: Arc<Responder>, listener: TcpListener) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let r = responder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tcp_conn(r, stream, peer).await {
+                tracing::debug!(%peer, error = %e, "TCP connection ended");
+            }
+        });
+    }
+}
+
+async fn tcp_conn(responder: Arc<Responder>, mut stream: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+            Err(_) => return Ok(()), // idle
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(r) => r?,
+        };
+        let n = u16::from_be_bytes(len) as usize;
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf[..n])).await.context("TCP read timed out")??;
+        match responder.respond(&buf[..n], peer.ip(), Transport::Tcp) {
+            Some(out) => {
+                let mut framed = Vec::with_capacity(out.len() + 2);
+                framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+                framed.extend_from_slice(&out);
+                stream.write_all(&framed).await?;
+            }
+            // Unanswerable garbage on a stream: the framing can't be trusted any more.
+            None => return Ok(()),
+        }
+    }
+}

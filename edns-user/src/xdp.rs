@@ -1,0 +1,170 @@
+//! The XDP data plane: loads and attaches `edns-ebpf`, fills its maps from
+//! the model, and serves as the [`Store`] so the kernel and the controller
+//! share one copy of VS states, round-robin counters and persistence records.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context};
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use edns_common::{counter, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
+
+use crate::model::Model;
+use crate::store::Store;
+
+/// The object `cargo xtask build-ebpf` produced when this binary was built
+/// (empty when it had not been built).
+static EMBEDDED_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/edns-ebpf.o"));
+
+/// Map capacities fixed in the object (see edns-ebpf/src/maps.rs).
+pub const MAX_WIDE_IPS: u32 = 4096;
+pub const MAX_SACS: u32 = 4096;
+pub const MAX_VSS: u32 = 8192;
+pub const MAX_TOPOLOGY: u32 = 65536;
+
+/// Reads the eBPF object: `path`, or the embedded one.
+pub fn object_bytes(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read eBPF object {}", p.display())),
+        None if EMBEDDED_OBJECT.is_empty() => {
+            bail!("this edns was built without its eBPF object: run `cargo xtask build-ebpf` and rebuild, or pass --bpf-object")
+        }
+        None => Ok(EMBEDDED_OBJECT.to_vec()),
+    }
+}
+
+/// Loads the object with map sizes from the model (maps not yet filled).
+pub fn load(model: &Model, object: &[u8]) -> anyhow::Result<Ebpf> {
+    if model.wide_ips.len() as u32 > MAX_WIDE_IPS || model.sacs.len() as u32 > MAX_SACS || model.vss.len() as u32 > MAX_VSS {
+        bail!("config exceeds data-plane capacity ({MAX_WIDE_IPS} wide IPs, {MAX_SACS} SACs, {MAX_VSS} VSs)");
+    }
+    if model.topology.len() as u32 > MAX_TOPOLOGY {
+        bail!("config has {} topology rules; the data plane holds {MAX_TOPOLOGY}", model.topology.len());
+    }
+    EbpfLoader::new()
+        .map_max_entries("PERSISTENCE", model.server.persistence_capacity)
+        .load(object)
+        .context("cannot load the eBPF object (verifier log above, if any)")
+}
+
+pub struct DataPlane {
+    /// Owns the program and its link: dropping it detaches XDP.
+    _ebpf: Option<Ebpf>,
+    vs_states: Mutex<Array<MapData, u32>>,
+    rr_counters: Mutex<Array<MapData, u64>>,
+    persistence: Mutex<HashMap<MapData, PersistKey, PersistRecord>>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T> {
+    let m = ebpf.take_map(name).with_context(|| format!("eBPF object has no map {name}"))?;
+    T::try_from(m).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl DataPlane {
+    /// Loads, fills the maps, then attaches to `iface` (skb = generic XDP).
+    pub fn attach(model: &Model, iface: &str, skb: bool, object: Option<&Path>, vs_states: &[u32]) -> anyhow::Result<DataPlane> {
+        let bytes = object_bytes(object)?;
+        let mut ebpf = load(model, &bytes)?;
+        let dp = DataPlane::fill(model, &mut ebpf, vs_states, true)?;
+        let prog: &mut Xdp = ebpf.program_mut("edns").context("eBPF object has no program edns")?.try_into()?;
+        prog.load().context("the verifier refused the XDP program")?;
+        let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
+        prog.attach(iface, mode)
+            .with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
+        tracing::info!(iface, ?mode, "XDP data plane attached");
+        Ok(DataPlane { _ebpf: Some(ebpf), ..dp })
+    }
+
+    /// Fills every map from the model and takes the ones the controller
+    /// keeps using. `enabled` false makes the program pass everything up.
+    pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], enabled: bool) -> anyhow::Result<DataPlane> {
+        let mut settings: Array<_, Settings> = take(ebpf, "SETTINGS")?;
+        let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
+        settings.set(
+            0,
+            Settings { dns_port, edns_payload: model.server.edns_payload, enabled: enabled as u32 },
+            0,
+        )?;
+
+        let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
+        for w in &model.wide_ips {
+            match model.qname_key(w) {
+                Some(k) => wide_ips.insert(k, w.entry(), 0)?,
+                None => tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace"),
+            }
+        }
+        let mut sacs: Array<_, SacEntry> = take(ebpf, "SACS")?;
+        for (i, s) in model.sacs.iter().enumerate() {
+            let e = SacEntry {
+                addr4: s.address.octets(),
+                flags: if s.address6.is_some() { SAC_HAS_V6 } else { 0 },
+                addr6: s.address6.map(|a| a.octets()).unwrap_or([0; 16]),
+            };
+            sacs.set(i as u32, e, 0)?;
+        }
+        let mut states: Array<_, u32> = take(ebpf, "VS_STATES")?;
+        for (i, s) in vs_states.iter().enumerate() {
+            states.set(i as u32, *s, 0)?;
+        }
+        let mut topo: LpmTrie<_, TopologyAddr, u32> = take(ebpf, "TOPOLOGY")?;
+        for r in &model.topology {
+            let (addr, len) = r.mapped();
+            topo.insert(&Key::new(len, addr), r.sac, 0)?;
+        }
+        Ok(DataPlane {
+            _ebpf: None,
+            vs_states: Mutex::new(states),
+            rr_counters: Mutex::new(take(ebpf, "RR_COUNTERS")?),
+            persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),
+            counters: take(ebpf, "COUNTERS")?,
+        })
+    }
+
+    /// Data-plane counters summed over CPUs, by name.
+    pub fn counters(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for i in 0..counter::COUNT {
+            let per_cpu = self.counters.get(&i, 0)?;
+            out.push((counter::NAMES[i as usize].to_string(), per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+}
+
+impl Store for DataPlane {
+    fn vs_state(&self, vs: u32) -> u32 {
+        self.vs_states.lock().unwrap().get(&vs, 0).unwrap_or(0)
+    }
+    fn set_vs_state(&self, vs: u32, state: u32) -> anyhow::Result<()> {
+        self.vs_states.lock().unwrap().set(vs, state, 0)?;
+        Ok(())
+    }
+    fn next_counter(&self, wide_ip: u32) -> u64 {
+        // Not atomic with the kernel's fetch-add; a lost increment only
+        // shifts the round robin by one.
+        let mut m = self.rr_counters.lock().unwrap();
+        let v = m.get(&wide_ip, 0).unwrap_or(0);
+        let _ = m.set(wide_ip, v.wrapping_add(1), 0);
+        v
+    }
+    fn persist_get(&self, key: &PersistKey) -> Option<PersistRecord> {
+        self.persistence.lock().unwrap().get(key, 0).ok()
+    }
+    fn persist_put(&self, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()> {
+        self.persistence.lock().unwrap().insert(key, rec, 0)?;
+        Ok(())
+    }
+    fn persist_delete(&self, key: &PersistKey) {
+        let _ = self.persistence.lock().unwrap().remove(key);
+    }
+    fn persist_list(&self) -> Vec<(PersistKey, PersistRecord)> {
+        let m = self.persistence.lock().unwrap();
+        let mut v: Vec<_> = m.iter().filter_map(|r| r.ok()).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+}
