@@ -1,1 +1,350 @@
+//! Test harness: real `edns` processes, real clients (kdig), network
+//! namespaces and veth pairs that clean up after themselves on drop, also
+//! when a test fails.
 
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `edns` binary: $EDNS_BIN, else target/{release,debug}/edns.
+pub fn edns_bin(release: bool) -> PathBuf {
+    if let Ok(p) = std::env::var("EDNS_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = workspace().join("target").join(if release { "release" } else { "debug" }).join("edns");
+    assert!(p.exists(), "{} not built: run `cargo xtask test` (or cargo build -p edns-user)", p.display());
+    p
+}
+
+/// Tests that need namespaces or XDP fail loudly without root, never skip.
+pub fn require_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (network namespaces, XDP); run it as root, as CI does"
+    );
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, short enough for interface names.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}x{}", std::process::id() % 100000, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn tmpdir() -> PathBuf {
+    let d = std::env::temp_dir().join(unique("edns-test-"));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn sh(cmd: &mut Command) -> anyhow::Result<Output> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("cannot start {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
+}
+
+/// A network namespace, deleted (with its interfaces) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> anyhow::Result<Netns> {
+        let name = unique(prefix);
+        sh(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+    /// A command run inside the namespace.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<Output> {
+        sh(Command::new("ip").args(["-n", &self.name]).args(args))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kill whatever still runs inside, then delete (veths go with it).
+        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|o| {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Two namespaces joined by a veth pair: `server` holds `server_if` with
+/// `server_ip`, `client` holds `client_if` with `client_ip` plus any extra
+/// LDNS addresses. Addresses are from 198.18.0.0/15 (RFC 2544 benchmarking),
+/// which exists only inside these namespaces.
+pub struct VethHarness {
+    pub server: Netns,
+    pub client: Netns,
+    pub server_if: String,
+    pub client_if: String,
+    pub server_ip: IpAddr,
+    pub client_ip: IpAddr,
+}
+
+impl VethHarness {
+    pub fn new() -> anyhow::Result<VethHarness> {
+        let server = Netns::new("ednsS")?;
+        let client = Netns::new("ednsC")?;
+        let server_if = unique("vs");
+        let client_if = unique("vc");
+        sh(Command::new("ip").args([
+            "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer", "name", &client_if, "netns",
+            &client.name,
+        ]))?;
+        let h = VethHarness {
+            server,
+            client,
+            server_if,
+            client_if,
+            server_ip: "198.18.0.1".parse().unwrap(),
+            client_ip: "198.18.0.2".parse().unwrap(),
+        };
+        h.server.ip(&["addr", "add", "198.18.0.1/15", "dev", &h.server_if])?;
+        h.server.ip(&["-6", "addr", "add", "fd00:edd5::1/64", "dev", &h.server_if, "nodad"])?;
+        h.client.ip(&["addr", "add", "198.18.0.2/15", "dev", &h.client_if])?;
+        h.client.ip(&["-6", "addr", "add", "fd00:edd5::2/64", "dev", &h.client_if, "nodad"])?;
+        h.server.ip(&["link", "set", &h.server_if, "up"])?;
+        h.client.ip(&["link", "set", &h.client_if, "up"])?;
+        // XDP_TX on veth delivers only when the peer has NAPI: GRO on the client side.
+        sh(h.client.cmd("ethtool").args(["-K", &h.client_if, "gro", "on"]))?;
+        // Locally sent packets would carry partial checksums the XDP program reads.
+        sh(h.client.cmd("ethtool").args(["-K", &h.client_if, "tx", "off"]))?;
+        Ok(h)
+    }
+
+    /// Adds LDNS source addresses to the client side.
+    pub fn add_client_addrs(&self, addrs: &[IpAddr]) -> anyhow::Result<()> {
+        for a in addrs {
+            let cidr = match a {
+                IpAddr::V4(_) => format!("{a}/32"),
+                IpAddr::V6(_) => format!("{a}/128"),
+            };
+            let mut args = vec!["addr", "add", &cidr, "dev", &self.client_if];
+            if a.is_ipv6() {
+                args.push("nodad");
+            }
+            self.client.ip(&args)?;
+        }
+        // The server needs a route back to the extra addresses.
+        let _ = self.server.ip(&["route", "add", "198.18.0.0/15", "dev", &self.server_if]);
+        Ok(())
+    }
+}
+
+/// A running `edns run`, killed on drop.
+pub struct EdnsProc {
+    child: Child,
+    pub dns: SocketAddr,
+    pub control: SocketAddr,
+    pub config: PathBuf,
+    netns: Option<String>,
+    pub log: PathBuf,
+}
+
+impl EdnsProc {
+    /// Starts edns with `config_text` (written to a temp file), optionally
+    /// inside a namespace, and waits until its control endpoint answers.
+    pub fn start(config_text: &str, netns: Option<&Netns>, extra: &[&str]) -> anyhow::Result<EdnsProc> {
+        Self::start_bin(&edns_bin(false), config_text, netns, extra)
+    }
+
+    pub fn start_bin(bin: &Path, config_text: &str, netns: Option<&Netns>, extra: &[&str]) -> anyhow::Result<EdnsProc> {
+        let dir = tmpdir();
+        let config = dir.join("edns.toml");
+        std::fs::write(&config, config_text)?;
+        let model = edns_user::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dns = model.server.listen[0];
+        let control = model.server.control.context("test configs need a control address")?;
+        let log = dir.join("edns.log");
+        let mut cmd = match netns {
+            Some(ns) => ns.cmd(bin),
+            None => Command::new(bin),
+        };
+        cmd.arg("run").arg("--config").arg(&config).args(extra);
+        cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
+        let child = cmd.spawn().context("cannot start edns")?;
+        let mut p = EdnsProc { child, dns, control, config, netns: netns.map(|n| n.name.clone()), log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = p.child.try_wait()? {
+                bail!("edns exited at start ({st}):\n{}", std::fs::read_to_string(&p.log).unwrap_or_default());
+            }
+            if p.ctl(&["stats"]).is_ok() {
+                return Ok(p);
+            }
+            if Instant::now() > deadline {
+                bail!("edns did not come up in 20 s:\n{}", std::fs::read_to_string(&p.log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `edns ctl --json ARGS` against this instance (inside its namespace).
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let bin = edns_bin(false);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        cmd.args(["ctl", "--json", "--control", &self.control.to_string()]).args(args);
+        let out = sh(&mut cmd)?;
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits (then SIGKILL after 5 s).
+    pub fn stop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EdnsProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What kdig printed, parsed.
+#[derive(Debug, Clone)]
+pub struct Dig {
+    pub status: String,
+    pub flags: Vec<String>,
+    /// RDATA of the ANSWER section, in order.
+    pub answers: Vec<String>,
+    pub authority: Vec<String>,
+    pub text: String,
+}
+
+impl Dig {
+    pub fn answer(&self) -> &str {
+        assert_eq!(self.answers.len(), 1, "expected one answer:\n{}", self.text);
+        &self.answers[0]
+    }
+}
+
+/// Runs kdig against `server` (from `src` when given), in `ns` when given.
+pub fn kdig(ns: Option<&Netns>, server: SocketAddr, src: Option<IpAddr>, args: &[&str]) -> anyhow::Result<Dig> {
+    let mut cmd = match ns {
+        Some(n) => n.cmd("kdig"),
+        None => Command::new("kdig"),
+    };
+    cmd.arg(format!("@{}", server.ip())).args(["-p", &server.port().to_string(), "+timeout=2", "+retry=1"]);
+    if let Some(s) = src {
+        cmd.args(["-b", &s.to_string()]);
+    }
+    cmd.args(args);
+    let out = cmd.output().context("cannot run kdig")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() && !text.contains("status:") {
+        bail!("kdig {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), text);
+    }
+    parse_kdig(&text)
+}
+
+fn parse_kdig(text: &str) -> anyhow::Result<Dig> {
+    let status = text
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .map(|s| s.split(';').next().unwrap().trim().to_string())
+        .with_context(|| format!("no status in kdig output:\n{text}"))?;
+    let flags = text
+        .lines()
+        .find_map(|l| l.strip_prefix(";; Flags: "))
+        .map(|s| s.split(';').next().unwrap().split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut section = "";
+    let (mut answers, mut authority) = (Vec::new(), Vec::new());
+    for l in text.lines() {
+        if let Some(s) = l.strip_prefix(";; ").and_then(|s| s.strip_suffix(" SECTION:")) {
+            section = if s == "ANSWER" { "a" } else if s == "AUTHORITY" { "n" } else { "" };
+            continue;
+        }
+        if l.is_empty() || l.starts_with(';') {
+            if l.is_empty() {
+                section = "";
+            }
+            continue;
+        }
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        if fields.len() >= 5 {
+            let rdata = fields[4..].join(" ");
+            match section {
+                "a" => answers.push(rdata),
+                "n" => authority.push(format!("{} {}", fields[3], rdata)),
+                _ => {}
+            }
+        }
+    }
+    Ok(Dig { status, flags, answers, authority, text: text.to_string() })
+}
+
+/// The example config with its ports replaced (listen, control).
+pub fn example_config(dns: SocketAddr, control: SocketAddr) -> String {
+    std::fs::read_to_string(workspace().join("examples/edns.toml"))
+        .unwrap()
+        .replace("127.0.0.1:5353", &dns.to_string())
+        .replace("127.0.0.1:8053", &control.to_string())
+}
+
+/// A loopback edns on fresh ports.
+pub fn loopback_ports() -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+    )
+}

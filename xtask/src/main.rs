@@ -1,1 +1,171 @@
-fn main() {}
+//! `cargo xtask <command>`: set-up, eBPF build, tests, demo and benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod demo;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (idempotent).
+    Setup,
+    /// Build the XDP object with nightly for bpfel-unknown-none.
+    BuildEbpf,
+    /// Set up, build everything, run every test (root needed for the XDP tests).
+    Test {
+        /// Extra arguments for `cargo test` (after --).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run edns on a veth harness, querying it in each mode.
+    Demo,
+    /// Set up, build (release), and run the benchmarks.
+    Bench {
+        /// Queries per dnsperf run.
+        #[arg(long, default_value_t = 200_000)]
+        queries: u64,
+        /// Seconds per flood run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Runs a command, failing with its name when it does not succeed.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let st = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    if !st.success() {
+        bail!("{shown} failed: {st}");
+    }
+    Ok(())
+}
+
+fn have(bin: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {bin} >/dev/null 2>&1")).status().map(|s| s.success()).unwrap_or(false)
+}
+
+/// Debian packages the tests, demo and benchmarks use, with a binary each provides.
+const PACKAGES: &[(&str, &str)] = &[
+    ("knot-dnsutils", "kdig"),
+    ("knot-dnsutils", "kxdpgun"),
+    ("knot", "knotd"),
+    ("dnsperf", "dnsperf"),
+    ("bpftool", "bpftool"),
+    ("iproute2", "ip"),
+    ("ethtool", "ethtool"),
+    ("unbound", "unbound"),
+    ("tcpdump", "tcpdump"),
+];
+
+fn setup() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().filter(|(_, b)| !have(b)).map(|(p, _)| *p).collect();
+    if !missing.is_empty() {
+        let mut pkgs = missing.clone();
+        pkgs.dedup();
+        eprintln!("setup: installing Debian packages {pkgs:?}");
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        // Packaged daemons must not hold port 53 or run beside the tests.
+        for svc in ["knot", "unbound"] {
+            let _ = Command::new("sh").arg("-c").arg(format!("service {svc} stop >/dev/null 2>&1")).status();
+        }
+    }
+    let toolchains = String::from_utf8(Command::new("rustup").args(["toolchain", "list"]).output()?.stdout)?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        eprintln!("setup: installing the nightly toolchain");
+        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    let comps = String::from_utf8(
+        Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]).output()?.stdout,
+    )?;
+    if !comps.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("setup: adding rust-src to nightly");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    if !Command::new("bpf-linker").arg("--version").output().map(|o| o.status.success()).unwrap_or(false) {
+        install_bpf_linker()?;
+    }
+    Ok(())
+}
+
+/// bpf-linker 0.13 against the nightly's own LLVM (Debian has no LLVM 22):
+/// a prefix whose lib/ links rustc's libLLVM.
+fn install_bpf_linker() -> anyhow::Result<()> {
+    eprintln!("setup: building bpf-linker against nightly's LLVM (a few minutes, once)");
+    let sysroot = String::from_utf8(Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output()?.stdout)?;
+    let libdir = Path::new(sysroot.trim()).join("lib");
+    let lib = std::fs::read_dir(&libdir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so.") && n.contains("-rust-"))
+        .with_context(|| format!("no libLLVM.so.*-rust-* in {}", libdir.display()))?;
+    let home = std::env::var("HOME").context("HOME is not set")?;
+    let prefix = Path::new(&home).join(".cache/edns/llvm");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    for name in ["libLLVM.so", lib.as_str()] {
+        let link = prefix.join("lib").join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(libdir.join(&lib), &link)?;
+    }
+    run(Command::new("cargo")
+        .args(["+nightly", "install", "bpf-linker", "--version", "^0.13", "--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", &prefix))
+}
+
+/// A cargo command with the variables of the outer `cargo run` removed, so
+/// `+nightly` and the eBPF crate's own config take effect.
+pub fn cargo() -> Command {
+    let mut c = Command::new("cargo");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CARGO") && k != "CARGO_HOME" || k == "RUSTUP_TOOLCHAIN" || k.starts_with("RUSTC") || k == "RUSTFLAGS" {
+            c.env_remove(&k);
+        }
+    }
+    c
+}
+
+pub fn build_ebpf() -> anyhow::Result<()> {
+    run(cargo().args(["+nightly", "build", "--release"]).current_dir(root().join("edns-ebpf")))
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup(),
+        Cmd::BuildEbpf => build_ebpf(),
+        Cmd::Test { args } => {
+            setup()?;
+            build_ebpf()?;
+            run(cargo().args(["build", "--workspace", "--bins"]).current_dir(root()))?;
+            run(cargo().args(["test", "--workspace"]).args(&args).current_dir(root()))
+        }
+        Cmd::Demo => {
+            setup()?;
+            build_ebpf()?;
+            run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
+            demo::run()
+        }
+        Cmd::Bench { queries, seconds } => {
+            setup()?;
+            build_ebpf()?;
+            run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
+            bench::run(queries, seconds)
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The userspace responder against real clients on loopback: kdig from many
+//! 127.x.y.z LDNS source addresses, raw UDP/TCP sockets for malformed input.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use edns_tests::{example_config, kdig, loopback_ports, EdnsProc};
+use rand::{Rng, SeedableRng};
+
+const EAST: &str = "192.0.2.10";
+const WEST: &str = "198.51.100.20";
+
+fn start_example() -> EdnsProc {
+    let (dns, control) = loopback_ports();
+    EdnsProc::start(&example_config(dns, control), None, &[]).unwrap()
+}
+
+/// Random LDNS addresses in 127.0.0.0/8 (each is a valid source on lo).
+fn ldns_addrs(n: usize, seed: u64) -> Vec<Ipv4Addr> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v: Vec<Ipv4Addr> = (0..n).map(|_| Ipv4Addr::new(127, rng.random(), rng.random(), rng.random_range(1..255))).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Fig. 3 computed independently of edns: walk the circular list of marked
+/// states from its head, X = ip mod N + 1, decrement at each marked-up VS.
+fn fig3(ip: Ipv4Addr, marked: &[bool]) -> usize {
+    let n = marked.iter().filter(|m| **m).count() as u32;
+    let mut x = u32::from(ip) % n + 1;
+    let mut i = 0;
+    loop {
+        if marked[i % marked.len()] {
+            x -= 1;
+            if x == 0 {
+                return i % marked.len();
+            }
+        }
+        i += 1;
+    }
+}
+
+/// SAC address of each pool entry of www.gslb.example. (east/vs1, east/vs2, west/vs1).
+const WWW_POOL: [&str; 3] = [EAST, EAST, WEST];
+
+fn query_all(e: &EdnsProc, name: &str, ldns: &[Ipv4Addr]) -> HashMap<Ipv4Addr, String> {
+    ldns.iter()
+        .map(|ip| {
+            let d = kdig(None, e.dns, Some(IpAddr::V4(*ip)), &[name, "A"]).unwrap();
+            assert_eq!(d.status, "NOERROR", "{}", d.text);
+            (*ip, d.answer().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn stripe_answers_for_500_ldns_addresses_match_an_independent_fig3_walk() {
+    let e = start_example();
+    let ldns = ldns_addrs(500, 1);
+    let got = query_all(&e, "www.gslb.example.", &ldns);
+    for ip in &ldns {
+        let want = WWW_POOL[fig3(*ip, &[true, true, true])];
+        assert_eq!(got[ip], want, "LDNS {ip} (= {})", u32::from(*ip));
+    }
+    // Both SACs are chosen: the check above is not vacuous.
+    assert!(got.values().any(|a| a == EAST) && got.values().any(|a| a == WEST));
+}
+
+#[test]
+fn marking_a_vs_down_moves_exactly_the_ldnses_fig3_says_and_marking_it_up_restores_them() {
+    let e = start_example();
+    let ldns = ldns_addrs(300, 2);
+    let before = query_all(&e, "www.gslb.example.", &ldns);
+    e.ctl(&["set-vs", "west/vs1", "down"]).unwrap();
+    let after = query_all(&e, "www.gslb.example.", &ldns);
+    let mut moved = 0;
+    for ip in &ldns {
+        // Pool entry chosen with west/vs1 marked down; the SAC may stay the same.
+        let want = WWW_POOL[fig3(*ip, &[true, true, false])];
+        assert_eq!(after[ip], want, "LDNS {ip}");
+        if after[ip] != before[ip] {
+            moved += 1;
+        }
+    }
+    assert!(moved > 50, "only {moved} of {} LDNSes moved", ldns.len());
+    assert!(after.values().all(|a| a == EAST));
+    e.ctl(&["set-vs", "west/vs1", "up"]).unwrap();
+    assert_eq!(query_all(&e, "www.gslb.example.", &ldns), before);
+}
+
+#[test]
+fn unavailable_candidate_is_marked_down_and_the_walk_recomputes_with_n_minus_1() {
+    let e = start_example();
+    // 127.0.0.1 = 2130706433; 2130706433 % 3 = 2 -> X = 3 -> west/vs1.
+    let ip: Ipv4Addr = "127.0.0.1".parse().unwrap();
+    assert_eq!(fig3(ip, &[true, true, true]), 2);
+    e.ctl(&["set-vs", "west/vs1", "unavailable"]).unwrap();
+    let vs = e.ctl(&["vs"]).unwrap();
+    assert_eq!(vs[2]["marked_up"], true, "{vs}");
+    let d = kdig(None, e.dns, Some(IpAddr::V4(ip)), &["www.gslb.example.", "A"]).unwrap();
+    // N - 1 = 2 over {east/vs1, east/vs2}: 2130706433 % 2 + 1 = 2 -> east/vs2.
+    assert_eq!(d.answer(), EAST);
+    let vs = e.ctl(&["vs"]).unwrap();
+    assert_eq!(vs[2]["name"], "west/vs1");
+    assert_eq!(vs[2]["marked_up"], false, "block 325 marks the candidate down: {vs}");
+}
+
+#[test]
+fn all_vs_unavailable_falls_back_to_round_robin_over_the_whole_pool() {
+    let e = start_example();
+    for vs in ["east/vs1", "east/vs2", "west/vs1"] {
+        e.ctl(&["set-vs", vs, "down"]).unwrap();
+    }
+    let ip = Some(IpAddr::V4("127.9.9.9".parse().unwrap()));
+    let answers: Vec<String> =
+        (0..6).map(|_| kdig(None, e.dns, ip, &["www.gslb.example.", "A"]).unwrap().answer().to_string()).collect();
+    // Round robin over east/vs1, east/vs2, west/vs1 regardless of state.
+    assert_eq!(answers, [EAST, EAST, WEST, EAST, EAST, WEST]);
+}
+
+#[test]
+fn topology_matches_the_ldns_prefix_and_falls_back_to_stripe() {
+    let e = start_example();
+    let q = |ip: &str| kdig(None, e.dns, Some(ip.parse().unwrap()), &["geo.gslb.example.", "A"]).unwrap().answer().to_string();
+    for i in 1..20u8 {
+        assert_eq!(q(&format!("127.1.{i}.{}", 200 - i)), EAST);
+        assert_eq!(q(&format!("127.2.{}.{i}", 3 * i)), WEST);
+    }
+    // No prefix matches: stripe over [east/vs1, west/vs1].
+    for ip in ldns_addrs(40, 3).into_iter().filter(|ip| ip.octets()[1] > 2) {
+        let want = [EAST, WEST][fig3(ip, &[true, true])];
+        assert_eq!(q(&ip.to_string()), want, "LDNS {ip}");
+    }
+    // The matched SAC has no VS up: stripe among the rest.
+    e.ctl(&["set-vs", "west/vs1", "down"]).unwrap();
+    assert_eq!(q("127.2.0.9"), EAST);
+}
+
+fn dynamic_config(ttl: u32) -> (String, SocketAddr) {
+    let (dns, control) = loopback_ports();
+    (example_config(dns, control).replace("persistence_ttl = 600", &format!("persistence_ttl = {ttl}")), dns)
+}
+
+fn records(e: &EdnsProc) -> Vec<serde_json::Value> {
+    e.ctl(&["records"]).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn persistence_record_is_refreshed_while_timely_then_expires_and_is_rebalanced() {
+    let (cfg, _) = dynamic_config(2);
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    let a = Some(IpAddr::V4("127.5.0.1".parse().unwrap()));
+    let b = Some(IpAddr::V4("127.5.0.2".parse().unwrap()));
+    let shop = |src| kdig(None, e.dns, src, &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+
+    let first = shop(a);
+    let r = records(&e);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["ldns"], "127.5.0.1");
+    assert_eq!(r[0]["hits"], 1);
+    assert_eq!(r[0]["ttl_secs"], 2);
+    // Round robin gives the next LDNS the other SAC...
+    let other = shop(b);
+    assert_ne!(first, other);
+    // ...while the first LDNS keeps its SAC and its record counts hits.
+    for hits in 2..=4 {
+        assert_eq!(shop(a), first);
+        let r = records(&e);
+        let ra = r.iter().find(|x| x["ldns"] == "127.5.0.1").unwrap();
+        assert_eq!(ra["hits"], hits);
+        assert!(ra["last_request_age_secs"].as_f64().unwrap() < 1.0);
+    }
+    // Let it expire: the record is replaced (hits back to 1) by a fresh balance.
+    std::thread::sleep(Duration::from_millis(2300));
+    let expired = records(&e);
+    assert!(expired.iter().all(|x| x["expires_in_secs"].as_f64().unwrap() < 0.0), "{expired:?}");
+    let again = shop(a);
+    let r = records(&e);
+    let ra = r.iter().find(|x| x["ldns"] == "127.5.0.1").unwrap();
+    assert_eq!(ra["hits"], 1, "{r:?}");
+    assert!(ra["created_age_secs"].as_f64().unwrap() < 1.0);
+    // Round robin counter is at 2 after two balances: pool[2 % 2] = east/vs1.
+    assert_eq!(again, EAST);
+    assert_eq!(ra["vs"], "east/vs1");
+}
+
+#[test]
+fn persistence_record_whose_vs_went_unavailable_is_rebalanced() {
+    let (cfg, _) = dynamic_config(600);
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    let a = Some(IpAddr::V4("127.6.0.1".parse().unwrap()));
+    let shop = || kdig(None, e.dns, a, &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+    assert_eq!(shop(), EAST); // first balance: round robin position 0
+    e.ctl(&["set-vs", "east/vs1", "unavailable"]).unwrap();
+    assert_eq!(shop(), WEST);
+    let r = records(&e);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["vs"], "west/vs1");
+    assert_eq!(r[0]["hits"], 1);
+}
+
+fn zone_with_many_nameservers() -> (String, SocketAddr) {
+    let (dns, control) = loopback_ports();
+    let ns: Vec<String> = (0..40).map(|i| format!("\"a-rather-long-nameserver-name-{i:02}.gslb.example.\"")).collect();
+    let cfg = example_config(dns, control).replace(
+        "nameservers = [\"ns1.gslb.example.\"]",
+        &format!("nameservers = [{}]\nedns_payload = 4096", ns.join(", ")),
+    );
+    (cfg, dns)
+}
+
+#[test]
+fn oversize_udp_answer_sets_tc_and_the_tcp_retry_gets_everything() {
+    let (cfg, _) = zone_with_many_nameservers();
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    let udp = kdig(None, e.dns, None, &["gslb.example.", "NS", "+notcp", "+ignore"]).unwrap();
+    assert!(udp.flags.contains(&"tc".to_string()), "{}", udp.text);
+    assert!(udp.answers.is_empty());
+    // kdig retries over TCP on TC by default.
+    let retried = kdig(None, e.dns, None, &["gslb.example.", "NS"]).unwrap();
+    assert_eq!(retried.answers.len(), 40, "{}", retried.text);
+    assert!(retried.text.contains("(TCP)"), "{}", retried.text);
+    // The client's EDNS payload size is honoured: 1400 is too small for ~2 kB...
+    let mid = kdig(None, e.dns, None, &["gslb.example.", "NS", "+notcp", "+ignore", "+bufsize=1400"]).unwrap();
+    assert!(mid.flags.contains(&"tc".to_string()), "{}", mid.text);
+    // ...4096 (also our edns_payload here) is not.
+    let big = kdig(None, e.dns, None, &["gslb.example.", "NS", "+notcp", "+bufsize=4096"]).unwrap();
+    assert!(!big.flags.contains(&"tc".to_string()));
+    assert_eq!(big.answers.len(), 40);
+}
+
+#[test]
+fn zone_apex_unknown_names_foreign_names_and_aaaa() {
+    let (dns, control) = loopback_ports();
+    let cfg = example_config(dns, control).replace(
+        "address = \"198.51.100.20\"",
+        "address = \"198.51.100.20\"\naddress6 = \"2001:db8::20\"",
+    );
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    let q = |args: &[&str]| kdig(None, e.dns, None, args).unwrap();
+
+    let soa = q(&["gslb.example.", "SOA"]);
+    assert_eq!(soa.status, "NOERROR");
+    assert!(soa.flags.contains(&"aa".to_string()));
+    assert!(soa.answer().starts_with("ns1.gslb.example. hostmaster.gslb.example. 1 "), "{}", soa.text);
+    assert_eq!(q(&["gslb.example.", "NS"]).answer(), "ns1.gslb.example.");
+
+    let nx = q(&["nope.gslb.example.", "A"]);
+    assert_eq!(nx.status, "NXDOMAIN");
+    assert!(nx.authority[0].starts_with("SOA "), "{}", nx.text);
+    assert!(nx.flags.contains(&"aa".to_string()));
+
+    let foreign = q(&["www.example.com.", "A"]);
+    assert_eq!(foreign.status, "REFUSED");
+    assert!(!foreign.flags.contains(&"aa".to_string()));
+
+    // 127.0.0.1 stripes to west/vs1 (2130706433 % 3 = 2), which has an address6.
+    let six = q(&["www.gslb.example.", "AAAA"]);
+    assert_eq!(six.answer(), "2001:db8::20");
+    // geo from 127.1/16 is east, which has none: NODATA with the SOA.
+    let nodata = kdig(None, e.dns, Some("127.1.0.5".parse().unwrap()), &["geo.gslb.example.", "AAAA"]).unwrap();
+    assert_eq!(nodata.status, "NOERROR");
+    assert!(nodata.answers.is_empty());
+    assert!(nodata.authority[0].starts_with("SOA "));
+    // Other types at a wide IP: NODATA.
+    let mx = q(&["www.gslb.example.", "MX"]);
+    assert_eq!((mx.status.as_str(), mx.answers.len()), ("NOERROR", 0));
+    // Class CH is not ours.
+    assert_eq!(q(&["www.gslb.example.", "A", "-c", "CH"]).status, "REFUSED");
+}
+
+#[test]
+fn edns_is_echoed_with_our_payload_size_and_version_1_gets_badvers() {
+    let e = start_example();
+    let d = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+bufsize=4000"]).unwrap();
+    assert!(d.text.contains("UDP size: 1232 B"), "{}", d.text);
+    let plain = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+noedns"]).unwrap();
+    assert!(!plain.text.contains("EDNS PSEUDOSECTION"));
+    let v1 = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+edns=1"]).unwrap();
+    assert_eq!(v1.status, "BADVERS", "{}", v1.text);
+}
+
+/// A raw query: header fields then the question in wire form.
+fn raw_query(id: u16, flags: u16, qd: u16, an: u16, ns: u16, ar: u16, rest: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [id, flags, qd, an, ns, ar] {
+        v.extend_from_slice(&x.to_be_bytes());
+    }
+    v.extend_from_slice(rest);
+    v
+}
+
+fn udp_exchange(server: SocketAddr, pkt: &[u8]) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.send_to(pkt, server).unwrap();
+    let mut buf = [0u8; 2048];
+    s.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+const WWW_WIRE: &[u8] = b"\x03www\x04gslb\x07example\x00\x00\x01\x00\x01";
+
+#[test]
+fn question_case_is_preserved_and_the_answer_points_at_it() {
+    let e = start_example();
+    let q = raw_query(0xbeef, 0x0100, 1, 0, 0, 0, b"\x03WwW\x04GSlb\x07exAMPLE\x00\x00\x01\x00\x01");
+    let r = udp_exchange(e.dns, &q).expect("answer");
+    assert_eq!(&r[..2], &[0xbe, 0xef]);
+    assert_eq!(&r[12..12 + 22], &q[12..]);
+    // Answer owner is a pointer to the question name (offset 12).
+    assert_eq!(&r[34..36], &[0xc0, 0x0c]);
+}
+
+#[test]
+fn malformed_queries_get_formerr_or_are_dropped_and_the_server_keeps_answering() {
+    let e = start_example();
+    let formerr = |pkt: &[u8], what: &str| {
+        let r = udp_exchange(e.dns, pkt).unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(&r[..2], &pkt[..2], "{what}: id");
+        assert_eq!(r[2] & 0x80, 0x80, "{what}: QR");
+        assert_eq!(r[3] & 0x0f, 1, "{what}: rcode must be FORMERR");
+    };
+    let dropped = |pkt: &[u8], what: &str| assert!(udp_exchange(e.dns, pkt).is_none(), "{what}: must not be answered");
+
+    dropped(b"\x12\x34\x01", "shorter than a header");
+    dropped(&raw_query(1, 0x8000, 1, 0, 0, 0, WWW_WIRE), "a response (QR=1)");
+    formerr(&raw_query(2, 0x0100, 1, 0, 0, 0, b""), "QDCOUNT=1 without a question");
+    formerr(&raw_query(3, 0x0100, 1, 0, 0, 0, b"\x03www\x04gslb\x07exa"), "truncated name");
+    formerr(&raw_query(4, 0x0100, 1, 0, 0, 0, b"\x40www\x00\x00\x01\x00\x01"), "bad label length 0x40");
+    formerr(&raw_query(5, 0x0100, 1, 0, 0, 0, b"\xc0\x0c\x00\x01\x00\x01"), "compression pointer loop");
+    formerr(&raw_query(6, 0x0100, 2, 0, 0, 0, WWW_WIRE), "QDCOUNT=2 with one question");
+    let mut two = WWW_WIRE.to_vec();
+    two.extend_from_slice(WWW_WIRE);
+    formerr(&raw_query(7, 0x0100, 2, 0, 0, 0, &two), "two questions");
+    let mut opt2 = WWW_WIRE.to_vec();
+    for _ in 0..2 {
+        opt2.extend_from_slice(b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00");
+    }
+    formerr(&raw_query(8, 0x0100, 1, 0, 0, 2, &opt2), "two OPT records");
+
+    // Random garbage: whatever comes back is a response to that ID, never a crash.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..300 {
+        let len = rng.random_range(12..120);
+        let mut pkt: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        pkt[2] &= 0x7f; // a query, so it is not dropped outright
+        if let Some(r) = udp_exchange(e.dns, &pkt) {
+            assert_eq!(&r[..2], &pkt[..2], "garbage #{i}");
+            assert_eq!(r[2] & 0x80, 0x80);
+        }
+    }
+    // Garbage over TCP: the connection may close, the server stays.
+    let mut t = TcpStream::connect(e.dns).unwrap();
+    t.write_all(b"\x00\x05\xff\xff\xff\xff\xff\x00\x02\x12").unwrap();
+    let mut sink = Vec::new();
+    t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = t.read_to_end(&mut sink);
+
+    let ok = kdig(None, e.dns, None, &["www.gslb.example.", "A"]).unwrap();
+    assert_eq!(ok.status, "NOERROR");
+    let mut e = e;
+    assert!(e.alive());
+}
+
+#[test]
+fn unknown_opcode_gets_notimp() {
+    let e = start_example();
+    // Opcode 2 (STATUS).
+    let r = udp_exchange(e.dns, &raw_query(9, 0x1000, 1, 0, 0, 0, WWW_WIRE)).unwrap();
+    assert_eq!(r[3] & 0x0f, 4, "NOTIMP");
+    assert_eq!((r[2] >> 3) & 0x0f, 2, "opcode echoed");
+}
+
+#[test]
+fn ctl_records_lists_every_fig6_field() {
+    let e = start_example();
+    kdig(None, e.dns, Some("127.7.0.7".parse().unwrap()), &["shop.gslb.example.", "A"]).unwrap();
+    let r = records(&e);
+    let keys: Vec<&str> = r[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    for k in ["wide_ip", "ldns", "vs", "sac", "address", "ttl_secs", "last_request_age_secs", "created_age_secs", "hits", "node_id"] {
+        assert!(keys.contains(&k), "missing {k}: {keys:?}");
+    }
+    assert_eq!(r[0]["wide_ip"], "shop.gslb.example.");
+    assert_eq!(r[0]["ttl_secs"], 600);
+    // The table form prints the same record.
+    let out = std::process::Command::new(edns_tests::edns_bin(false))
+        .args(["ctl", "--control", &e.control.to_string(), "records"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("127.7.0.7") && text.contains("shop.gslb.example."), "{text}");
+    // Unknown VS and bad state are refused with a reason.
+    let bad = e.ctl(&["set-vs", "east/nope", "down"]).unwrap_err().to_string();
+    assert!(bad.contains("no virtual server"), "{bad}");
+    let bad = e.ctl(&["set-vs", "east/vs1", "sideways"]).unwrap_err().to_string();
+    assert!(bad.contains("not one of up, down, unavailable"), "{bad}");
+}
