@@ -173,6 +173,7 @@ pub struct EdnsProc {
     pub config: PathBuf,
     netns: Option<String>,
     pub log: PathBuf,
+    bin: PathBuf,
 }
 
 impl EdnsProc {
@@ -197,7 +198,7 @@ impl EdnsProc {
         cmd.arg("run").arg("--config").arg(&config).args(extra);
         cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
         let child = cmd.spawn().context("cannot start edns")?;
-        let mut p = EdnsProc { child, dns, control, config, netns: netns.map(|n| n.name.clone()), log };
+        let mut p = EdnsProc { child, dns, control, config, netns: netns.map(|n| n.name.clone()), log, bin: bin.to_owned() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = p.child.try_wait()? {
@@ -215,14 +216,14 @@ impl EdnsProc {
 
     /// Runs `edns ctl --json ARGS` against this instance (inside its namespace).
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-        let bin = edns_bin(false);
+        let bin = &self.bin;
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
+                c.args(["netns", "exec", ns]).arg(bin);
                 c
             }
-            None => Command::new(&bin),
+            None => Command::new(bin),
         };
         cmd.args(["ctl", "--json", "--control", &self.control.to_string()]).args(args);
         let out = sh(&mut cmd)?;
