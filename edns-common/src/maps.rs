@@ -8,8 +8,8 @@ pub const MAX_POOL: usize = 32;
 /// path matches. Longer names are legal DNS and go up to the controller.
 pub const MAX_QNAME_WIRE: usize = 128;
 
-/// Most labels in a qname the XDP fast path walks (including the root label).
-pub const MAX_QNAME_LABELS: usize = 32;
+// No separate label limit: the walk is per byte, and every label costs at
+// least two bytes, so at most 64 labels fit in MAX_QNAME_WIRE.
 
 /// Selection mode of a wide IP, as stored in [`WideIpEntry::mode`].
 #[repr(u32)]
@@ -178,8 +178,10 @@ pub mod counter {
     pub const PASS_PERSIST_EXPIRED: u32 = 9;
     pub const PASS_NO_ADDRESS: u32 = 10;
     pub const PASS_DISABLED: u32 = 11;
-    pub const DROPPED: u32 = 12;
-    pub const COUNT: u32 = 13;
+    pub const PASS_NO_ROOM: u32 = 12;
+    /// A map or the tail call was missing: a loader bug, never expected.
+    pub const PASS_INTERNAL: u32 = 13;
+    pub const COUNT: u32 = 14;
 
     pub const NAMES: [&str; COUNT as usize] = [
         "packets",
@@ -194,7 +196,8 @@ pub mod counter {
         "pass_persist_expired",
         "pass_no_address",
         "pass_disabled",
-        "dropped",
+        "pass_no_room",
+        "pass_internal",
     ];
 }
 

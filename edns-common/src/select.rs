@@ -26,37 +26,45 @@ pub fn is_v4_mapped(addr: &[u8; 16]) -> bool {
 /// at a time because BPF has no 128-bit division.
 #[inline(always)]
 pub fn ldns_mod(addr: &[u8; 16], n: u32) -> u32 {
-    let n = n as u64;
-    let first_word = if is_v4_mapped(addr) { 3 } else { 0 };
-    let mut r: u64 = 0;
-    let mut w = 0;
-    while w < 4 {
-        if w >= first_word {
-            let i = w * 4;
-            let word = u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]) as u64;
-            r = ((r << 32) | word) % n;
-        }
-        w += 1;
+    if n == 0 {
+        return 0; // callers never pass 0; this keeps a panic path out of BPF code
     }
+    let n = n as u64;
+    let word = |i: usize| u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]) as u64;
+    // Unrolled with constant indices: no bounds-check panic paths in BPF code.
+    let mut r: u64 = 0;
+    if !is_v4_mapped(addr) {
+        r = word(0) % n;
+        r = ((r << 32) | word(4)) % n;
+        r = ((r << 32) | word(8)) % n;
+    }
+    r = ((r << 32) | word(12)) % n;
     r as u32
 }
 
 /// Position of the `x`-th (1-based) set bit of `mask`, walking from the head
-/// of the list; `None` when `mask` has fewer than `x` bits.
+/// of the list; `None` when `mask` has fewer than `x` bits. A binary search
+/// over halves, quarters, ... by population count, in arithmetic rather than
+/// branches: the BPF verifier then sees one path instead of one per outcome.
 #[inline(always)]
 pub fn nth_set_bit(mask: PoolMask, x: u32) -> Option<u32> {
-    let mut left = x;
-    let mut pos = 0;
-    while pos < MAX_POOL as u32 {
-        if mask & (1 << pos) != 0 {
-            left -= 1;
-            if left == 0 {
-                return Some(pos);
-            }
-        }
-        pos += 1;
+    if x == 0 || x > mask.count_ones() {
+        return None;
     }
-    None
+    let mut m = mask;
+    let mut x = x;
+    let mut pos = 0u32;
+    let mut width = 16u32;
+    while width > 0 {
+        let c = (m & ((1u32 << width) - 1)).count_ones();
+        // all ones when the x-th bit lies above the lower `width` bits
+        let above = 0u32.wrapping_sub(c.wrapping_sub(x) >> 31);
+        x -= c & above;
+        pos += width & above;
+        m >>= width & above;
+        width >>= 1;
+    }
+    Some(pos)
 }
 
 /// Result of the Fig. 3 static stripe walk.
@@ -86,7 +94,7 @@ pub fn stripe(ldns: &[u8; 16], marked_up: PoolMask, available: PoolMask) -> Stri
         }
         let x = ldns_mod(ldns, n) + 1;
         let pos = match nth_set_bit(marked, x) {
-            Some(p) => p,
+            Some(p) => p & 31,
             None => break, // unreachable: x <= n
         };
         if available & (1 << pos) != 0 {

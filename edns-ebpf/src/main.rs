@@ -1,16 +1,96 @@
+//! edns data plane: answers stripe, topology and persistence hits for wide
+//! IPs with XDP_TX; everything else goes up to the controller with XDP_PASS.
+//!
+//! Two programs joined by a tail call, so the verifier checks each alone:
+//! `edns` parses (its qname walk yields one verifier state per name length)
+//! and `edns_answer` selects and writes the answer, reading the parsed query
+//! from per-CPU scratch as one range-bounded state.
 #![no_std]
 #![no_main]
+// Atomic read-modify-write on map values: core's atomic types lack it on BPF.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod maps;
+mod parse;
+mod reply;
+mod select;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use edns_common::counter;
+use edns_common::{counter, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6};
+
+use crate::maps::{count, JUMPS, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS};
+use crate::parse::{DNS_HLEN, ETH_HLEN, IPV6_HLEN, QTYPE_AAAA, UDP_HLEN};
+
+#[inline(always)]
+fn verdict(r: Result<u32, u32>) -> u32 {
+    match r {
+        Ok(how) => {
+            count(how);
+            xdp_action::XDP_TX
+        }
+        Err(reason) => {
+            count(reason);
+            xdp_action::XDP_PASS
+        }
+    }
+}
 
 #[xdp]
-pub fn edns(_ctx: XdpContext) -> u32 {
-    maps::count(counter::PACKETS);
-    maps::count(counter::PASS_UNPARSED);
-    xdp_action::XDP_PASS
+pub fn edns(ctx: XdpContext) -> u32 {
+    count(counter::PACKETS);
+    verdict(parse_and_jump(&ctx))
+}
+
+#[inline(always)]
+fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
+    let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
+    if settings.enabled == 0 {
+        return Err(counter::PASS_DISABLED);
+    }
+    let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
+    scratch.q = parse::parse(ctx, settings.dns_port, &mut scratch.key)?;
+    unsafe { JUMPS.tail_call(ctx, JUMP_ANSWER) };
+    Err(counter::PASS_INTERNAL) // the tail call returned: no answer program
+}
+
+#[xdp]
+pub fn edns_answer(ctx: XdpContext) -> u32 {
+    verdict(answer(&ctx))
+}
+
+#[inline(always)]
+fn answer(ctx: &XdpContext) -> Result<u32, u32> {
+    let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
+    let scratch = unsafe { &*SCRATCH.get_ptr(0).ok_or(counter::PASS_INTERNAL)? };
+    let q = scratch.q;
+    // Re-establish for the verifier the bounds `edns` checked.
+    if q.l3_off > ETH_HLEN + 8
+        || q.l4_off > ETH_HLEN + 8 + IPV6_HLEN
+        || q.dns_off > ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN
+        || q.q_end > DNS_HLEN + MAX_QNAME_WIRE + 4
+    {
+        return Err(counter::PASS_INTERNAL);
+    }
+    let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
+    let choice = select::choose(w, &q.ldns)?;
+    let pos = choice.pos as usize;
+    if pos >= MAX_POOL {
+        return Err(counter::PASS_INTERNAL);
+    }
+    let sac = SACS.get(w.pool_sac[pos]).ok_or(counter::PASS_NO_ADDRESS)?;
+    let mut rdata = [0u8; 16];
+    if q.qtype == QTYPE_AAAA {
+        if sac.flags & SAC_HAS_V6 == 0 {
+            return Err(counter::PASS_NO_ADDRESS); // NODATA is the controller's
+        }
+        rdata = sac.addr6;
+    } else {
+        rdata[..4].copy_from_slice(&sac.addr4);
+    }
+    reply::build(ctx, &q, &rdata, w.answer_ttl, settings.edns_payload)?;
+    select::refresh(&choice);
+    Ok(choice.how)
 }
 
 #[panic_handler]

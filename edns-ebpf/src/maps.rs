@@ -2,7 +2,8 @@
 //! match `edns-user/src/xdp.rs`.
 
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray};
+use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
+use crate::parse::Scratch;
 use edns_common::{counter, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
 
 #[map]
@@ -31,6 +32,21 @@ pub static TOPOLOGY: LpmTrie<TopologyAddr, u32> = LpmTrie::with_max_entries(6553
 /// (wide IP, LDNS) -> persistence record; the controller sets the capacity at load.
 #[map]
 pub static PERSISTENCE: LruHashMap<PersistKey, PersistRecord> = LruHashMap::with_max_entries(1 << 20, 0);
+
+/// Per-CPU hand-over from the parsing program to the answering one (and
+/// room for the qname key, which would not fit the stack).
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU slots values pass through to hide their history from the
+/// verifier (see select::opaque).
+#[map]
+pub static OPAQUE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Tail-call targets; [`JUMP_ANSWER`] is `edns_answer`.
+#[map]
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub const JUMP_ANSWER: u32 = 0;
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

@@ -45,6 +45,13 @@ enum Cmd {
     },
     /// Validate a config file without serving.
     CheckConfig { file: PathBuf },
+    /// Load the XDP programs (not attached) and print the verifier's instruction counts.
+    VerifyXdp {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        bpf_object: Option<PathBuf>,
+    },
     /// Talk to a running edns through its control endpoint.
     Ctl {
         /// Control endpoint address; default: `control` of --config, else 127.0.0.1:8053.
@@ -84,6 +91,14 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Run { config, iface, xdp, bpf_object } => run(config, iface, xdp, bpf_object),
         Cmd::CheckConfig { file } => check(&file),
+        Cmd::VerifyXdp { config, bpf_object } => config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|m| xdp::verify(&m, bpf_object.as_deref()))
+            .map(|counts| {
+                for (name, n) in counts {
+                    println!("{name}: {n} instructions verified (limit 1000000)");
+                }
+            }),
         Cmd::Ctl { control, config, json, cmd } => ctl(control, config, json, cmd),
     };
     if let Err(e) = r {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use edns_common::{counter, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
@@ -59,8 +59,45 @@ pub struct DataPlane {
     counters: PerCpuArray<MapData, u64>,
 }
 
+/// Loads both programs, links `edns` to `edns_answer` through JUMPS, and
+/// returns the entry program (to attach or to run with BPF_PROG_TEST_RUN).
+pub fn load_programs(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
+    let answer: &mut Xdp = ebpf.program_mut("edns_answer").context("eBPF object has no program edns_answer")?.try_into()?;
+    answer.load().context("the verifier refused edns_answer")?;
+    let fd = answer.fd()?.try_clone()?;
+    let mut jumps: ProgramArray<_> = borrow(ebpf, "JUMPS")?;
+    jumps.set(0, &fd, 0)?;
+    let entry: &mut Xdp = ebpf.program_mut("edns").context("eBPF object has no program edns")?.try_into()?;
+    entry.load().context("the verifier refused edns")?;
+    Ok(entry)
+}
+
+/// Loads the programs without attaching and reports, per program, how many
+/// instructions the verifier processed (of its 1,000,000 limit).
+pub fn verify(model: &Model, object: Option<&Path>) -> anyhow::Result<Vec<(String, u32)>> {
+    let bytes = object_bytes(object)?;
+    let mut ebpf = load(model, &bytes)?;
+    load_programs(&mut ebpf)?;
+    let mut out = Vec::new();
+    for name in ["edns", "edns_answer"] {
+        let p: &Xdp = ebpf.program(name).context("missing program")?.try_into()?;
+        out.push((name.to_string(), p.info()?.verified_instruction_count().unwrap_or(0)));
+    }
+    Ok(out)
+}
+
+/// Takes a map the controller keeps using (it keeps the map's fd open).
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T> {
     let m = ebpf.take_map(name).with_context(|| format!("eBPF object has no map {name}"))?;
+    T::try_from(m).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+/// Borrows a map that is only filled once; it stays owned by `ebpf`.
+fn borrow<'a, T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> anyhow::Result<T> {
+    let m = ebpf.map_mut(name).with_context(|| format!("eBPF object has no map {name}"))?;
     T::try_from(m).with_context(|| format!("map {name} has an unexpected type"))
 }
 
@@ -70,8 +107,7 @@ impl DataPlane {
         let bytes = object_bytes(object)?;
         let mut ebpf = load(model, &bytes)?;
         let dp = DataPlane::fill(model, &mut ebpf, vs_states, true)?;
-        let prog: &mut Xdp = ebpf.program_mut("edns").context("eBPF object has no program edns")?.try_into()?;
-        prog.load().context("the verifier refused the XDP program")?;
+        let prog = load_programs(&mut ebpf)?;
         let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
         prog.attach(iface, mode)
             .with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
@@ -82,7 +118,7 @@ impl DataPlane {
     /// Fills every map from the model and takes the ones the controller
     /// keeps using. `enabled` false makes the program pass everything up.
     pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], enabled: bool) -> anyhow::Result<DataPlane> {
-        let mut settings: Array<_, Settings> = take(ebpf, "SETTINGS")?;
+        let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         settings.set(
             0,
@@ -90,14 +126,14 @@ impl DataPlane {
             0,
         )?;
 
-        let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
+        let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = borrow(ebpf, "WIDE_IPS")?;
         for w in &model.wide_ips {
             match model.qname_key(w) {
                 Some(k) => wide_ips.insert(k, w.entry(), 0)?,
                 None => tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace"),
             }
         }
-        let mut sacs: Array<_, SacEntry> = take(ebpf, "SACS")?;
+        let mut sacs: Array<_, SacEntry> = borrow(ebpf, "SACS")?;
         for (i, s) in model.sacs.iter().enumerate() {
             let e = SacEntry {
                 addr4: s.address.octets(),
@@ -110,7 +146,7 @@ impl DataPlane {
         for (i, s) in vs_states.iter().enumerate() {
             states.set(i as u32, *s, 0)?;
         }
-        let mut topo: LpmTrie<_, TopologyAddr, u32> = take(ebpf, "TOPOLOGY")?;
+        let mut topo: LpmTrie<_, TopologyAddr, u32> = borrow(ebpf, "TOPOLOGY")?;
         for r in &model.topology {
             let (addr, len) = r.mapped();
             topo.insert(&Key::new(len, addr), r.sac, 0)?;

@@ -1,0 +1,147 @@
+//! Turning the query into its answer in place: grow the tail, append the
+//! answer RR (and a fresh OPT RR), swap addresses and ports, fix lengths and
+//! checksums. Checksums are summed from the values written plus the
+//! question's sum taken while parsing, never by re-reading the packet.
+
+use aya_ebpf::helpers::bpf_xdp_adjust_tail;
+use aya_ebpf::programs::XdpContext;
+use edns_common::counter;
+
+use crate::parse::{ptr_at, Query, DNS_HLEN, IPV4_HLEN, IPV6_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
+
+const DNS_QR_AA: u16 = 0x8400;
+/// Query flags carried into the answer: RD and CD.
+const DNS_KEEP: u16 = 0x0110;
+/// Answer RR without RDATA: pointer, type, class, TTL, RDLENGTH.
+const RR_HLEN: usize = 12;
+
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Sum of `b` as 16-bit words, starting at an odd offset when `odd`.
+#[inline(always)]
+fn sum_bytes<const N: usize>(b: &[u8; N], odd: bool) -> u32 {
+    let (hi, lo) = if odd { (0, 8) } else { (8, 0) };
+    let mut s = 0u32;
+    let mut i = 0;
+    while i < N {
+        s += ((b[i] as u32) << if i & 1 == 0 { hi } else { lo }) as u32;
+        i += 1;
+    }
+    s
+}
+
+/// Writes the answer; `Err(counter)` leaves the packet to be passed up.
+#[inline(always)]
+pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_payload: u16) -> Result<(), u32> {
+    let v6_answer = q.qtype == QTYPE_AAAA;
+    let rdlen: usize = if v6_answer { 16 } else { 4 };
+    let opt_len = if q.has_opt { OPT_LEN } else { 0 };
+    let dns_len = q.q_end + RR_HLEN + rdlen + opt_len;
+    // Through the stack, so LLVM cannot fold the pointers into 32-bit
+    // arithmetic ("32-bit pointer arithmetic prohibited").
+    let frame_len = unsafe { core::ptr::read_volatile(&(ctx.data_end() - ctx.data())) };
+    let delta = (q.dns_off + dns_len) as i32 - frame_len as i32;
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Err(counter::PASS_NO_ROOM);
+    }
+    let udp_len = UDP_HLEN + dns_len;
+    // UDP checksum: pseudo-header length and protocol, then the UDP length field.
+    let mut sum: u32 = 17 + 2 * udp_len as u32;
+
+    // DNS header: ID kept, flags, counts.
+    let h = ptr_at::<[u8; DNS_HLEN]>(ctx, q.dns_off).ok_or(counter::PASS_NO_ROOM)?;
+    unsafe {
+        let old = *h;
+        let f = (DNS_QR_AA | (u16::from_be_bytes([old[2], old[3]]) & DNS_KEEP)).to_be_bytes();
+        let new = [old[0], old[1], f[0], f[1], 0, 1, 0, 1, 0, 0, 0, q.has_opt as u8];
+        sum += sum_bytes(&new, false);
+        *h = new;
+    }
+    sum += q.qsum;
+
+    // Answer: owner is a pointer to the question name (offset 12).
+    let odd = q.q_end & 1 == 1;
+    let t = ttl.to_be_bytes();
+    let rr = [0xc0, 0x0c, 0, q.qtype as u8, 0, 1, t[0], t[1], t[2], t[3], 0, rdlen as u8];
+    let a = ptr_at::<[u8; RR_HLEN]>(ctx, q.dns_off + q.q_end).ok_or(counter::PASS_NO_ROOM)?;
+    unsafe { *a = rr };
+    sum += sum_bytes(&rr, odd);
+    let rd_off = q.dns_off + q.q_end + RR_HLEN;
+    if v6_answer {
+        let r = ptr_at::<[u8; 16]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
+        unsafe { *r = *rdata };
+        sum += sum_bytes(rdata, odd);
+    } else {
+        let v4 = [rdata[0], rdata[1], rdata[2], rdata[3]];
+        let r = ptr_at::<[u8; 4]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
+        unsafe { *r = v4 };
+        sum += sum_bytes(&v4, odd);
+    }
+    if q.has_opt {
+        let p = edns_payload.to_be_bytes();
+        let opt = [0, 0, 41, p[0], p[1], 0, 0, 0, 0, 0, 0];
+        let o = ptr_at::<[u8; OPT_LEN]>(ctx, rd_off + rdlen).ok_or(counter::PASS_NO_ROOM)?;
+        unsafe { *o = opt };
+        sum += sum_bytes(&opt, odd); // rdlen is even: same parity as the RR
+    }
+
+    // Ethernet: swap MACs.
+    let eth = ptr_at::<[u8; 12]>(ctx, 0).ok_or(counter::PASS_NO_ROOM)?;
+    unsafe {
+        let e = *eth;
+        *eth = [e[6], e[7], e[8], e[9], e[10], e[11], e[0], e[1], e[2], e[3], e[4], e[5]];
+    }
+
+    // IP: swap addresses (their sum is the pseudo-header's), new length, TTL 64.
+    if q.v6 {
+        let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)?;
+        unsafe {
+            let h = *ip;
+            let mut n = h;
+            n[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+            n[7] = 64;
+            n[8..24].copy_from_slice(&h[24..40]);
+            n[24..40].copy_from_slice(&h[8..24]);
+            *ip = n;
+            let addrs: [u8; 32] = *(n.as_ptr().add(8) as *const [u8; 32]);
+            sum += sum_bytes(&addrs, false);
+        }
+    } else {
+        let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)?;
+        unsafe {
+            let h = *ip;
+            let mut n = h;
+            n[2..4].copy_from_slice(&((IPV4_HLEN + udp_len) as u16).to_be_bytes());
+            n[8] = 64;
+            n[10] = 0;
+            n[11] = 0;
+            n[12..16].copy_from_slice(&h[16..20]);
+            n[16..20].copy_from_slice(&h[12..16]);
+            let c = fold(sum_bytes(&n, false)).to_be_bytes();
+            n[10] = c[0];
+            n[11] = c[1];
+            *ip = n;
+            sum += sum_bytes(&[h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]], false);
+        }
+    }
+
+    // UDP: swap ports, new length, checksum.
+    let udp = ptr_at::<[u8; UDP_HLEN]>(ctx, q.l4_off).ok_or(counter::PASS_NO_ROOM)?;
+    unsafe {
+        let h = *udp;
+        sum += sum_bytes(&[h[0], h[1], h[2], h[3]], false);
+        let mut csum = fold(sum);
+        if csum == 0 {
+            csum = 0xffff; // 0 means "no checksum" over IPv4 and is illegal over IPv6
+        }
+        let l = (udp_len as u16).to_be_bytes();
+        let c = csum.to_be_bytes();
+        *udp = [h[2], h[3], h[0], h[1], l[0], l[1], c[0], c[1]];
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Selection in the kernel: map reads and writes around the shared
+//! `edns_common` functions, mirroring `edns-user/src/select.rs`.
+
+use core::intrinsics::{atomic_and, atomic_xadd, AtomicOrdering};
+
+use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
+use aya_ebpf::maps::lpm_trie::Key;
+use edns_common::{
+    counter, is_timely, pool_mask, round_robin_any, stripe, topology_pick, LdnsKey, Mode, PersistKey, WideIpEntry, MAX_POOL,
+    VS_AVAILABLE, VS_MARKED_UP,
+};
+
+use crate::maps::{OPAQUE, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
+
+/// Chosen pool position and the counter that says how.
+pub struct Choice {
+    pub pos: u32,
+    pub how: u32,
+    /// Persistence hit to refresh once the answer is certain.
+    pub record: Option<*mut edns_common::PersistRecord>,
+    pub now: u64,
+}
+
+/// Passes a value through a per-CPU map slot. The verifier does not track
+/// precision across a map load, so values computed by the selection loops
+/// (masks, positions) stop tying the loops' states to exact values, and the
+/// loops' paths can be pruned instead of explored one by one.
+#[inline(always)]
+fn opaque(v: u32) -> u32 {
+    match OPAQUE.get_ptr_mut(0) {
+        Some(p) => unsafe {
+            core::ptr::write_volatile(p, v);
+            core::ptr::read_volatile(p)
+        },
+        None => 0,
+    }
+}
+
+/// A pool position made opaque and bounded for indexing.
+#[inline(always)]
+fn settle(pos: u32) -> u32 {
+    opaque(pos) & (MAX_POOL as u32 - 1)
+}
+
+#[inline(always)]
+fn vs_state(vs: u32) -> u32 {
+    match VS_STATES.get(vs) {
+        Some(s) => *s,
+        None => 0,
+    }
+}
+
+/// Marked-up and available bits of the pool. Walks all MAX_POOL slots (the
+/// unused ones hold no VS and read as down) so the loop has one exit.
+#[inline(always)]
+fn masks(w: &WideIpEntry) -> (u32, u32) {
+    let (mut marked, mut available) = (0u32, 0u32);
+    let mut pos = 0usize;
+    while pos < MAX_POOL {
+        let s = vs_state(w.pool_vs[pos]);
+        // Arithmetic, not branches: BPF has no conditional move.
+        marked |= (s & VS_MARKED_UP) << pos;
+        available |= ((s & VS_AVAILABLE) >> 1) << pos;
+        pos += 1;
+    }
+    let in_pool = pool_mask(w.pool_len);
+    (opaque(marked & in_pool), opaque(available & in_pool))
+}
+
+#[inline(always)]
+fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Choice {
+    let (marked, available) = masks(w);
+    let s = stripe(ldns, marked, available);
+    if s.marked_down != 0 {
+        // Fig. 3 block 325: the unavailable candidates stay marked down.
+        let mut pos = 0usize;
+        while pos < MAX_POOL {
+            if s.marked_down & (1 << pos) != 0 {
+                if let Some(p) = VS_STATES.get_ptr_mut(w.pool_vs[pos]) {
+                    unsafe { atomic_and::<u32, u32, { AtomicOrdering::Relaxed }>(p, !VS_MARKED_UP) };
+                }
+            }
+            pos += 1;
+        }
+    }
+    match s.pos {
+        Some(pos) => Choice { pos: settle(pos), how, record: None, now: 0 },
+        None => {
+            let c = match RR_COUNTERS.get_ptr_mut(w.id) {
+                Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) },
+                None => 0,
+            };
+            Choice { pos: settle(round_robin_any(c, w.pool_len)), how: counter::ANSWERED_FALLBACK_RR, record: None, now: 0 }
+        }
+    }
+}
+
+/// Chooses the pool position for `ldns`, or `Err(counter)` to pass up.
+#[inline(always)]
+pub fn choose(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
+    let how = match Mode::from_u32(w.mode) {
+        Some(Mode::Stripe) => counter::ANSWERED_STRIPE,
+        Some(Mode::Topology) => {
+            if let Some(sac) = TOPOLOGY.get(Key::new(128, *ldns)) {
+                let (marked, available) = masks(w);
+                if let Some(pos) = topology_pick(*sac, &w.pool_sac, w.pool_len, marked & available) {
+                    return Ok(Choice { pos: settle(pos), how: counter::ANSWERED_TOPOLOGY, record: None, now: 0 });
+                }
+            }
+            counter::ANSWERED_TOPOLOGY // no match or no VS up: the stripe walk below
+        }
+        Some(Mode::Dynamic) => return persistence_hit(w, ldns),
+        None => return Err(counter::PASS_INTERNAL),
+    };
+    // One inlined stripe walk serves stripe mode and the topology fallback.
+    Ok(stripe_choice(w, ldns, how))
+}
+
+#[inline(always)]
+fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
+    let key = PersistKey { wide_ip: w.id, ldns: LdnsKey::addr(*ldns) };
+    let rec = PERSISTENCE.get_ptr_mut(&key).ok_or(counter::PASS_PERSIST_MISS)?;
+    let (vs, last, ttl) = unsafe { ((*rec).vs, (*rec).last_ns, (*rec).ttl_secs) };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if !is_timely(now, last, ttl) || vs_state(vs) & VS_AVAILABLE == 0 {
+        return Err(counter::PASS_PERSIST_EXPIRED);
+    }
+    let mut pos = 0usize;
+    while pos < MAX_POOL {
+        if pos as u32 >= w.pool_len {
+            break;
+        }
+        if w.pool_vs[pos] == vs {
+            return Ok(Choice { pos: pos as u32, how: counter::ANSWERED_PERSISTENCE, record: Some(rec), now });
+        }
+        pos += 1;
+    }
+    Err(counter::PASS_PERSIST_EXPIRED)
+}
+
+/// Fig. 9 block 925: refresh the time stamp and count the hit.
+#[inline(always)]
+pub fn refresh(c: &Choice) {
+    if let Some(rec) = c.record {
+        unsafe {
+            (*rec).last_ns = c.now;
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut (*rec).hits, 1);
+        }
+    }
+}
