@@ -52,6 +52,15 @@ enum Cmd {
         #[arg(long)]
         bpf_object: Option<PathBuf>,
     },
+    /// Attach an XDP_PASS program to IFACE until terminated. On a veth, the
+    /// peer of the interface edns answers on needs it (or native XDP of its
+    /// own) for XDP_TX frames to be delivered.
+    XdpPass {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        bpf_object: Option<PathBuf>,
+    },
     /// Talk to a running edns through its control endpoint.
     Ctl {
         /// Control endpoint address; default: `control` of --config, else 127.0.0.1:8053.
@@ -100,6 +109,12 @@ fn main() {
                 }
             }),
         Cmd::Ctl { control, config, json, cmd } => ctl(control, config, json, cmd),
+        Cmd::XdpPass { iface, bpf_object } => xdp::attach_pass(&iface, bpf_object.as_deref()).and_then(|_ebpf| {
+            tracing::info!(%iface, "edns_pass attached; detaches on exit");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(shutdown_signal());
+            Ok(())
+        }),
     };
     if let Err(e) = r {
         eprintln!("edns: {e:#}");

@@ -72,6 +72,17 @@ pub fn load_programs(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
     Ok(entry)
 }
 
+/// Attaches the `edns_pass` program to `iface` (driver mode); the returned
+/// Ebpf keeps it attached until dropped.
+pub fn attach_pass(iface: &str, object: Option<&Path>) -> anyhow::Result<Ebpf> {
+    let bytes = object_bytes(object)?;
+    let mut ebpf = EbpfLoader::new().map_max_entries("PERSISTENCE", 1).load(&bytes)?;
+    let p: &mut Xdp = ebpf.program_mut("edns_pass").context("eBPF object has no program edns_pass")?.try_into()?;
+    p.load()?;
+    p.attach(iface, XdpMode::Driver).with_context(|| format!("cannot attach edns_pass to {iface}"))?;
+    Ok(ebpf)
+}
+
 /// Loads the programs without attaching and reports, per program, how many
 /// instructions the verifier processed (of its 1,000,000 limit).
 pub fn verify(model: &Model, object: Option<&Path>) -> anyhow::Result<Vec<(String, u32)>> {

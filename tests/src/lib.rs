@@ -24,6 +24,20 @@ pub fn edns_bin(release: bool) -> PathBuf {
     p
 }
 
+/// The newest edns binary built (debug or release), for helpers.
+pub fn edns_bin_any() -> PathBuf {
+    if let Ok(p) = std::env::var("EDNS_BIN") {
+        return PathBuf::from(p);
+    }
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let (d, r) = (workspace().join("target/debug/edns"), workspace().join("target/release/edns"));
+    match (mtime(&d), mtime(&r)) {
+        (Some(a), Some(b)) if b > a => r,
+        (None, Some(_)) => r,
+        _ => edns_bin(false),
+    }
+}
+
 /// Tests that need namespaces or XDP fail loudly without root, never skip.
 pub fn require_root() {
     assert_eq!(
@@ -139,10 +153,27 @@ impl VethHarness {
         h.client.ip(&["-6", "addr", "add", "fd00:edd5::2/64", "dev", &h.client_if, "nodad"])?;
         h.server.ip(&["link", "set", &h.server_if, "up"])?;
         h.client.ip(&["link", "set", &h.client_if, "up"])?;
-        // XDP_TX on veth delivers only when the peer has NAPI: GRO on the client side.
-        sh(h.client.cmd("ethtool").args(["-K", &h.client_if, "gro", "on"]))?;
-        // Locally sent packets would carry partial checksums the XDP program reads.
+        // Locally sent packets would carry partial checksums.
         sh(h.client.cmd("ethtool").args(["-K", &h.client_if, "tx", "off"]))?;
+        // XDP_TX on a veth delivers only when the peer runs NAPI; GRO alone
+        // did not turn it on here, an XDP program on the peer does.
+        let log = tmpdir().join("xdp-pass.log");
+        let mut pass = h.client.cmd(edns_bin_any());
+        pass.args(["xdp-pass", "--iface", &h.client_if]).stderr(std::fs::File::create(&log)?);
+        let mut child = pass.spawn().context("cannot start edns xdp-pass")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let link = h.client.ip(&["link", "show", &h.client_if])?;
+            if String::from_utf8_lossy(&link.stdout).contains("prog/xdp") {
+                break;
+            }
+            if child.try_wait()?.is_some() || Instant::now() > deadline {
+                bail!("edns xdp-pass did not attach: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The namespace's drop kills it.
+        std::mem::forget(child);
         Ok(h)
     }
 
@@ -349,3 +380,6 @@ pub fn loopback_ports() -> (SocketAddr, SocketAddr) {
         SocketAddr::from(([127, 0, 0, 1], free_port())),
     )
 }
+
+pub mod packet;
+pub mod xdp;

@@ -1,0 +1,68 @@
+//! The XDP program under BPF_PROG_TEST_RUN: loaded (not attached), maps
+//! filled from a config exactly as `edns run` fills them.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::Ebpf;
+use edns_user::model::Model;
+use edns_user::xdp::{self, DataPlane};
+
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+pub struct XdpUnderTest {
+    ebpf: Ebpf,
+    pub dataplane: DataPlane,
+}
+
+impl XdpUnderTest {
+    /// Loads the object `cargo xtask build-ebpf` built, fills the maps from
+    /// `model` with every VS up, and loads both programs.
+    pub fn new(model: &Model) -> anyhow::Result<XdpUnderTest> {
+        let obj = crate::workspace().join("edns-ebpf/target/bpfel-unknown-none/release/edns-ebpf");
+        let bytes = std::fs::read(&obj).with_context(|| format!("{} missing: run cargo xtask build-ebpf", obj.display()))?;
+        let mut ebpf = xdp::load(model, &bytes)?;
+        let states: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { edns_common::VS_UP } else { 0 }).collect();
+        let dataplane = DataPlane::fill(model, &mut ebpf, &states, true)?;
+        xdp::load_programs(&mut ebpf)?;
+        Ok(XdpUnderTest { ebpf, dataplane })
+    }
+
+    fn prog(&mut self) -> &mut Xdp {
+        self.ebpf.program_mut("edns").unwrap().try_into().unwrap()
+    }
+
+    /// Runs one frame: (verdict, output frame).
+    pub fn run(&mut self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let mut out = vec![0u8; 4096];
+        let r = self.prog().test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        })?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+
+    /// Mean time per run over `repeat` runs of one frame (kernel-measured).
+    pub fn time(&mut self, frame: &[u8], repeat: u32) -> anyhow::Result<(u32, Duration)> {
+        let mut out = vec![0u8; 4096];
+        let r = self.prog().test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::new()
+        })?;
+        Ok((r.return_value, r.duration))
+    }
+
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        self.dataplane.counters().unwrap()
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters().into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no counter {name}")).1
+    }
+}
