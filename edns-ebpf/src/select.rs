@@ -86,8 +86,15 @@ fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Choice {
     match s.pos {
         Some(pos) => Choice { pos: settle(pos), how, record: None, now: 0 },
         None => {
+            // Read, then add: LLVM lowers a fetch-add whose result is used to
+            // a plain BPF XADD here and hands back the addend. Two CPUs may
+            // read the same value; the round robin then repeats one position.
             let c = match RR_COUNTERS.get_ptr_mut(w.id) {
-                Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) },
+                Some(p) => unsafe {
+                    let c = core::ptr::read_volatile(p);
+                    atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1);
+                    c
+                },
                 None => 0,
             };
             Choice { pos: settle(round_robin_any(c, w.pool_len)), how: counter::ANSWERED_FALLBACK_RR, record: None, now: 0 }

@@ -99,6 +99,19 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// The frame an answer to `self` carrying `dns` must be, byte for byte:
+    /// addresses, ports and MACs swapped, IPv4 ID and flags kept, TTL 64.
+    pub fn expected_answer(&self, dns: Vec<u8>) -> Vec<u8> {
+        let back = Frame { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport, vlans: self.vlans.clone(), payload: dns };
+        let mut b = back.build();
+        let (dst, src) = (b[0..6].to_vec(), b[6..12].to_vec());
+        b[0..6].copy_from_slice(&src);
+        b[6..12].copy_from_slice(&dst);
+        b
+    }
+}
+
 /// An answer frame checked for well-formedness against the query frame:
 /// MACs, addresses, ports swapped; lengths and checksums right. Returns the
 /// DNS payload, or a description of what is wrong.

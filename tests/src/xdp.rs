@@ -1,6 +1,7 @@
 //! The XDP program under BPF_PROG_TEST_RUN: loaded (not attached), maps
 //! filled from a config exactly as `edns run` fills them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,7 +15,7 @@ pub const XDP_TX: u32 = 3;
 
 pub struct XdpUnderTest {
     ebpf: Ebpf,
-    pub dataplane: DataPlane,
+    pub dataplane: Arc<DataPlane>,
 }
 
 impl XdpUnderTest {
@@ -25,7 +26,7 @@ impl XdpUnderTest {
         let bytes = std::fs::read(&obj).with_context(|| format!("{} missing: run cargo xtask build-ebpf", obj.display()))?;
         let mut ebpf = xdp::load(model, &bytes)?;
         let states: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { edns_common::VS_UP } else { 0 }).collect();
-        let dataplane = DataPlane::fill(model, &mut ebpf, &states, true)?;
+        let dataplane = Arc::new(DataPlane::fill(model, &mut ebpf, &states, true)?);
         xdp::load_programs(&mut ebpf)?;
         Ok(XdpUnderTest { ebpf, dataplane })
     }

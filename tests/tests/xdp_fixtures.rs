@@ -1,32 +1,314 @@
-//! Katran-style fixtures: input frame -> expected verdict (and answer),
-//! through BPF_PROG_TEST_RUN.
+//! Katran-style fixtures through BPF_PROG_TEST_RUN: input frame -> expected
+//! verdict, and for answers the exact output frame (built independently).
+//! Every frame the parser does not fully understand must pass unchanged.
 
-use std::net::IpAddr;
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
+use edns_common::{LdnsKey, PersistKey, PersistRecord, VS_MARKED_UP};
 use edns_tests::packet::{check_answer, dns_query, Frame};
 use edns_tests::xdp::{XdpUnderTest, XDP_PASS, XDP_TX};
-use edns_tests::{require_root, workspace};
+use edns_tests::require_root;
+use edns_user::store::{now_ns, Store};
+
+const CONFIG: &str = r#"
+[server]
+listen = ["198.18.0.1:53"]
+zone = "gslb.example."
+nameservers = ["ns1.gslb.example."]
+answer_ttl = 30
+control = "127.0.0.1:8053"
+
+[[sac]]
+name = "east"
+address = "192.0.2.10"
+virtual_servers = [{ name = "vs1" }, { name = "vs2" }]
+
+[[sac]]
+name = "west"
+address = "198.51.100.20"
+address6 = "2001:db8::20"
+virtual_servers = [{ name = "vs1" }]
+
+[[wide_ip]]
+name = "www.gslb.example."
+mode = "stripe"
+pool = ["east/vs1", "east/vs2", "west/vs1"]
+
+[[wide_ip]]
+name = "shop.gslb.example."
+mode = "dynamic"
+method = "round_robin"
+persistence_ttl = 600
+pool = ["east/vs1", "west/vs1"]
+
+[[wide_ip]]
+name = "geo.gslb.example."
+mode = "topology"
+pool = ["east/vs1", "west/vs1"]
+
+[[topology]]
+ldns = "198.18.1.0/24"
+sac = "east"
+
+[[topology]]
+ldns = "198.18.2.0/24"
+sac = "west"
+"#;
 
 fn model() -> edns_user::model::Model {
-    let p = workspace().join("examples/demo.toml");
-    edns_user::config::load(Path::new(&p)).unwrap()
+    edns_user::config::parse(std::path::Path::new("fixtures.toml"), CONFIG).unwrap()
 }
 
-fn client() -> IpAddr {
-    "198.18.3.7".parse().unwrap()
+fn setup() -> XdpUnderTest {
+    require_root();
+    XdpUnderTest::new(&model()).unwrap()
 }
-fn server() -> IpAddr {
-    "198.18.0.1".parse().unwrap()
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const SERVER: &str = "198.18.0.1";
+
+fn frame(src: &str, dns: Vec<u8>) -> Frame {
+    let dst = if src.contains(':') { "fd00::1" } else { SERVER };
+    Frame::udp(ip(src), ip(dst), 53, dns)
+}
+
+/// The answer edns must give, built by hand: header (QR AA, RD/CD kept),
+/// question as received, answer 0xC00C -> rdata, OPT when the query had one.
+fn answer_dns(query: &[u8], qtype: u16, rdata: &[u8], ttl: u32, opt: bool) -> Vec<u8> {
+    let qend = 12 + query[12..].iter().position(|b| *b == 0).unwrap() + 1 + 4;
+    let mut a = query[..2].to_vec();
+    let flags = 0x8400 | (u16::from_be_bytes([query[2], query[3]]) & 0x0110);
+    a.extend_from_slice(&flags.to_be_bytes());
+    a.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, opt as u8]);
+    a.extend_from_slice(&query[12..qend]);
+    a.extend_from_slice(&[0xc0, 0x0c]);
+    a.extend_from_slice(&qtype.to_be_bytes());
+    a.extend_from_slice(&[0, 1]);
+    a.extend_from_slice(&ttl.to_be_bytes());
+    a.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    a.extend_from_slice(rdata);
+    if opt {
+        a.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]); // 1232
+    }
+    a
+}
+
+/// Runs a fixture that must pass: verdict XDP_PASS, frame untouched, and the
+/// named counter moved.
+fn passes(x: &mut XdpUnderTest, what: &str, bytes: &[u8], counter: &str) {
+    let before = x.counter(counter);
+    let (v, out) = x.run(bytes).unwrap();
+    assert_eq!(v, XDP_PASS, "{what}: verdict");
+    assert_eq!(out, bytes, "{what}: a passed frame must be unchanged");
+    assert_eq!(x.counter(counter), before + 1, "{what}: counter {counter}; all: {:?}", x.counters());
+}
+
+fn answers(x: &mut XdpUnderTest, what: &str, f: &Frame, want_dns: Vec<u8>) {
+    let (v, out) = x.run(&f.build()).unwrap();
+    assert_eq!(v, XDP_TX, "{what}: verdict; counters {:?}", x.counters());
+    check_answer(f, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(out, f.expected_answer(want_dns), "{what}: output frame");
+}
+
+// 198.18.3.7 = 3323069191; % 3 = 1 -> X = 2 -> east/vs2 -> east.
+const EAST: [u8; 4] = [192, 0, 2, 10];
+const WEST: [u8; 4] = [198, 51, 100, 20];
+
+#[test]
+fn stripe_answer_is_the_exact_expected_frame_with_and_without_edns_and_vlans() {
+    let mut x = setup();
+    assert_eq!(u32::from(Ipv4Addr::new(198, 18, 3, 7)) % 3, 1);
+    for (opt, vlans) in [(None, vec![]), (Some(4096), vec![]), (None, vec![7]), (Some(1232), vec![100, 7])] {
+        let q = dns_query(0xbeef, true, "wWw.GsLb.Example.", 1, opt);
+        let mut f = frame("198.18.3.7", q.clone());
+        f.vlans = vlans.clone();
+        answers(&mut x, &format!("opt {opt:?} vlans {vlans:?}"), &f, answer_dns(&q, 1, &EAST, 30, opt.is_some()));
+    }
+    assert_eq!(x.counter("answered_stripe"), 4);
 }
 
 #[test]
-fn a_query_for_a_stripe_wide_ip_is_answered_with_xdp_tx() {
-    require_root();
-    let mut x = XdpUnderTest::new(&model()).unwrap();
-    let f = Frame::udp(client(), server(), 53, dns_query(0x4242, true, "www.gslb.example.", 1, None));
-    let (verdict, out) = x.run(&f.build()).unwrap();
-    assert_eq!(verdict, XDP_TX, "counters: {:?}", x.counters());
-    let dns = check_answer(&f, &out).unwrap();
-    println!("{dns:02x?}");
+fn ipv6_ldns_gets_a_computed_udp_checksum_and_aaaa_from_the_v6_sac() {
+    let mut x = setup();
+    // fd00::7 as u128 mod 3 picks the pool entry; find one that lands on west.
+    let src = (1..50u16)
+        .map(|i| format!("fd00::{i:x}"))
+        .find(|s| s.parse::<std::net::Ipv6Addr>().map(|a| u128::from(a) % 3 == 2).unwrap())
+        .unwrap();
+    let q = dns_query(7, false, "www.gslb.example.", 28, Some(1232));
+    let f = frame(&src, q.clone());
+    let v6: std::net::Ipv6Addr = "2001:db8::20".parse().unwrap();
+    answers(&mut x, "AAAA over IPv6", &f, answer_dns(&q, 28, &v6.octets(), 30, true));
+    let q = dns_query(8, false, "www.gslb.example.", 1, None);
+    answers(&mut x, "A over IPv6", &frame(&src, q.clone()), answer_dns(&q, 1, &WEST, 30, false));
+}
+
+#[test]
+fn topology_answers_from_the_lpm_trie_and_falls_back_to_the_stripe() {
+    let mut x = setup();
+    let q = dns_query(1, true, "geo.gslb.example.", 1, None);
+    answers(&mut x, "198.18.1.9 -> east", &frame("198.18.1.9", q.clone()), answer_dns(&q, 1, &EAST, 30, false));
+    answers(&mut x, "198.18.2.9 -> west", &frame("198.18.2.9", q.clone()), answer_dns(&q, 1, &WEST, 30, false));
+    // No prefix: stripe over [east/vs1, west/vs1]; 198.18.3.7 is odd -> X = 2 -> west.
+    answers(&mut x, "no match -> stripe", &frame("198.18.3.7", q.clone()), answer_dns(&q, 1, &WEST, 30, false));
+    assert_eq!(x.counter("answered_topology"), 3);
+}
+
+#[test]
+fn an_unavailable_stripe_candidate_is_marked_down_in_the_map_and_n_minus_1_recomputed() {
+    let mut x = setup();
+    let dp = x.dataplane.clone();
+    // east/vs2 (id 1) is 198.18.3.7's candidate; make it unavailable but marked up.
+    dp.set_vs_state(1, VS_MARKED_UP).unwrap();
+    let q = dns_query(2, false, "www.gslb.example.", 1, None);
+    // N = 2 over {east/vs1, west/vs1}: 3323069191 % 2 = 1 -> X = 2 -> west.
+    answers(&mut x, "recompute", &frame("198.18.3.7", q.clone()), answer_dns(&q, 1, &WEST, 30, false));
+    assert_eq!(dp.vs_state(1), 0, "the kernel marked east/vs2 down");
+    // Every VS down: round robin over the whole pool, regardless of state.
+    for vs in 0..3 {
+        dp.set_vs_state(vs, 0).unwrap();
+    }
+    let picks: Vec<[u8; 4]> = (0..3)
+        .map(|i| {
+            let f = frame("198.18.3.7", dns_query(10 + i, false, "www.gslb.example.", 1, None));
+            let (v, out) = x.run(&f.build()).unwrap();
+            assert_eq!(v, XDP_TX);
+            let dns = check_answer(&f, &out).unwrap();
+            dns[dns.len() - 4..].try_into().unwrap()
+        })
+        .collect();
+    assert_eq!(dp.next_counter(0), 3, "the kernel advanced the shared counter");
+    assert_eq!(picks, [EAST, EAST, WEST]);
+    assert_eq!(x.counter("answered_fallback_rr"), 3);
+}
+
+#[test]
+fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_records_pass() {
+    let mut x = setup();
+    let dp = x.dataplane.clone();
+    let q = dns_query(3, false, "shop.gslb.example.", 1, None);
+    let f = frame("198.18.3.7", q.clone());
+    passes(&mut x, "no record", &f.build(), "pass_persist_miss");
+
+    let key = PersistKey { wide_ip: 1, ldns: LdnsKey::addr(edns_user::config::ldns_bytes(ip("198.18.3.7"))) };
+    let old = now_ns() - 5_000_000_000;
+    let rec = PersistRecord { vs: 2, ttl_secs: 600, created_ns: old, last_ns: old, hits: 1, node_id: 0, _pad: 0 };
+    dp.persist_put(&key, &rec).unwrap();
+    answers(&mut x, "timely record -> its SAC", &f, answer_dns(&q, 1, &WEST, 30, false));
+    let after = dp.persist_get(&key).unwrap();
+    assert_eq!(after.hits, 2, "hits bumped");
+    assert!(after.last_ns > old + 4_000_000_000, "time stamp refreshed");
+    assert_eq!(after.created_ns, old);
+
+    // Expired: ttl 1 s, last request 5 s ago.
+    dp.persist_put(&key, &PersistRecord { ttl_secs: 1, last_ns: old, ..rec }).unwrap();
+    passes(&mut x, "expired record", &f.build(), "pass_persist_expired");
+    // Timely but its VS is no longer available.
+    dp.persist_put(&key, &rec).unwrap();
+    dp.set_vs_state(2, VS_MARKED_UP).unwrap();
+    passes(&mut x, "VS unavailable", &f.build(), "pass_persist_expired");
+    assert_eq!(dp.persist_get(&key).unwrap().hits, 1, "a pass does not touch the record");
+}
+
+#[test]
+fn ethernet_padding_is_trimmed_from_the_answer() {
+    let mut x = setup();
+    let q = dns_query(4, false, "www.gslb.example.", 1, None);
+    let f = frame("198.18.3.7", q.clone());
+    let mut padded = f.build();
+    padded.extend_from_slice(&[0u8; 12]);
+    let (v, out) = x.run(&padded).unwrap();
+    assert_eq!(v, XDP_TX);
+    assert_eq!(out, f.expected_answer(answer_dns(&q, 1, &EAST, 30, false)));
+}
+
+/// Replaces the DNS payload of a valid query frame.
+fn with_dns(dns: Vec<u8>) -> Vec<u8> {
+    frame("198.18.3.7", dns).build()
+}
+
+fn header(flags: u16, qd: u16, an: u16, ns: u16, ar: u16) -> Vec<u8> {
+    let mut h = vec![0x12, 0x34];
+    for v in [flags, qd, an, ns, ar] {
+        h.extend_from_slice(&v.to_be_bytes());
+    }
+    h
+}
+
+const WWW: &[u8] = b"\x03www\x04gslb\x07example\x00\x00\x01\x00\x01";
+
+#[test]
+fn every_truncation_of_a_valid_query_passes_unchanged() {
+    let mut x = setup();
+    let full = with_dns(dns_query(5, false, "www.gslb.example.", 1, Some(1232)));
+    // BPF_PROG_TEST_RUN refuses XDP input shorter than an Ethernet header.
+    for len in 14..full.len() {
+        let (v, out) = x.run(&full[..len]).unwrap();
+        assert_eq!(v, XDP_PASS, "truncated to {len}");
+        assert_eq!(out, &full[..len]);
+    }
+}
+
+#[test]
+fn malformed_or_unsupported_dns_passes_unchanged() {
+    let mut x = setup();
+    let cat = |parts: &[&[u8]]| parts.concat();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("label length 0x40", cat(&[&header(0, 1, 0, 0, 0), b"\x40www\x00\x00\x01\x00\x01"]), "pass_unparsed"),
+        ("compression pointer in the question", cat(&[&header(0, 1, 0, 0, 0), b"\x03www\xc0\x0c\x00\x01\x00\x01"]), "pass_unparsed"),
+        ("QDCOUNT=2", cat(&[&header(0, 2, 0, 0, 0), WWW, WWW]), "pass_unparsed"),
+        ("QDCOUNT=0", header(0, 0, 0, 0, 0), "pass_unparsed"),
+        ("ANCOUNT=1", cat(&[&header(0, 1, 1, 0, 0), WWW]), "pass_unparsed"),
+        ("ARCOUNT=2", cat(&[&header(0, 1, 0, 0, 2), WWW, b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"]), "pass_unparsed"),
+        ("QR=1 (a response)", cat(&[&header(0x8000, 1, 0, 0, 0), WWW]), "pass_unparsed"),
+        ("opcode NOTIFY", cat(&[&header(0x2000, 1, 0, 0, 0), WWW]), "pass_unparsed"),
+        ("class CH", cat(&[&header(0, 1, 0, 0, 0), b"\x03www\x04gslb\x07example\x00\x00\x01\x00\x03"]), "pass_unparsed"),
+        ("type MX", cat(&[&header(0, 1, 0, 0, 0), b"\x03www\x04gslb\x07example\x00\x00\x0f\x00\x01"]), "pass_unparsed"),
+        ("trailing bytes", cat(&[&header(0, 1, 0, 0, 0), WWW, b"\x00"]), "pass_unparsed"),
+        ("OPT with an unknown option", cat(&[&header(0, 1, 0, 0, 1), WWW, b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x04\xfd\xe9\x00\x00"]), "pass_unparsed"),
+        ("OPT version 1", cat(&[&header(0, 1, 0, 0, 1), WWW, b"\x00\x00\x29\x04\xd0\x00\x01\x00\x00\x00\x00"]), "pass_unparsed"),
+        ("additional that is not OPT", cat(&[&header(0, 1, 0, 0, 1), WWW, b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00"]), "pass_unparsed"),
+        ("unknown name", cat(&[&header(0, 1, 0, 0, 0), b"\x04nope\x04gslb\x07example\x00\x00\x01\x00\x01"]), "pass_unknown_name"),
+    ];
+    for (what, dns, counter) in cases {
+        passes(&mut x, what, &with_dns(dns), counter);
+    }
+    // A name longer than the fast path's 128 wire bytes: legal DNS, answered upstairs.
+    let long = format!("{}.{}.gslb.example.", "a".repeat(63), "b".repeat(63));
+    passes(&mut x, "name over 128 bytes", &with_dns(dns_query(6, false, &long, 1, None)), "pass_unparsed");
+    // AAAA for a SAC without address6: NODATA is the controller's.
+    passes(&mut x, "AAAA, no address6", &with_dns(dns_query(6, false, "www.gslb.example.", 28, None)), "pass_no_address");
+}
+
+#[test]
+fn frames_that_are_not_plain_udp_dns_to_our_port_pass_unchanged() {
+    let mut x = setup();
+    let q = dns_query(9, false, "www.gslb.example.", 1, None);
+    let mut other_port = frame("198.18.3.7", q.clone());
+    other_port.dport = 5353;
+    passes(&mut x, "UDP to another port", &other_port.build(), "pass_not_dns");
+    let good = frame("198.18.3.7", q.clone()).build();
+    let mut tcp = good.clone();
+    tcp[14 + 9] = 6;
+    passes(&mut x, "TCP", &tcp, "pass_not_dns");
+    let mut frag = good.clone();
+    frag[14 + 6] |= 0x20; // MF
+    passes(&mut x, "IPv4 fragment", &frag, "pass_unparsed");
+    let mut opts = good.clone();
+    opts[14] = 0x46; // IHL 6: options
+    passes(&mut x, "IPv4 options", &opts, "pass_unparsed");
+    let mut arp = good.clone();
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    passes(&mut x, "ARP", &arp, "pass_not_dns");
+    let mut v6ext = frame("fd00::7", q.clone()).build();
+    v6ext[14 + 6] = 0; // hop-by-hop extension header
+    passes(&mut x, "IPv6 extension header", &v6ext, "pass_not_dns");
+    let mut bad_len = good.clone();
+    bad_len[14 + 20 + 5] += 1; // UDP length disagrees with IP
+    passes(&mut x, "UDP length mismatch", &bad_len, "pass_unparsed");
+    let _ = Arc::new(0);
 }
