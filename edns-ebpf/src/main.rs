@@ -89,7 +89,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         rdata[..4].copy_from_slice(&sac.addr4);
     }
     reply::build(ctx, &q, &rdata, w.answer_ttl, settings.edns_payload)?;
-    select::refresh(&choice);
+    select::commit(&choice);
     Ok(choice.how)
 }
 

@@ -19,6 +19,10 @@ pub struct Choice {
     /// Persistence hit to refresh once the answer is certain.
     pub record: Option<*mut edns_common::PersistRecord>,
     pub now: u64,
+    /// Round-robin counter to advance once the answer is certain: a query
+    /// passed up after choosing (AAAA without address6) must leave it alone,
+    /// or the controller's own balancing would skip a position.
+    pub rr_counter: Option<*mut u64>,
 }
 
 /// Passes a value through a per-CPU map slot. The verifier does not track
@@ -84,20 +88,19 @@ fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Choice {
         }
     }
     match s.pos {
-        Some(pos) => Choice { pos: settle(pos), how, record: None, now: 0 },
+        Some(pos) => Choice { pos: settle(pos), how, record: None, now: 0, rr_counter: None },
         None => {
-            // Read, then add: LLVM lowers a fetch-add whose result is used to
-            // a plain BPF XADD here and hands back the addend. Two CPUs may
-            // read the same value; the round robin then repeats one position.
-            let c = match RR_COUNTERS.get_ptr_mut(w.id) {
-                Some(p) => unsafe {
-                    let c = core::ptr::read_volatile(p);
-                    atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1);
-                    c
-                },
-                None => 0,
+            let (c, counter) = match RR_COUNTERS.get_ptr_mut(w.id) {
+                Some(p) => (unsafe { core::ptr::read_volatile(p) }, Some(p)),
+                None => (0, None),
             };
-            Choice { pos: settle(round_robin_any(c, w.pool_len)), how: counter::ANSWERED_FALLBACK_RR, record: None, now: 0 }
+            Choice {
+                pos: settle(round_robin_any(c, w.pool_len)),
+                how: counter::ANSWERED_FALLBACK_RR,
+                record: None,
+                now: 0,
+                rr_counter: counter,
+            }
         }
     }
 }
@@ -111,7 +114,7 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
             if let Some(sac) = TOPOLOGY.get(Key::new(128, *ldns)) {
                 let (marked, available) = masks(w);
                 if let Some(pos) = topology_pick(*sac, &w.pool_sac, w.pool_len, marked & available) {
-                    return Ok(Choice { pos: settle(pos), how: counter::ANSWERED_TOPOLOGY, record: None, now: 0 });
+                    return Ok(Choice { pos: settle(pos), how: counter::ANSWERED_TOPOLOGY, record: None, now: 0, rr_counter: None });
                 }
             }
             counter::ANSWERED_TOPOLOGY // no match or no VS up: the stripe walk below
@@ -138,20 +141,26 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
             break;
         }
         if w.pool_vs[pos] == vs {
-            return Ok(Choice { pos: pos as u32, how: counter::ANSWERED_PERSISTENCE, record: Some(rec), now });
+            return Ok(Choice { pos: pos as u32, how: counter::ANSWERED_PERSISTENCE, record: Some(rec), now, rr_counter: None });
         }
         pos += 1;
     }
     Err(counter::PASS_PERSIST_EXPIRED)
 }
 
-/// Fig. 9 block 925: refresh the time stamp and count the hit.
+/// Commits the choice once the answer is written. Fig. 9 block 925: refresh
+/// the time stamp and count the hit; or advance the round-robin counter
+/// (another CPU may have read the same value meanwhile: the round robin then
+/// repeats a position, as it can in the controller).
 #[inline(always)]
-pub fn refresh(c: &Choice) {
+pub fn commit(c: &Choice) {
     if let Some(rec) = c.record {
         unsafe {
             (*rec).last_ns = c.now;
             atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut (*rec).hits, 1);
         }
+    }
+    if let Some(p) = c.rr_counter {
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) };
     }
 }
