@@ -1,34 +1,150 @@
 //! edns with its XDP program attached to a veth in a server namespace,
-//! queried from a client namespace with real clients.
+//! queried from a client namespace by real clients (kdig, unbound as the
+//! LDNS); the counters show which answers came from XDP.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use edns_tests::{kdig, require_root, workspace, EdnsProc, VethHarness};
+use edns_tests::{kdig, require_root, tmpdir, workspace, EdnsProc, VethHarness};
 
 fn demo_config() -> String {
     std::fs::read_to_string(workspace().join("examples/demo.toml")).unwrap()
 }
 
-fn xdp_counter(e: &EdnsProc, name: &str) -> u64 {
-    let s = e.ctl(&["stats"]).unwrap();
+fn stats(e: &EdnsProc) -> serde_json::Value {
+    e.ctl(&["stats"]).unwrap()
+}
+
+fn xdp(s: &serde_json::Value, name: &str) -> u64 {
     s["xdp"][name].as_u64().unwrap_or_else(|| panic!("no xdp.{name} in {s}"))
 }
 
+fn userspace_queries(s: &serde_json::Value) -> u64 {
+    s["dns"]["queries"].as_u64().unwrap()
+}
+
+fn start(h: &VethHarness) -> EdnsProc {
+    EdnsProc::start(&demo_config(), Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap()
+}
+
 #[test]
-fn xdp_program_loads_attaches_to_a_veth_and_sees_the_queries() {
+fn kdig_answers_come_from_xdp_in_every_mode_and_misses_go_up_once() {
     require_root();
     let h = VethHarness::new().unwrap();
-    let e = EdnsProc::start(&demo_config(), Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
+    let ldns: Vec<IpAddr> = ["198.18.1.10", "198.18.2.20", "198.18.3.30", "198.18.4.40"].iter().map(|s| s.parse().unwrap()).collect();
+    h.add_client_addrs(&ldns).unwrap();
+    let e = start(&h);
     let server = SocketAddr::new(h.server_ip, 53);
-    let before = xdp_counter(&e, "packets");
-    for _ in 0..5 {
-        let d = kdig(Some(&h.client), server, Some(h.client_ip), &["www.gslb.example.", "A"]).unwrap();
-        assert_eq!(d.status, "NOERROR", "{}", d.text);
+    let ask = |src: IpAddr, name: &str, t: &str| kdig(Some(&h.client), server, Some(src), &[name, t]).unwrap();
+
+    let s0 = stats(&e);
+    // Stripe, pool east/vs1 east/vs2 west/vs1: SAC of pool[ip mod 3].
+    for src in &ldns {
+        let IpAddr::V4(v4) = src else { unreachable!() };
+        let want = ["192.0.2.10", "192.0.2.10", "198.51.100.20"][(u32::from(*v4) % 3) as usize];
+        assert_eq!(ask(*src, "www.gslb.example.", "A").answer(), want, "LDNS {src}");
     }
-    let after = xdp_counter(&e, "packets");
-    assert!(after >= before + 5, "XDP counted {before} -> {after} packets");
-    // The program is attached in driver mode on the server's veth.
-    let link = h.server.ip(&["-d", "link", "show", &h.server_if]).unwrap();
-    let text = String::from_utf8_lossy(&link.stdout);
-    assert!(text.contains("xdp"), "{text}");
+    // Topology.
+    assert_eq!(ask(ldns[0], "geo.gslb.example.", "A").answer(), "192.0.2.10");
+    assert_eq!(ask(ldns[1], "GEO.gslb.example.", "A").answer(), "198.51.100.20");
+    let s1 = stats(&e);
+    assert_eq!(xdp(&s1, "answered_stripe") - xdp(&s0, "answered_stripe"), 4, "{s1}");
+    assert_eq!(xdp(&s1, "answered_topology") - xdp(&s0, "answered_topology"), 2, "{s1}");
+    assert_eq!(userspace_queries(&s1), userspace_queries(&s0), "nothing reached userspace: {s1}");
+
+    // Dynamic: the first query misses and goes up; the controller writes the
+    // record into the map; the next ones are persistence hits in XDP.
+    let first = ask(ldns[2], "shop.gslb.example.", "A").answer().to_string();
+    let s2 = stats(&e);
+    assert_eq!(xdp(&s2, "pass_persist_miss") - xdp(&s1, "pass_persist_miss"), 1, "{s2}");
+    assert_eq!(userspace_queries(&s2) - userspace_queries(&s1), 1);
+    for _ in 0..3 {
+        assert_eq!(ask(ldns[2], "shop.gslb.example.", "A").answer(), first);
+    }
+    let s3 = stats(&e);
+    assert_eq!(xdp(&s3, "answered_persistence") - xdp(&s2, "answered_persistence"), 3, "{s3}");
+    assert_eq!(userspace_queries(&s3), userspace_queries(&s2));
+    let recs = e.ctl(&["records"]).unwrap();
+    let rec = recs.as_array().unwrap().iter().find(|r| r["ldns"] == "198.18.3.30").expect("record");
+    assert_eq!(rec["hits"], 4, "one miss + three kernel hits: {recs}");
+
+    // AAAA where the SAC has no address6: XDP passes, userspace says NODATA.
+    let nodata = ask(ldns[0], "geo.gslb.example.", "AAAA");
+    assert_eq!((nodata.status.as_str(), nodata.answers.len()), ("NOERROR", 0));
+    assert_eq!(xdp(&stats(&e), "pass_no_address") - xdp(&s3, "pass_no_address"), 1);
+
+    // A VS marked down through the controller changes what XDP answers.
+    e.ctl(&["set-vs", "west/vs1", "down"]).unwrap();
+    assert_eq!(ask(ldns[1], "geo.gslb.example.", "A").answer(), "192.0.2.10");
+}
+
+#[test]
+fn ipv6_queries_over_the_veth_are_answered_in_xdp() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let e = start(&h);
+    let s0 = stats(&e);
+    let server: SocketAddr = "[fd00:edd5::1]:53".parse().unwrap();
+    let src: IpAddr = "fd00:edd5::2".parse().unwrap();
+    let IpAddr::V6(v6) = src else { unreachable!() };
+    let want = ["192.0.2.10", "192.0.2.10", "198.51.100.20"][(u128::from(v6) % 3) as usize];
+    let d = kdig(Some(&h.client), server, Some(src), &["www.gslb.example.", "A"]).unwrap();
+    assert_eq!(d.answer(), want);
+    // geo from an unmatched IPv6 LDNS: stripe over east/vs1, west/vs1.
+    let d = kdig(Some(&h.client), server, Some(src), &["geo.gslb.example.", "AAAA", "+edns"]).unwrap();
+    let s1 = stats(&e);
+    if u128::from(v6) % 2 == 1 {
+        assert_eq!(d.answer(), "2001:db8::20");
+        assert_eq!(xdp(&s1, "answered_topology") - xdp(&s0, "answered_topology"), 1, "{s1}");
+    } else {
+        assert!(d.answers.is_empty());
+    }
+    assert_eq!(xdp(&s1, "answered_stripe") - xdp(&s0, "answered_stripe"), 1, "{s1}");
+}
+
+#[test]
+fn unbound_as_the_ldns_resolves_through_the_xdp_fast_path() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let ldns: IpAddr = "198.18.1.10".parse().unwrap();
+    h.add_client_addrs(&[ldns]).unwrap();
+    let e = start(&h);
+    let dir = tmpdir();
+    let conf = dir.join("unbound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  interface: 127.0.0.1\n  port: 53\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  module-config: \"iterator\"\n  outgoing-interface: {ldns}\n  do-ip6: no\n  use-caps-for-id: yes\n  qname-minimisation: no\n  do-not-query-localhost: no\n  root-hints: \"\"\n  access-control: 127.0.0.0/8 allow\n\nstub-zone:\n  name: \"gslb.example.\"\n  stub-addr: {srv}@53\n",
+            d = dir.display(),
+            srv = h.server_ip
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("unbound.log")).unwrap();
+    let mut unbound = h.client.cmd("unbound").args(["-d", "-c"]).arg(&conf).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let resolver: SocketAddr = "127.0.0.1:53".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s0 = stats(&e);
+    let d = loop {
+        match kdig(Some(&h.client), resolver, None, &["geo.gslb.example.", "A"]) {
+            Ok(d) if d.status == "NOERROR" => break d,
+            r => {
+                assert!(Instant::now() < deadline, "unbound did not answer: {r:?}\n{}", std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default());
+                assert!(unbound.try_wait().unwrap().is_none(), "unbound exited: {}", std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    // unbound asked from 198.18.1.10, which topology maps to east.
+    assert_eq!(d.answer(), "192.0.2.10", "{}", d.text);
+    let www = kdig(Some(&h.client), resolver, None, &["www.gslb.example.", "A"]).unwrap();
+    let want = ["192.0.2.10", "192.0.2.10", "198.51.100.20"][(u32::from("198.18.1.10".parse::<std::net::Ipv4Addr>().unwrap()) % 3) as usize];
+    assert_eq!(www.answer(), want);
+    let s1 = stats(&e);
+    assert!(xdp(&s1, "answered_topology") > xdp(&s0, "answered_topology"), "{s1}");
+    assert!(xdp(&s1, "answered_stripe") > xdp(&s0, "answered_stripe"), "{s1}");
+    let _ = unbound.kill();
+    let _ = unbound.wait();
+    let _ = Command::new("true").status();
 }
