@@ -130,7 +130,17 @@ pub struct VethHarness {
 }
 
 impl VethHarness {
+    /// The harness with `edns xdp-pass` on the client veth, so XDP_TX
+    /// answers reach the client's sockets.
     pub fn new() -> anyhow::Result<VethHarness> {
+        let h = Self::bare()?;
+        h.attach_client_pass()?;
+        Ok(h)
+    }
+
+    /// The harness without a program on the client veth (for a generator
+    /// such as kxdpgun that attaches its own).
+    pub fn bare() -> anyhow::Result<VethHarness> {
         let server = Netns::new("ednsS")?;
         let client = Netns::new("ednsC")?;
         let server_if = unique("vs");
@@ -155,6 +165,11 @@ impl VethHarness {
         h.client.ip(&["link", "set", &h.client_if, "up"])?;
         // Locally sent packets would carry partial checksums.
         sh(h.client.cmd("ethtool").args(["-K", &h.client_if, "tx", "off"]))?;
+        Ok(h)
+    }
+
+    fn attach_client_pass(&self) -> anyhow::Result<()> {
+        let h = self;
         // XDP_TX on a veth delivers only when the peer runs NAPI; GRO alone
         // did not turn it on here, an XDP program on the peer does.
         let log = tmpdir().join("xdp-pass.log");
@@ -174,7 +189,14 @@ impl VethHarness {
         }
         // The namespace's drop kills it.
         std::mem::forget(child);
-        Ok(h)
+        Ok(())
+    }
+
+    /// Routes replies for a generator's source range (e.g. kxdpgun -l) to
+    /// the client veth, so the server's stack needs no ARP for each source.
+    pub fn route_via_client(&self, range: &str) -> anyhow::Result<()> {
+        self.server.ip(&["route", "add", range, "via", &self.client_ip.to_string()])?;
+        Ok(())
     }
 
     /// Adds LDNS source addresses to the client side.

@@ -312,3 +312,4 @@ fn frames_that_are_not_plain_udp_dns_to_our_port_pass_unchanged() {
     passes(&mut x, "UDP length mismatch", &bad_len, "pass_unparsed");
     let _ = Arc::new(0);
 }
+

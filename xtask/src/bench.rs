@@ -1,15 +1,26 @@
-//! `cargo xtask bench`: dnsperf against edns (userspace path) and against
-//! knotd serving an equivalent static zone, side by side in one run.
+//! `cargo xtask bench`: every figure is a ratio measured side by side in one
+//! run (the machines are shared and noisy).
+//!
+//! 1. Per-query cost of the XDP program through BPF_PROG_TEST_RUN: stripe,
+//!    topology, persistence hit with 1k and 1M records, against the
+//!    `edns_pass` (XDP_PASS) floor.
+//! 2. Floods on the veth harness: kxdpgun and dnsperf against edns XDP, edns
+//!    userspace-only and knotd in XDP mode.
+//! 3. dnsperf on loopback: edns userspace against knotd.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use edns_tests::{edns_bin, example_config, free_port, tmpdir, EdnsProc};
+use edns_common::{LdnsKey, PersistKey, PersistRecord};
+use edns_tests::packet::{dns_query, Frame};
+use edns_tests::xdp::{XdpUnderTest, XDP_PASS, XDP_TX};
+use edns_tests::{edns_bin, example_config, free_port, kdig, tmpdir, EdnsProc, Netns, VethHarness};
+use edns_user::store::{now_ns, Store};
 
-/// A knotd serving gslb.example. with the A records edns would answer.
+/// knotd serving gslb.example. with the A records edns would answer.
 struct Knotd {
     child: Child,
 }
@@ -21,17 +32,22 @@ impl Drop for Knotd {
     }
 }
 
-fn start_knotd(dir: &Path, addr: SocketAddr) -> anyhow::Result<Knotd> {
+fn start_knotd(dir: &Path, addr: SocketAddr, ns: Option<&Netns>, xdp_iface: Option<&str>) -> anyhow::Result<Knotd> {
     let zone = "$ORIGIN gslb.example.\n$TTL 30\n@ SOA ns1 hostmaster 1 3600 600 604800 30\n@ NS ns1\nwww A 198.51.100.20\nshop A 192.0.2.10\ngeo A 192.0.2.10\n";
     std::fs::write(dir.join("gslb.example.zone"), zone)?;
+    let xdp = xdp_iface.map(|i| format!("xdp:\n  listen: {i}@{}\n", addr.port())).unwrap_or_default();
     let conf = format!(
-        "server:\n  rundir: \"{d}\"\n  listen: {ip}@{port}\n  udp-workers: 1\n  tcp-workers: 1\n  background-workers: 1\ndatabase:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\nzone:\n  - domain: gslb.example.\n    file: \"{d}/gslb.example.zone\"\n",
+        "server:\n  rundir: \"{d}\"\n  listen: {ip}@{port}\n  udp-workers: 2\n  tcp-workers: 1\n  background-workers: 1\n{xdp}database:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\nzone:\n  - domain: gslb.example.\n    file: \"{d}/gslb.example.zone\"\n",
         d = dir.display(),
         ip = addr.ip(),
         port = addr.port()
     );
     std::fs::write(dir.join("knot.conf"), conf)?;
-    let child = Command::new("knotd")
+    let mut cmd = match ns {
+        Some(n) => n.cmd("knotd"),
+        None => Command::new("knotd"),
+    };
+    let child = cmd
         .arg("-c")
         .arg(dir.join("knot.conf"))
         .stdout(Stdio::null())
@@ -41,7 +57,7 @@ fn start_knotd(dir: &Path, addr: SocketAddr) -> anyhow::Result<Knotd> {
     let k = Knotd { child };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if edns_tests::kdig(None, addr, None, &["www.gslb.example.", "A"]).map(|d| d.status == "NOERROR").unwrap_or(false) {
+        if kdig(ns, addr, None, &["www.gslb.example.", "A"]).map(|d| d.status == "NOERROR").unwrap_or(false) {
             return Ok(k);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -50,60 +66,191 @@ fn start_knotd(dir: &Path, addr: SocketAddr) -> anyhow::Result<Knotd> {
 }
 
 pub struct Perf {
-    pub qps: f64,
-    pub completed_pct: f64,
+    pub sent_qps: f64,
+    pub reply_qps: f64,
+    pub answered_pct: f64,
 }
 
-/// dnsperf bounded by `queries` and `seconds`, whichever comes first.
-pub fn dnsperf(server: SocketAddr, queries_file: &Path, queries: u64, seconds: u64, clients: u32) -> anyhow::Result<Perf> {
-    let out = Command::new("dnsperf")
+fn field<'a>(text: &'a str, label: &str) -> anyhow::Result<&'a str> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(str::trim)
+        .with_context(|| format!("no {label:?} in:\n{text}"))
+}
+
+/// dnsperf bounded by `seconds` (and by `passes` over the query file).
+fn dnsperf(ns: Option<&Netns>, server: SocketAddr, queries: &Path, passes: u64, seconds: u64) -> anyhow::Result<Perf> {
+    let mut cmd = match ns {
+        Some(n) => n.cmd("dnsperf"),
+        None => Command::new("dnsperf"),
+    };
+    let out = cmd
         .args(["-s", &server.ip().to_string(), "-p", &server.port().to_string()])
         .arg("-d")
-        .arg(queries_file)
-        .args(["-n", &queries.to_string(), "-l", &seconds.to_string(), "-c", &clients.to_string(), "-q", "200", "-t", "2"])
+        .arg(queries)
+        .args(["-n", &passes.to_string(), "-l", &seconds.to_string(), "-c", "4", "-q", "200", "-t", "2"])
         .output()
         .context("cannot run dnsperf")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |label: &str| -> anyhow::Result<String> {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .map(|s| s.trim().to_string())
-            .with_context(|| format!("no {label:?} in dnsperf output:\n{text}"))
-    };
-    let qps: f64 = field("Queries per second:")?.parse()?;
-    // "Queries completed:    12345 (99.99%)"
-    let completed = field("Queries completed:")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let qps: f64 = field(&text, "Queries per second:")?.parse()?;
+    let sent: f64 = field(&text, "Queries sent:")?.parse()?;
+    let completed = field(&text, "Queries completed:")?;
     let pct: f64 = completed.split('(').nth(1).and_then(|s| s.strip_suffix("%)")).context("completed %")?.parse()?;
-    Ok(Perf { qps, completed_pct: pct })
+    let elapsed: f64 = field(&text, "Run time (s):")?.parse()?;
+    Ok(Perf { sent_qps: sent / elapsed, reply_qps: qps, answered_pct: pct })
 }
 
-pub fn run(queries: u64, seconds: u64) -> anyhow::Result<()> {
+/// kxdpgun from the client veth, random sources in `local`, at `qps` offered.
+fn kxdpgun(h: &VethHarness, queries: &Path, qps: u64, seconds: u64, local: &str) -> anyhow::Result<Perf> {
+    let out = h
+        .client
+        .cmd("kxdpgun")
+        .args(["-t", &seconds.to_string(), "-Q", &qps.to_string(), "-I", &h.client_if, "-l", local, "-i"])
+        .arg(queries)
+        .arg(h.server_ip.to_string())
+        .output()
+        .context("cannot run kxdpgun")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // "total queries:     1222210 (407403 pps)" / "total replies: ... (407403 pps) (100%)"
+    let pps = |label: &str| -> anyhow::Result<f64> {
+        let f = field(&text, label)?;
+        Ok(f.split('(').nth(1).and_then(|s| s.split_whitespace().next()).context("pps")?.parse()?)
+    };
+    let sent = pps("total queries:")?;
+    let replies = pps("total replies:").unwrap_or(0.0);
+    Ok(Perf { sent_qps: sent, reply_qps: replies, answered_pct: if sent > 0.0 { 100.0 * replies / sent } else { 0.0 } })
+}
+
+fn v4(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Section 1: per-query cost through BPF_PROG_TEST_RUN.
+fn testrun_costs(runs: u32) -> anyhow::Result<Vec<(String, Duration)>> {
+    let model = edns_user::config::load(&crate::root().join("examples/demo.toml")).map_err(anyhow::Error::from)?;
+    let mut x = XdpUnderTest::new(&model)?;
+    let server = v4("198.18.0.1");
+    let frame = |src: &str, name: &str| Frame::udp(v4(src), server, 53, dns_query(0x1234, true, name, 1, Some(1232))).build();
+    let www = frame("198.18.3.7", "www.gslb.example.");
+    let mut out = Vec::new();
+    out.push(("XDP_PASS floor (edns_pass)".to_string(), x.mean_time("edns_pass", &www, runs, XDP_PASS)?));
+    out.push(("unknown name, parsed and passed".to_string(), x.mean_time("edns", &frame("198.18.3.7", "nope.gslb.example."), runs, XDP_PASS)?));
+    out.push(("stripe answer".to_string(), x.mean_time("edns", &www, runs, XDP_TX)?));
+    out.push(("topology answer".to_string(), x.mean_time("edns", &frame("198.18.1.9", "geo.gslb.example."), runs, XDP_TX)?));
+    // Persistence hits with 1k, then 1M records in the map.
+    let shop = model.wide_ip_by_name("shop.gslb.example.").context("shop")?.id;
+    let now = now_ns();
+    let mut filled = 0u32;
+    for total in [1_000u32, 1_000_000] {
+        while filled < total {
+            let ldns = edns_user::config::ldns_bytes(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + filled)));
+            let rec = PersistRecord { vs: 0, ttl_secs: 3600, created_ns: now, last_ns: now, hits: 1, node_id: 0, _pad: 0 };
+            x.dataplane.persist_put(&PersistKey { wide_ip: shop, ldns: LdnsKey::addr(ldns) }, &rec)?;
+            filled += 1;
+        }
+        // 10.0.0.7 holds a record (vs 0 = east/vs1, in shop's pool).
+        let f = frame("10.0.0.7", "shop.gslb.example.");
+        out.push((format!("persistence hit, {total} records"), x.mean_time("edns", &f, runs, XDP_TX)?));
+    }
+    Ok(out)
+}
+
+struct Server {
+    _edns: Option<EdnsProc>,
+    _knot: Option<Knotd>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path_ {
+    EdnsXdp,
+    EdnsUser,
+    KnotXdp,
+}
+
+impl Path_ {
+    fn name(self) -> &'static str {
+        match self {
+            Path_::EdnsXdp => "edns XDP",
+            Path_::EdnsUser => "edns userspace only",
+            Path_::KnotXdp => "knotd 3.2.6 XDP",
+        }
+    }
+}
+
+fn start_server(p: Path_, h: &VethHarness) -> anyhow::Result<Server> {
+    let config = std::fs::read_to_string(crate::root().join("examples/demo.toml"))?;
+    let bin = edns_bin(true);
+    Ok(match p {
+        Path_::EdnsXdp => Server {
+            _edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"])?),
+            _knot: None,
+        },
+        Path_::EdnsUser => Server { _edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &[])?), _knot: None },
+        Path_::KnotXdp => Server {
+            _edns: None,
+            _knot: Some(start_knotd(&tmpdir(), SocketAddr::new(h.server_ip, 53), Some(&h.server), Some(&h.server_if))?),
+        },
+    })
+}
+
+pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
+    edns_tests::require_root();
     let dir = tmpdir();
+    let mix = dir.join("mix.txt");
+    std::fs::write(&mix, "www.gslb.example. A\ngeo.gslb.example. A\n")?;
+    let shop = dir.join("shop.txt");
+    std::fs::write(&shop, "shop.gslb.example. A\n")?;
+
+    println!("## 1. Per-query cost, BPF_PROG_TEST_RUN (1,000,000 runs each, kernel-timed)\n");
+    let costs = testrun_costs(1_000_000)?;
+    let floor = costs[0].1.as_secs_f64();
+    println!("| case | ns/query | × XDP_PASS floor |\n| --- | --- | --- |");
+    for (name, d) in &costs {
+        println!("| {name} | {:.1} | {:.2} |", d.as_secs_f64() * 1e9, d.as_secs_f64() / floor);
+    }
+
+    println!("\n## 2. Floods on the veth harness ({seconds} s each)\n");
+    println!("kxdpgun: random LDNS sources from 198.19.0.0/16, names www (stripe) and geo (topology), offered as fast as it can (-Q 2000000).");
+    println!("dnsperf: one source, same names, 4 clients, 200 outstanding.\n");
+    println!("| server | generator | sent q/s | replies/s | answered |\n| --- | --- | --- | --- | --- |");
+    for p in [Path_::EdnsXdp, Path_::EdnsUser, Path_::KnotXdp] {
+        {
+            let h = VethHarness::bare()?;
+            h.route_via_client("198.19.0.0/16")?;
+            let _s = start_server(p, &h)?;
+            let r = kxdpgun(&h, &mix, 2_000_000, seconds, "198.19.0.0/16")?;
+            println!("| {} | kxdpgun | {:.0} | {:.0} | {:.1}% |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+            if p == Path_::EdnsXdp {
+                // One LDNS asking for a dynamic wide IP: a miss, then persistence hits.
+                let r = kxdpgun(&h, &shop, 2_000_000, seconds, "198.18.0.2/32")?;
+                println!("| {} (persistence hits) | kxdpgun | {:.0} | {:.0} | {:.1}% |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+            }
+        }
+        {
+            let h = VethHarness::new()?;
+            let _s = start_server(p, &h)?;
+            let r = dnsperf(Some(&h.client), SocketAddr::new(h.server_ip, 53), &mix, passes, seconds)?;
+            println!("| {} | dnsperf | {:.0} | {:.0} | {:.1}% |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+        }
+    }
+
+    println!("\n## 3. dnsperf on loopback, userspace against knotd (3 alternating rounds)\n");
     let qfile = dir.join("queries.txt");
-    // dnsperf cycles through the file: one name per mode.
     std::fs::write(&qfile, "www.gslb.example. A\ngeo.gslb.example. A\nshop.gslb.example. A\n")?;
     let edns_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let control = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let knot_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let e = EdnsProc::start_bin(&edns_bin(true), &example_config(edns_addr, control), None, &[])?;
-    let _k = start_knotd(&dir, knot_addr)?;
-    println!("dnsperf on loopback, {queries} queries or {seconds} s per run, 4 clients; edns and knotd alternate, 3 rounds each\n");
+    let _e = EdnsProc::start_bin(&edns_bin(true), &example_config(edns_addr, control), None, &[])?;
+    let _k = start_knotd(&dir, knot_addr, None, None)?;
     let (mut best_e, mut best_k) = (0f64, 0f64);
+    println!("| round | edns userspace q/s | knotd q/s | ratio |\n| --- | --- | --- | --- |");
     for round in 1..=3 {
-        let pe = dnsperf(edns_addr, &qfile, queries, seconds, 4)?;
-        let pk = dnsperf(knot_addr, &qfile, queries, seconds, 4)?;
-        println!(
-            "round {round}: edns userspace {:>9.0} qps ({:.2}% completed)   knotd {:>9.0} qps ({:.2}% completed)   ratio {:.2}",
-            pe.qps,
-            pe.completed_pct,
-            pk.qps,
-            pk.completed_pct,
-            pe.qps / pk.qps
-        );
-        best_e = best_e.max(pe.qps);
-        best_k = best_k.max(pk.qps);
+        let pe = dnsperf(None, edns_addr, &qfile, passes, seconds)?;
+        let pk = dnsperf(None, knot_addr, &qfile, passes, seconds)?;
+        println!("| {round} | {:.0} | {:.0} | {:.2} |", pe.reply_qps, pk.reply_qps, pe.reply_qps / pk.reply_qps);
+        best_e = best_e.max(pe.reply_qps);
+        best_k = best_k.max(pk.reply_qps);
     }
-    println!("\nbest: edns userspace {best_e:.0} qps, knotd {best_k:.0} qps, edns/knotd = {:.2}", best_e / best_k);
-    drop(e);
+    println!("\nbest: edns userspace {best_e:.0} q/s, knotd {best_k:.0} q/s, edns/knotd = {:.2}", best_e / best_k);
     Ok(())
 }

@@ -31,9 +31,9 @@ enum Cmd {
     Demo,
     /// Set up, build (release), and run the benchmarks.
     Bench {
-        /// Queries per dnsperf run.
-        #[arg(long, default_value_t = 200_000)]
-        queries: u64,
+        /// Passes over the query file per dnsperf run (each run also stops after --seconds).
+        #[arg(long, default_value_t = 500_000)]
+        passes: u64,
         /// Seconds per flood run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
@@ -161,11 +161,11 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             demo::run()
         }
-        Cmd::Bench { queries, seconds } => {
+        Cmd::Bench { passes, seconds } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
-            bench::run(queries, seconds)
+            bench::run(passes, seconds)
         }
     }
 }
