@@ -145,6 +145,35 @@ pub fn build_ebpf() -> anyhow::Result<()> {
     run(cargo().args(["+nightly", "build", "--release"]).current_dir(root().join("edns-ebpf")))
 }
 
+/// Runs `cargo test`, echoing its output, and closes with one line that
+/// totals every test binary: cargo's own last line is that of the last
+/// binary, which may hold no tests at all.
+fn test_with_summary(cmd: &mut Command) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("cannot start cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let num = |label: &str| -> u64 {
+                rest.split(';').find_map(|p| p.trim().strip_suffix(label)).and_then(|n| n.trim().trim_start_matches("ok.").trim_start_matches("FAILED.").trim().parse().ok()).unwrap_or(0)
+            };
+            passed += num(" passed");
+            failed += num(" failed");
+        }
+    }
+    let st = child.wait()?;
+    println!("\ntests: {passed} passed, {failed} failed");
+    if !st.success() {
+        bail!("cargo test failed: {st}");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Setup => setup(),
@@ -153,7 +182,7 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--workspace", "--bins"]).current_dir(root()))?;
-            run(cargo().args(["test", "--workspace"]).args(&args).current_dir(root()))
+            test_with_summary(cargo().args(["test", "--workspace"]).args(&args).current_dir(root()))
         }
         Cmd::Demo => {
             setup()?;
