@@ -45,6 +45,18 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
+/// Zeroes the key's padding with 8-byte stores. A plain `= [0; N]` becomes a
+/// call to aya-ebpf's byte-at-a-time memset, a third of the parse cost.
+#[inline(always)]
+fn zero_key(key: &mut QnameKey) {
+    let words = key.name.as_mut_ptr() as *mut u64;
+    let mut i = 0;
+    while i < MAX_QNAME_WIRE / 8 {
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+}
+
 /// A query the fast path can answer, located in the packet. Handed from the
 /// parsing program to the answering one in per-CPU scratch.
 #[repr(C)]
@@ -87,7 +99,7 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
         l3_off += 4;
         tags += 1;
     }
-    let mut ldns = [0u8; 16];
+    let ldns: [u8; 16];
     let (v6, l4_off, ip_payload_len) = match proto {
         ETH_P_IPV4 => {
             let h = read::<IPV4_HLEN>(ctx, l3_off).map_err(|_| counter::PASS_NOT_DNS)?;
@@ -102,12 +114,10 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
             if total < IPV4_HLEN {
                 return Err(counter::PASS_UNPARSED);
             }
-            ldns[10] = 0xff;
-            ldns[11] = 0xff;
-            ldns[12] = h[12];
-            ldns[13] = h[13];
-            ldns[14] = h[14];
-            ldns[15] = h[15];
+            // IPv4-mapped IPv6, built in a register: a zeroed array would
+            // become a memset call.
+            let v4 = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as u128;
+            ldns = ((0xffffu128 << 32) | v4).to_be_bytes();
             (false, l3_off + IPV4_HLEN, total - IPV4_HLEN)
         }
         ETH_P_IPV6 => {
@@ -146,7 +156,7 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
     // QNAME: one pass over at most MAX_QNAME_WIRE bytes, lowercasing into
     // the key. `next` is the offset of the next length byte; lengths over 63
     // (compression pointers, reserved types) are not for the fast path.
-    key.name = [0u8; MAX_QNAME_WIRE];
+    zero_key(key);
     let qname_off = dns_off + DNS_HLEN;
     let mut next = 0usize;
     let mut name_len = 0usize;

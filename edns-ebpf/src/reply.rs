@@ -86,7 +86,12 @@ pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_paylo
         let p = edns_payload.to_be_bytes();
         let opt = [0, 0, 41, p[0], p[1], 0, 0, 0, 0, 0, 0];
         let o = ptr_at::<[u8; OPT_LEN]>(ctx, rd_off + rdlen).ok_or(counter::PASS_NO_ROOM)?;
-        unsafe { *o = opt };
+        // Byte stores: a copy with zero runs would become a memset call.
+        let mut i = 0;
+        while i < OPT_LEN {
+            unsafe { core::ptr::write_volatile((o as *mut u8).add(i), opt[i]) };
+            i += 1;
+        }
         sum += sum_bytes(&opt, odd); // rdlen is even: same parity as the RR
     }
 
