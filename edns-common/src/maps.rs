@@ -162,6 +162,8 @@ pub struct Settings {
     pub edns_payload: u16,
     /// Non-zero: the data plane answers; zero: everything goes up.
     pub enabled: u32,
+    /// Non-zero: log each verdict through aya-log (`edns run --xdp-log`).
+    pub log: u32,
 }
 
 /// Per-CPU counter indices (the `COUNTERS` array).

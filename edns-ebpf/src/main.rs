@@ -17,29 +17,33 @@ mod reply;
 mod select;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_log_ebpf::debug;
 use edns_common::{counter, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6};
 
 use crate::maps::{count, JUMPS, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS};
 use crate::parse::{DNS_HLEN, ETH_HLEN, IPV6_HLEN, QTYPE_AAAA, UDP_HLEN};
 
+/// Counts the outcome (a `counter` index: how it was answered, or why it
+/// went up) and, with `edns run --xdp-log`, logs it.
 #[inline(always)]
-fn verdict(r: Result<u32, u32>) -> u32 {
-    match r {
-        Ok(how) => {
-            count(how);
-            xdp_action::XDP_TX
-        }
-        Err(reason) => {
-            count(reason);
-            xdp_action::XDP_PASS
+fn verdict(ctx: &XdpContext, r: Result<u32, u32>) -> u32 {
+    let (action, outcome) = match r {
+        Ok(how) => (xdp_action::XDP_TX, how),
+        Err(reason) => (xdp_action::XDP_PASS, reason),
+    };
+    count(outcome);
+    if let Some(s) = SETTINGS.get(0) {
+        if s.log != 0 {
+            debug!(ctx, "edns xdp: action {} outcome counter {}", action, outcome);
         }
     }
+    action
 }
 
 #[xdp]
 pub fn edns(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
-    verdict(parse_and_jump(&ctx))
+    verdict(&ctx, parse_and_jump(&ctx))
 }
 
 #[inline(always)]
@@ -56,7 +60,7 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
 
 #[xdp]
 pub fn edns_answer(ctx: XdpContext) -> u32 {
-    verdict(answer(&ctx))
+    verdict(&ctx, answer(&ctx))
 }
 
 #[inline(always)]

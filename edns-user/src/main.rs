@@ -42,6 +42,9 @@ enum Cmd {
         /// Load the XDP program from this object instead of the embedded one.
         #[arg(long)]
         bpf_object: Option<PathBuf>,
+        /// Log every XDP verdict (aya-log, at debug level: EDNS_LOG=debug). Costly; for diagnosis.
+        #[arg(long)]
+        xdp_log: bool,
     },
     /// Validate a config file without serving.
     CheckConfig { file: PathBuf },
@@ -98,7 +101,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { config, iface, xdp, bpf_object } => run(config, iface, xdp, bpf_object),
+        Cmd::Run { config, iface, xdp, bpf_object, xdp_log } => run(config, iface, xdp, bpf_object, xdp_log),
         Cmd::CheckConfig { file } => check(&file),
         Cmd::VerifyXdp { config, bpf_object } => config::load(&config)
             .map_err(anyhow::Error::from)
@@ -136,7 +139,10 @@ fn check(file: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<PathBuf>, xdp_log: bool) -> anyhow::Result<()> {
+    if xdp_log && mode == XdpMode::Off {
+        anyhow::bail!("--xdp-log needs --xdp native or skb");
+    }
     let model = Arc::new(config::load(&path)?);
     let initial: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { VS_UP } else { 0 }).collect();
     let (store, dataplane): (Arc<dyn Store>, Option<Arc<xdp::DataPlane>>) = match (mode, iface) {
@@ -153,6 +159,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                 m == XdpMode::Skb,
                 bpf_object.as_deref(),
                 &initial,
+                xdp_log,
             )?);
             (dp.clone() as Arc<dyn Store>, Some(dp))
         }
@@ -161,6 +168,19 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     let responder = Arc::new(Responder::new(model.clone(), selector));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        if let Some(logger) = dataplane.as_ref().and_then(|dp| dp.logger.lock().unwrap().take()) {
+            // SAFETY: the logger owns its ring buffer's fd, open and unchanged
+            // for as long as the AsyncFd holds the logger.
+            let mut fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("cannot watch the aya-log ring buffer: {e}"))?;
+            tokio::spawn(async move {
+                loop {
+                    let Ok(mut guard) = fd.readable_mut().await else { break };
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+            });
+        }
         if let Some(addr) = model.server.control {
             let c = Arc::new(control::Control {
                 responder: responder.clone(),

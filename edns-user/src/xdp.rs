@@ -53,6 +53,8 @@ pub fn load(model: &Model, object: &[u8]) -> anyhow::Result<Ebpf> {
 pub struct DataPlane {
     /// Owns the program and its link: dropping it detaches XDP.
     _ebpf: Option<Ebpf>,
+    /// aya-log reader, taken by whoever drains it (`edns run --xdp-log`).
+    pub logger: Mutex<Option<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     vs_states: Mutex<Array<MapData, u32>>,
     rr_counters: Mutex<Array<MapData, u64>>,
     persistence: Mutex<HashMap<MapData, PersistKey, PersistRecord>>,
@@ -114,10 +116,25 @@ fn borrow<'a, T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>>(
 
 impl DataPlane {
     /// Loads, fills the maps, then attaches to `iface` (skb = generic XDP).
-    pub fn attach(model: &Model, iface: &str, skb: bool, object: Option<&Path>, vs_states: &[u32]) -> anyhow::Result<DataPlane> {
+    pub fn attach(
+        model: &Model,
+        iface: &str,
+        skb: bool,
+        object: Option<&Path>,
+        vs_states: &[u32],
+        log: bool,
+    ) -> anyhow::Result<DataPlane> {
         let bytes = object_bytes(object)?;
         let mut ebpf = load(model, &bytes)?;
-        let dp = DataPlane::fill(model, &mut ebpf, vs_states, true)?;
+        // The logger takes its ring buffer before the programs load.
+        let logger = if log { Some(aya_log::EbpfLogger::init(&mut ebpf).context("cannot set up aya-log")?) } else { None };
+        let mut dp = DataPlane::fill(model, &mut ebpf, vs_states, true)?;
+        if log {
+            let mut settings: Array<_, Settings> = borrow(&mut ebpf, "SETTINGS")?;
+            let s = settings.get(&0, 0)?;
+            settings.set(0, Settings { log: 1, ..s }, 0)?;
+        }
+        dp.logger = Mutex::new(logger);
         let prog = load_programs(&mut ebpf)?;
         let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
         prog.attach(iface, mode)
@@ -133,7 +150,7 @@ impl DataPlane {
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         settings.set(
             0,
-            Settings { dns_port, edns_payload: model.server.edns_payload, enabled: enabled as u32 },
+            Settings { dns_port, edns_payload: model.server.edns_payload, enabled: enabled as u32, log: 0 },
             0,
         )?;
 
@@ -164,6 +181,7 @@ impl DataPlane {
         }
         Ok(DataPlane {
             _ebpf: None,
+            logger: Mutex::new(None),
             vs_states: Mutex::new(states),
             rr_counters: Mutex::new(take(ebpf, "RR_COUNTERS")?),
             persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),

@@ -237,6 +237,17 @@ impl EdnsProc {
     }
 
     pub fn start_bin(bin: &Path, config_text: &str, netns: Option<&Netns>, extra: &[&str]) -> anyhow::Result<EdnsProc> {
+        Self::start_full(bin, config_text, netns, extra, &[])
+    }
+
+    /// Like `start_bin`, with extra environment variables (EDNS_LOG, ...).
+    pub fn start_full(
+        bin: &Path,
+        config_text: &str,
+        netns: Option<&Netns>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<EdnsProc> {
         let dir = tmpdir();
         let config = dir.join("edns.toml");
         std::fs::write(&config, config_text)?;
@@ -249,6 +260,7 @@ impl EdnsProc {
             None => Command::new(bin),
         };
         cmd.arg("run").arg("--config").arg(&config).args(extra);
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
         let child = cmd.spawn().context("cannot start edns")?;
         let mut p = EdnsProc { child, dns, control, config, netns: netns.map(|n| n.name.clone()), log, bin: bin.to_owned() };

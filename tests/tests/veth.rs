@@ -148,3 +148,33 @@ fn unbound_as_the_ldns_resolves_through_the_xdp_fast_path() {
     let _ = unbound.wait();
     let _ = Command::new("true").status();
 }
+
+#[test]
+fn xdp_log_flag_reports_kernel_verdicts_through_aya_log() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let e = EdnsProc::start_full(
+        &edns_tests::edns_bin(false),
+        &demo_config(),
+        Some(&h.server),
+        &["--iface", &h.server_if, "--xdp", "native", "--xdp-log"],
+        &[("EDNS_LOG", "info,edns=debug,edns_ebpf=debug")],
+    )
+    .unwrap();
+    let server = SocketAddr::new(h.server_ip, 53);
+    kdig(Some(&h.client), server, Some(h.client_ip), &["www.gslb.example.", "A"]).unwrap();
+    kdig(Some(&h.client), server, Some(h.client_ip), &["nope.gslb.example.", "A"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (tx, pass) = (
+        format!("action 3 outcome counter {}", edns_common::counter::ANSWERED_STRIPE),
+        format!("action 2 outcome counter {}", edns_common::counter::PASS_UNKNOWN_NAME),
+    );
+    loop {
+        let log = e.log_text();
+        if log.contains(&tx) && log.contains(&pass) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no aya-log lines {tx:?} and {pass:?} in:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -156,8 +156,36 @@ fn testrun_costs(runs: u32) -> anyhow::Result<Vec<(String, Duration)>> {
 }
 
 struct Server {
-    _edns: Option<EdnsProc>,
+    edns: Option<EdnsProc>,
     _knot: Option<Knotd>,
+}
+
+impl Server {
+    /// (frames the XDP program saw, frames it answered with XDP_TX).
+    fn xdp_counts(&self) -> Option<(u64, u64)> {
+        let s = self.edns.as_ref()?.ctl(&["stats"]).ok()?;
+        let x = s.get("xdp")?;
+        let n = |k: &str| x[k].as_u64().unwrap_or(0);
+        Some((n("packets"), n("answered_stripe") + n("answered_topology") + n("answered_persistence") + n("answered_fallback_rr")))
+    }
+}
+
+/// Frames the veth pair lost on the way back: XDP_TX errors on the server
+/// side, drops on the client side (the generator's receive path).
+fn veth_losses(h: &VethHarness) -> String {
+    let stat = |ns: &Netns, iface: &str, keys: &[&str]| -> u64 {
+        let out = ns.cmd("ethtool").args(["-S", iface]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        out.lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .filter(|(k, _)| keys.iter().any(|want| k.ends_with(want)))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum()
+    };
+    format!(
+        "server xdp_tx_errors {}, client drops {}",
+        stat(&h.server, &h.server_if, &["xdp_tx_errors", "xdp_xmit_errors"]),
+        stat(&h.client, &h.client_if, &["drops", "xdp_tx_errors"])
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -182,12 +210,12 @@ fn start_server(p: Path_, h: &VethHarness) -> anyhow::Result<Server> {
     let bin = edns_bin(true);
     Ok(match p {
         Path_::EdnsXdp => Server {
-            _edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"])?),
+            edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"])?),
             _knot: None,
         },
-        Path_::EdnsUser => Server { _edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &[])?), _knot: None },
+        Path_::EdnsUser => Server { edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &[])?), _knot: None },
         Path_::KnotXdp => Server {
-            _edns: None,
+            edns: None,
             _knot: Some(start_knotd(&tmpdir(), SocketAddr::new(h.server_ip, 53), Some(&h.server), Some(&h.server_if))?),
         },
     })
@@ -212,26 +240,40 @@ pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
     println!("\n## 2. Floods on the veth harness ({seconds} s each)\n");
     println!("kxdpgun: random LDNS sources from 198.19.0.0/16, names www (stripe) and geo (topology), offered as fast as it can (-Q 2000000).");
     println!("dnsperf: one source, same names, 4 clients, 200 outstanding.\n");
-    println!("| server | generator | sent q/s | replies/s | answered |\n| --- | --- | --- | --- | --- |");
+    println!("| server | generator | sent q/s | replies/s | answered | seen in XDP / XDP_TX |\n| --- | --- | --- | --- | --- | --- |");
+    let mut notes = Vec::new();
     for p in [Path_::EdnsXdp, Path_::EdnsUser, Path_::KnotXdp] {
         {
             let h = VethHarness::bare()?;
             h.route_via_client("198.19.0.0/16")?;
-            let _s = start_server(p, &h)?;
-            let r = kxdpgun(&h, &mix, 2_000_000, seconds, "198.19.0.0/16")?;
-            println!("| {} | kxdpgun | {:.0} | {:.0} | {:.1}% |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
-            if p == Path_::EdnsXdp {
-                // One LDNS asking for a dynamic wide IP: a miss, then persistence hits.
-                let r = kxdpgun(&h, &shop, 2_000_000, seconds, "198.18.0.2/32")?;
-                println!("| {} (persistence hits) | kxdpgun | {:.0} | {:.0} | {:.1}% |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+            let s = start_server(p, &h)?;
+            let runs: Vec<(&str, &Path, &str)> = if p == Path_::EdnsXdp {
+                // Second run: one LDNS asking for a dynamic wide IP: a miss, then persistence hits.
+                vec![("", &mix, "198.19.0.0/16"), (" (persistence hits)", &shop, "198.18.0.2/32")]
+            } else {
+                vec![("", &mix, "198.19.0.0/16")]
+            };
+            for (label, file, local) in runs {
+                let before = s.xdp_counts();
+                let r = kxdpgun(&h, file, 2_000_000, seconds, local)?;
+                let xdp = match (before, s.xdp_counts()) {
+                    (Some((p0, a0)), Some((p1, a1))) => format!("{} / {}", p1 - p0, a1 - a0),
+                    _ => "-".to_string(),
+                };
+                println!("| {}{label} | kxdpgun | {:.0} | {:.0} | {:.1}% | {xdp} |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+                notes.push(format!("{}{label}: {}", p.name(), veth_losses(&h)));
             }
         }
         {
             let h = VethHarness::new()?;
             let _s = start_server(p, &h)?;
             let r = dnsperf(Some(&h.client), SocketAddr::new(h.server_ip, 53), &mix, passes, seconds)?;
-            println!("| {} | dnsperf | {:.0} | {:.0} | {:.1}% |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+            println!("| {} | dnsperf | {:.0} | {:.0} | {:.1}% | |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
         }
+    }
+    println!("\nveth counters after the kxdpgun runs (cumulative per harness):");
+    for n in notes {
+        println!("- {n}");
     }
 
     println!("\n## 3. dnsperf on loopback, userspace against knotd (3 alternating rounds)\n");
