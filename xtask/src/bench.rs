@@ -170,8 +170,9 @@ impl Server {
     }
 }
 
-/// Frames the veth pair lost on the way back: XDP_TX errors on the server
-/// side, drops on the client side (the generator's receive path).
+/// Frames the veth pair lost: on the client side, frames the generator sent
+/// that the server's receive ring had no room for (xmit errors) and drops in
+/// the generator's receive path; on the server side, XDP_TX errors.
 fn veth_losses(h: &VethHarness) -> String {
     let stat = |ns: &Netns, iface: &str, keys: &[&str]| -> u64 {
         let out = ns.cmd("ethtool").args(["-S", iface]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
@@ -182,9 +183,10 @@ fn veth_losses(h: &VethHarness) -> String {
             .sum()
     };
     format!(
-        "server xdp_tx_errors {}, client drops {}",
-        stat(&h.server, &h.server_if, &["xdp_tx_errors", "xdp_xmit_errors"]),
-        stat(&h.client, &h.client_if, &["drops", "xdp_tx_errors"])
+        "client xdp_xmit_errors {} (queries the server's ring had no room for), client drops {}, server xdp_tx_errors {}",
+        stat(&h.client, &h.client_if, &["xdp_xmit_errors"]),
+        stat(&h.client, &h.client_if, &["drops"]),
+        stat(&h.server, &h.server_if, &["xdp_tx_errors", "xdp_xmit_errors"])
     )
 }
 
