@@ -191,32 +191,32 @@ fn veth_losses(h: &VethHarness) -> String {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Path_ {
+enum Target {
     EdnsXdp,
     EdnsUser,
     KnotXdp,
 }
 
-impl Path_ {
+impl Target {
     fn name(self) -> &'static str {
         match self {
-            Path_::EdnsXdp => "edns XDP",
-            Path_::EdnsUser => "edns userspace only",
-            Path_::KnotXdp => "knotd 3.2.6 XDP",
+            Target::EdnsXdp => "edns XDP",
+            Target::EdnsUser => "edns userspace only",
+            Target::KnotXdp => "knotd 3.2.6 XDP",
         }
     }
 }
 
-fn start_server(p: Path_, h: &VethHarness) -> anyhow::Result<Server> {
+fn start_server(p: Target, h: &VethHarness) -> anyhow::Result<Server> {
     let config = std::fs::read_to_string(crate::root().join("examples/demo.toml"))?;
     let bin = edns_bin(true);
     Ok(match p {
-        Path_::EdnsXdp => Server {
+        Target::EdnsXdp => Server {
             edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"])?),
             _knot: None,
         },
-        Path_::EdnsUser => Server { edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &[])?), _knot: None },
-        Path_::KnotXdp => Server {
+        Target::EdnsUser => Server { edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &[])?), _knot: None },
+        Target::KnotXdp => Server {
             edns: None,
             _knot: Some(start_knotd(&tmpdir(), SocketAddr::new(h.server_ip, 53), Some(&h.server), Some(&h.server_if))?),
         },
@@ -244,12 +244,12 @@ pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
     println!("dnsperf: one source, same names, 4 clients, 200 outstanding.\n");
     println!("| server | generator | sent q/s | replies/s | answered | seen in XDP / XDP_TX |\n| --- | --- | --- | --- | --- | --- |");
     let mut notes = Vec::new();
-    for p in [Path_::EdnsXdp, Path_::EdnsUser, Path_::KnotXdp] {
+    for p in [Target::EdnsXdp, Target::EdnsUser, Target::KnotXdp] {
         {
             let h = VethHarness::bare()?;
             h.route_via_client("198.19.0.0/16")?;
             let s = start_server(p, &h)?;
-            let runs: Vec<(&str, &Path, &str)> = if p == Path_::EdnsXdp {
+            let runs: Vec<(&str, &Path, &str)> = if p == Target::EdnsXdp {
                 // Second run: one LDNS asking for a dynamic wide IP: a miss, then persistence hits.
                 vec![("", &mix, "198.19.0.0/16"), (" (persistence hits)", &shop, "198.18.0.2/32")]
             } else {
