@@ -152,6 +152,26 @@ pub struct PersistRecord {
 /// Key of the topology LPM trie: IPv4-mapped or native IPv6 address bytes.
 pub type TopologyAddr = [u8; 16];
 
+/// Key of the `LISTEN` map: a destination the data plane answers for,
+/// IPv4 mapped into IPv6. The unspecified address (`::`, or `::ffff:0.0.0.0`
+/// for IPv4) matches every destination of its family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// The unspecified address of a family, as `ListenKey` holds it.
+pub const fn unspecified(v6: bool) -> [u8; 16] {
+    if v6 {
+        [0; 16]
+    } else {
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]
+    }
+}
+
 /// Data-plane settings, one entry in the `SETTINGS` array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -183,7 +203,9 @@ pub mod counter {
     pub const PASS_NO_ROOM: u32 = 12;
     /// A map or the tail call was missing: a loader bug, never expected.
     pub const PASS_INTERNAL: u32 = 13;
-    pub const COUNT: u32 = 14;
+    /// A DNS query to an address edns does not listen on.
+    pub const PASS_NOT_OURS: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     pub const NAMES: [&str; COUNT as usize] = [
         "packets",
@@ -200,6 +222,7 @@ pub mod counter {
         "pass_disabled",
         "pass_no_room",
         "pass_internal",
+        "pass_not_ours",
     ];
 }
 
@@ -213,4 +236,5 @@ mod pod {
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for PersistRecord {}
     unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for ListenKey {}
 }

@@ -18,9 +18,9 @@ mod select;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
-use edns_common::{counter, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6};
+use edns_common::{counter, unspecified, ListenKey, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6};
 
-use crate::maps::{count, JUMPS, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS};
+use crate::maps::{count, JUMPS, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
 use crate::parse::{DNS_HLEN, ETH_HLEN, IPV6_HLEN, QTYPE_AAAA, UDP_HLEN};
 
 /// Counts the outcome (a `counter` index: how it was answered, or why it
@@ -75,6 +75,13 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         || q.q_end > DNS_HLEN + MAX_QNAME_WIRE + 4
     {
         return Err(counter::PASS_INTERNAL);
+    }
+    // Only queries to an address edns listens on: never answer for a
+    // destination that is someone else's.
+    let exact = ListenKey { addr: q.dst, port: q.dport, _pad: 0 };
+    let any = ListenKey { addr: unspecified(q.v6), ..exact };
+    if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
+        return Err(counter::PASS_NOT_OURS);
     }
     let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
     let choice = select::choose(w, &q.ldns)?;

@@ -4,10 +4,14 @@
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
 use crate::parse::Scratch;
-use edns_common::{counter, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
+use edns_common::{counter, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
 
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Destinations (address, port) the data plane answers for.
+#[map]
+pub static LISTEN: HashMap<ListenKey, u32> = HashMap::with_max_entries(64, 0);
 
 /// Lowercased wire qname -> wide IP.
 #[map]

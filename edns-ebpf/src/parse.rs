@@ -72,6 +72,9 @@ pub struct Query {
     pub has_opt: bool,
     /// The LDNS: source address, IPv4 mapped into IPv6.
     pub ldns: [u8; 16],
+    /// Destination address, IPv4 mapped into IPv6.
+    pub dst: [u8; 16],
+    pub dport: u16,
     /// One's-complement sum of the question's 16-bit words as received, so
     /// the answer's UDP checksum needs no second pass over the packet.
     pub qsum: u32,
@@ -99,7 +102,7 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
         l3_off += 4;
         tags += 1;
     }
-    let ldns: [u8; 16];
+    let (ldns, dst): ([u8; 16], [u8; 16]);
     let (v6, l4_off, ip_payload_len) = match proto {
         ETH_P_IPV4 => {
             let h = read::<IPV4_HLEN>(ctx, l3_off).map_err(|_| counter::PASS_NOT_DNS)?;
@@ -116,8 +119,9 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
             }
             // IPv4-mapped IPv6, built in a register: a zeroed array would
             // become a memset call.
-            let v4 = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as u128;
-            ldns = ((0xffffu128 << 32) | v4).to_be_bytes();
+            let mapped = |a: u32| ((0xffffu128 << 32) | a as u128).to_be_bytes();
+            ldns = mapped(u32::from_be_bytes([h[12], h[13], h[14], h[15]]));
+            dst = mapped(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
             (false, l3_off + IPV4_HLEN, total - IPV4_HLEN)
         }
         ETH_P_IPV6 => {
@@ -129,6 +133,7 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
                 return Err(counter::PASS_UNPARSED);
             }
             ldns = read::<16>(ctx, l3_off + 8).map_err(|_| counter::PASS_NOT_DNS)?;
+            dst = read::<16>(ctx, l3_off + 24).map_err(|_| counter::PASS_NOT_DNS)?;
             if ptr_at::<[u8; IPV6_HLEN]>(ctx, l3_off).is_none() {
                 return Err(counter::PASS_NOT_DNS);
             }
@@ -137,7 +142,8 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
         _ => return Err(counter::PASS_NOT_DNS),
     };
     let udp = read::<UDP_HLEN>(ctx, l4_off).map_err(|_| counter::PASS_NOT_DNS)?;
-    if be16([udp[2], udp[3]]) != dns_port {
+    let dport = be16([udp[2], udp[3]]);
+    if dport != dns_port {
         return Err(counter::PASS_NOT_DNS);
     }
     let udp_len = be16([udp[4], udp[5]]) as usize;
@@ -204,5 +210,5 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
     } else if dns_len != q_end {
         return Err(counter::PASS_UNPARSED);
     }
-    Ok(Query { l3_off, l4_off, dns_off, q_end, qtype, v6, has_opt, ldns, qsum })
+    Ok(Query { l3_off, l4_off, dns_off, q_end, qtype, v6, has_opt, ldns, dst, dport, qsum })
 }

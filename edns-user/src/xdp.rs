@@ -10,7 +10,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use edns_common::{counter, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
+use edns_common::{counter, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
 
 use crate::model::Model;
 use crate::store::Store;
@@ -154,6 +154,18 @@ impl DataPlane {
             0,
         )?;
 
+        let mut listen: HashMap<_, ListenKey, u32> = borrow(ebpf, "LISTEN")?;
+        for a in &model.server.listen {
+            if a.port() != dns_port {
+                tracing::warn!(listen = %a, dns_port, "the XDP fast path answers on one port; queries to this address go to userspace");
+                continue;
+            }
+            let addr = match a.ip() {
+                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                std::net::IpAddr::V6(v6) => v6.octets(),
+            };
+            listen.insert(ListenKey { addr, port: dns_port, _pad: 0 }, 1, 0)?;
+        }
         let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = borrow(ebpf, "WIDE_IPS")?;
         for w in &model.wide_ips {
             match model.qname_key(w) {

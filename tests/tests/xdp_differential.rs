@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 
 const CONFIG: &str = r#"
 [server]
-listen = ["198.18.0.1:53"]
+listen = ["198.18.0.1:53", "[fd00::1]:53"]
 zone = "gslb.example."
 nameservers = ["ns1.gslb.example."]
 answer_ttl = 30

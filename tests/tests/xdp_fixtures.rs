@@ -30,7 +30,7 @@ fn ip(s: &str) -> IpAddr {
 const SERVER: &str = "198.18.0.1";
 
 fn frame(src: &str, dns: Vec<u8>) -> Frame {
-    let dst = if src.contains(':') { "fd00::1" } else { SERVER };
+    let dst = if src.contains(':') { "fd00:edd5::1" } else { SERVER };
     Frame::udp(ip(src), ip(dst), 53, dns)
 }
 
@@ -265,6 +265,9 @@ fn frames_that_are_not_plain_udp_dns_to_our_port_pass_unchanged() {
     let mut v6ext = frame("fd00::7", q.clone()).build();
     v6ext[14 + 6] = 0; // hop-by-hop extension header
     passes(&mut x, "IPv6 extension header", &v6ext, "pass_not_dns");
+    let mut not_ours = frame("198.18.3.7", q.clone());
+    not_ours.dst = ip("198.18.0.99");
+    passes(&mut x, "DNS to an address edns does not listen on", &not_ours.build(), "pass_not_ours");
     let mut bad_len = good.clone();
     bad_len[14 + 20 + 5] += 1; // UDP length disagrees with IP
     passes(&mut x, "UDP length mismatch", &bad_len, "pass_unparsed");

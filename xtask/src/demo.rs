@@ -31,7 +31,11 @@ pub fn run() -> anyhow::Result<()> {
     let server = SocketAddr::new(h.server_ip, 53);
     let ask = |src: IpAddr, name: &str, qtype: &str| -> anyhow::Result<String> {
         let d = kdig(Some(&h.client), server, Some(src), &[name, qtype])?;
-        Ok(if d.answers.is_empty() { d.status } else { d.answers.join(",") })
+        Ok(match (d.answers.is_empty(), d.status.as_str()) {
+            (true, "NOERROR") => "NODATA".to_string(),
+            (true, _) => d.status,
+            (false, _) => d.answers.join(","),
+        })
     };
     let round = |title: &str| -> anyhow::Result<()> {
         println!("\n== {title}");
