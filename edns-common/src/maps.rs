@@ -180,8 +180,6 @@ pub struct Settings {
     pub dns_port: u16,
     /// EDNS UDP payload size we advertise in an OPT RR.
     pub edns_payload: u16,
-    /// Non-zero: the data plane answers; zero: everything goes up.
-    pub enabled: u32,
     /// Non-zero: log each verdict through aya-log (`edns run --xdp-log`).
     pub log: u32,
 }
@@ -199,13 +197,13 @@ pub mod counter {
     pub const PASS_PERSIST_MISS: u32 = 8;
     pub const PASS_PERSIST_EXPIRED: u32 = 9;
     pub const PASS_NO_ADDRESS: u32 = 10;
-    pub const PASS_DISABLED: u32 = 11;
-    pub const PASS_NO_ROOM: u32 = 12;
+    /// bpf_xdp_adjust_tail refused to grow the frame.
+    pub const PASS_NO_ROOM: u32 = 11;
     /// A map or the tail call was missing: a loader bug, never expected.
-    pub const PASS_INTERNAL: u32 = 13;
+    pub const PASS_INTERNAL: u32 = 12;
     /// A DNS query to an address edns does not listen on.
-    pub const PASS_NOT_OURS: u32 = 14;
-    pub const COUNT: u32 = 15;
+    pub const PASS_NOT_OURS: u32 = 13;
+    pub const COUNT: u32 = 14;
 
     pub const NAMES: [&str; COUNT as usize] = [
         "packets",
@@ -219,7 +217,6 @@ pub mod counter {
         "pass_persist_miss",
         "pass_persist_expired",
         "pass_no_address",
-        "pass_disabled",
         "pass_no_room",
         "pass_internal",
         "pass_not_ours",

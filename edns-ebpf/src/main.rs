@@ -49,9 +49,6 @@ pub fn edns(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
-    if settings.enabled == 0 {
-        return Err(counter::PASS_DISABLED);
-    }
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     scratch.q = parse::parse(ctx, settings.dns_port, &mut scratch.key)?;
     unsafe { JUMPS.tail_call(ctx, JUMP_ANSWER) };

@@ -128,12 +128,7 @@ impl DataPlane {
         let mut ebpf = load(model, &bytes)?;
         // The logger takes its ring buffer before the programs load.
         let logger = if log { Some(aya_log::EbpfLogger::init(&mut ebpf).context("cannot set up aya-log")?) } else { None };
-        let mut dp = DataPlane::fill(model, &mut ebpf, vs_states, true)?;
-        if log {
-            let mut settings: Array<_, Settings> = borrow(&mut ebpf, "SETTINGS")?;
-            let s = settings.get(&0, 0)?;
-            settings.set(0, Settings { log: 1, ..s }, 0)?;
-        }
+        let mut dp = DataPlane::fill(model, &mut ebpf, vs_states, log)?;
         dp.logger = Mutex::new(logger);
         let prog = load_programs(&mut ebpf)?;
         let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
@@ -144,13 +139,13 @@ impl DataPlane {
     }
 
     /// Fills every map from the model and takes the ones the controller
-    /// keeps using. `enabled` false makes the program pass everything up.
-    pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], enabled: bool) -> anyhow::Result<DataPlane> {
+    /// keeps using. `log` turns on aya-log output of every verdict.
+    pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], log: bool) -> anyhow::Result<DataPlane> {
         let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         settings.set(
             0,
-            Settings { dns_port, edns_payload: model.server.edns_payload, enabled: enabled as u32, log: 0 },
+            Settings { dns_port, edns_payload: model.server.edns_payload, log: log as u32 },
             0,
         )?;
 

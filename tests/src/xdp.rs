@@ -26,7 +26,7 @@ impl XdpUnderTest {
         let bytes = std::fs::read(&obj).with_context(|| format!("{} missing: run cargo xtask build-ebpf", obj.display()))?;
         let mut ebpf = xdp::load(model, &bytes)?;
         let states: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { edns_common::VS_UP } else { 0 }).collect();
-        let dataplane = Arc::new(DataPlane::fill(model, &mut ebpf, &states, true)?);
+        let dataplane = Arc::new(DataPlane::fill(model, &mut ebpf, &states, false)?);
         xdp::load_programs(&mut ebpf)?;
         Ok(XdpUnderTest { ebpf, dataplane })
     }
