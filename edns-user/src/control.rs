@@ -58,53 +58,57 @@ pub fn ldns_text(addr: [u8; 16]) -> IpAddr {
     v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
 }
 
-fn records(State(c): State<Arc<Control>>) -> Json<Vec<RecordView>> {
+type HttpError = (StatusCode, String);
+
+fn internal(e: anyhow::Error) -> HttpError {
+    (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+}
+
+fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
     let m = &c.responder.model;
     let now = now_ns();
     let secs = |ns: i128| ns as f64 / 1e9;
-    let out = c
-        .responder
-        .selector
-        .store
-        .persist_list()
+    let list = c.responder.selector.store.persist_list().map_err(internal)?;
+    Ok(list
         .into_iter()
-        .filter_map(|(k, r)| {
-            let w = m.wide_ips.get(k.wide_ip as usize)?;
-            let vs = m.vss.get(r.vs as usize)?;
-            let sac = &m.sacs[vs.sac as usize];
-            Some(RecordView {
-                wide_ip: w.name.to_string(),
+        .map(|(k, r)| {
+            // A record naming no wide IP or VS of this config (written by
+            // another config or node) is shown by its ids, not hidden.
+            let wide_ip = m.wide_ips.get(k.wide_ip as usize).map(|w| w.name.to_string()).unwrap_or(format!("#{}", k.wide_ip));
+            let vs = m.vss.get(r.vs as usize);
+            let sac = vs.map(|v| &m.sacs[v.sac as usize]);
+            RecordView {
+                wide_ip,
                 ldns: ldns_text(k.ldns.addr).to_string(),
-                vs: vs.name.clone(),
-                sac: sac.name.clone(),
-                address: sac.address.to_string(),
+                vs: vs.map(|v| v.name.clone()).unwrap_or(format!("#{}", r.vs)),
+                sac: sac.map(|s| s.name.clone()).unwrap_or_default(),
+                address: sac.map(|s| s.address.to_string()).unwrap_or_default(),
                 ttl_secs: r.ttl_secs,
                 last_request_age_secs: secs(now as i128 - r.last_ns as i128),
                 created_age_secs: secs(now as i128 - r.created_ns as i128),
                 expires_in_secs: secs(r.last_ns as i128 + r.ttl_secs as i128 * 1_000_000_000 - now as i128),
                 hits: r.hits,
                 node_id: r.node_id,
-            })
+            }
         })
-        .collect();
-    Json(out)
+        .collect())
 }
 
-fn vs_view(c: &Control) -> Vec<VsView> {
+fn vs_view(c: &Control) -> Result<Vec<VsView>, HttpError> {
     let m = &c.responder.model;
     m.vss
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let s = c.responder.selector.store.vs_state(i as u32);
+            let s = c.responder.selector.store.vs_state(i as u32).map_err(internal)?;
             let sac = &m.sacs[v.sac as usize];
-            VsView {
+            Ok(VsView {
                 name: v.name.clone(),
                 sac: sac.name.clone(),
                 address: sac.address.to_string(),
                 marked_up: s & VS_MARKED_UP != 0,
                 available: s & VS_AVAILABLE != 0,
-            }
+            })
         })
         .collect()
 }
@@ -113,7 +117,7 @@ async fn set_vs(
     State(c): State<Arc<Control>>,
     Path((sac, vs)): Path<(String, String)>,
     Query(q): Query<StateQuery>,
-) -> Result<Json<VsView>, (StatusCode, String)> {
+) -> Result<Json<VsView>, HttpError> {
     let name = format!("{sac}/{vs}");
     let id = c
         .responder
@@ -133,15 +137,15 @@ async fn set_vs(
         .selector
         .store
         .set_vs_state(id, state)
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        .map_err(internal)?;
     tracing::info!(vs = %name, state = %q.state, "VS state set by control");
-    Ok(Json(vs_view(&c).swap_remove(id as usize)))
+    Ok(Json(vs_view(&c)?.swap_remove(id as usize)))
 }
 
-async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>, HttpError> {
     let mut v = serde_json::json!({ "dns": &c.responder.stats });
     if let Some(f) = &c.xdp_counters {
-        let counters = f().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        let counters = f().map_err(internal)?;
         v["xdp"] = counters.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect();
     }
     Ok(Json(v))
@@ -149,8 +153,8 @@ async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>,
 
 pub fn router(c: Arc<Control>) -> Router {
     Router::new()
-        .route("/v1/records", get(|s| async move { records(s) }))
-        .route("/v1/vs", get(|State(c): State<Arc<Control>>| async move { Json(vs_view(&c)) }))
+        .route("/v1/records", get(|State(c): State<Arc<Control>>| async move { records(&c).map(Json) }))
+        .route("/v1/vs", get(|State(c): State<Arc<Control>>| async move { vs_view(&c).map(Json) }))
         .route("/v1/vs/{sac}/{vs}", post(set_vs))
         .route("/v1/stats", get(stats))
         .with_state(c)

@@ -44,10 +44,10 @@ pub struct Selector {
 }
 
 impl Selector {
-    fn masks(&self, w: &WideIp) -> (PoolMask, PoolMask) {
+    fn masks(&self, w: &WideIp) -> anyhow::Result<(PoolMask, PoolMask)> {
         let (mut marked, mut available) = (0, 0);
         for (pos, vs) in w.pool.iter().enumerate().take(MAX_POOL) {
-            let s = self.store.vs_state(*vs);
+            let s = self.store.vs_state(*vs)?;
             if s & VS_MARKED_UP != 0 {
                 marked |= 1 << pos;
             }
@@ -55,7 +55,7 @@ impl Selector {
                 available |= 1 << pos;
             }
         }
-        (marked, available)
+        Ok((marked, available))
     }
 
     fn decision(&self, w: &WideIp, pos: u32, how: How) -> Decision {
@@ -63,7 +63,7 @@ impl Selector {
     }
 
     fn stripe(&self, w: &WideIp, ldns: &[u8; 16], stripe_how: How) -> anyhow::Result<Decision> {
-        let (marked, available) = self.masks(w);
+        let (marked, available) = self.masks(w)?;
         let s = stripe(ldns, marked, available);
         for pos in 0..w.pool.len() {
             if s.marked_down & (1 << pos) != 0 {
@@ -73,7 +73,7 @@ impl Selector {
         Ok(match s.pos {
             Some(pos) => self.decision(w, pos, stripe_how),
             None => {
-                let pos = round_robin_any(self.store.next_counter(w.id), w.pool.len() as u32);
+                let pos = round_robin_any(self.store.next_counter(w.id)?, w.pool.len() as u32);
                 self.decision(w, pos, How::StripeFallbackRoundRobin)
             }
         })
@@ -86,7 +86,7 @@ impl Selector {
             ModeConfig::Stripe => self.stripe(w, &addr, How::Stripe),
             ModeConfig::Topology => {
                 if let Some(sac) = self.model.topology_match(ldns) {
-                    let (marked, available) = self.masks(w);
+                    let (marked, available) = self.masks(w)?;
                     let mut pool_sac = [u32::MAX; MAX_POOL];
                     pool_sac[..w.pool.len()].copy_from_slice(&w.pool_sac);
                     if let Some(pos) = topology_pick(sac, &pool_sac, w.pool.len() as u32, marked & available) {
@@ -98,10 +98,10 @@ impl Selector {
             ModeConfig::Dynamic { method, persistence_ttl } => {
                 let key = PersistKey { wide_ip: w.id, ldns: LdnsKey::addr(addr) };
                 // Fig. 9: a timely record whose VS is still available is refreshed and used.
-                if let Some(mut rec) = self.store.persist_get(&key) {
+                if let Some(mut rec) = self.store.persist_get(&key)? {
                     let pos = w.pool.iter().position(|v| *v == rec.vs);
                     if let (true, Some(pos)) = (is_timely(now_ns, rec.last_ns, rec.ttl_secs), pos) {
-                        if self.store.vs_state(rec.vs) & VS_AVAILABLE != 0 {
+                        if self.store.vs_state(rec.vs)? & VS_AVAILABLE != 0 {
                             rec.last_ns = now_ns;
                             rec.hits += 1;
                             self.store.persist_put(&key, &rec)?;
@@ -109,10 +109,10 @@ impl Selector {
                         }
                     }
                     // Block 935: expired (or its VS gone): delete before re-balancing.
-                    self.store.persist_delete(&key);
+                    self.store.persist_delete(&key)?;
                 }
-                let (marked, available) = self.masks(w);
-                let counter = self.store.next_counter(w.id);
+                let (marked, available) = self.masks(w)?;
+                let counter = self.store.next_counter(w.id)?;
                 let pos = match method {
                     Method::RoundRobin => round_robin_up(counter, marked & available),
                 };

@@ -17,20 +17,24 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Errors (a BPF map syscall failing) reach the caller: a query then gets
+/// SERVFAIL and the control endpoint an HTTP error, never a guessed state.
 pub trait Store: Send + Sync {
     /// `VS_MARKED_UP | VS_AVAILABLE` bits of a VS.
-    fn vs_state(&self, vs: u32) -> u32;
+    fn vs_state(&self, vs: u32) -> anyhow::Result<u32>;
     fn set_vs_state(&self, vs: u32, state: u32) -> anyhow::Result<()>;
     /// Clears the marked-up bit (Fig. 3 block 325).
     fn mark_down(&self, vs: u32) -> anyhow::Result<()> {
-        self.set_vs_state(vs, self.vs_state(vs) & !edns_common::VS_MARKED_UP)
+        self.set_vs_state(vs, self.vs_state(vs)? & !edns_common::VS_MARKED_UP)
     }
     /// Returns the wide IP's round-robin counter and advances it.
-    fn next_counter(&self, wide_ip: u32) -> u64;
-    fn persist_get(&self, key: &PersistKey) -> Option<PersistRecord>;
+    fn next_counter(&self, wide_ip: u32) -> anyhow::Result<u64>;
+    fn persist_get(&self, key: &PersistKey) -> anyhow::Result<Option<PersistRecord>>;
     fn persist_put(&self, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()>;
-    fn persist_delete(&self, key: &PersistKey);
-    fn persist_list(&self) -> Vec<(PersistKey, PersistRecord)>;
+    /// Deletes a record; deleting one that is not there is no error.
+    fn persist_delete(&self, key: &PersistKey) -> anyhow::Result<()>;
+    /// Every record, sorted by key.
+    fn persist_list(&self) -> anyhow::Result<Vec<(PersistKey, PersistRecord)>>;
 }
 
 /// Process-memory store, used when no XDP program is attached.
@@ -53,18 +57,18 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn vs_state(&self, vs: u32) -> u32 {
-        self.vs[vs as usize].load(Ordering::Relaxed)
+    fn vs_state(&self, vs: u32) -> anyhow::Result<u32> {
+        Ok(self.vs[vs as usize].load(Ordering::Relaxed))
     }
     fn set_vs_state(&self, vs: u32, state: u32) -> anyhow::Result<()> {
         self.vs[vs as usize].store(state, Ordering::Relaxed);
         Ok(())
     }
-    fn next_counter(&self, wide_ip: u32) -> u64 {
-        self.counters[wide_ip as usize].fetch_add(1, Ordering::Relaxed)
+    fn next_counter(&self, wide_ip: u32) -> anyhow::Result<u64> {
+        Ok(self.counters[wide_ip as usize].fetch_add(1, Ordering::Relaxed))
     }
-    fn persist_get(&self, key: &PersistKey) -> Option<PersistRecord> {
-        self.records.lock().unwrap().get(key).copied()
+    fn persist_get(&self, key: &PersistKey) -> anyhow::Result<Option<PersistRecord>> {
+        Ok(self.records.lock().unwrap().get(key).copied())
     }
     fn persist_put(&self, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()> {
         let mut m = self.records.lock().unwrap();
@@ -82,12 +86,13 @@ impl Store for MemoryStore {
         m.insert(*key, *rec);
         Ok(())
     }
-    fn persist_delete(&self, key: &PersistKey) {
+    fn persist_delete(&self, key: &PersistKey) -> anyhow::Result<()> {
         self.records.lock().unwrap().remove(key);
+        Ok(())
     }
-    fn persist_list(&self) -> Vec<(PersistKey, PersistRecord)> {
+    fn persist_list(&self) -> anyhow::Result<Vec<(PersistKey, PersistRecord)>> {
         let mut v: Vec<_> = self.records.lock().unwrap().iter().map(|(k, r)| (*k, *r)).collect();
         v.sort_by_key(|(k, _)| *k);
-        v
+        Ok(v)
     }
 }

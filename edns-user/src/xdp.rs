@@ -207,36 +207,52 @@ impl DataPlane {
     }
 }
 
+/// Missing keys are `None`; any other map error is an error.
+fn found<T>(r: Result<T, aya::maps::MapError>) -> anyhow::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store for DataPlane {
-    fn vs_state(&self, vs: u32) -> u32 {
-        self.vs_states.lock().unwrap().get(&vs, 0).unwrap_or(0)
+    fn vs_state(&self, vs: u32) -> anyhow::Result<u32> {
+        Ok(self.vs_states.lock().unwrap().get(&vs, 0)?)
     }
     fn set_vs_state(&self, vs: u32, state: u32) -> anyhow::Result<()> {
         self.vs_states.lock().unwrap().set(vs, state, 0)?;
         Ok(())
     }
-    fn next_counter(&self, wide_ip: u32) -> u64 {
-        // Not atomic with the kernel's fetch-add; a lost increment only
-        // shifts the round robin by one.
+    fn next_counter(&self, wide_ip: u32) -> anyhow::Result<u64> {
+        // Read and write are not atomic with the kernel's add; an increment
+        // lost in between only repeats a round-robin position.
         let mut m = self.rr_counters.lock().unwrap();
-        let v = m.get(&wide_ip, 0).unwrap_or(0);
-        let _ = m.set(wide_ip, v.wrapping_add(1), 0);
-        v
+        let v = m.get(&wide_ip, 0)?;
+        m.set(wide_ip, v.wrapping_add(1), 0)?;
+        Ok(v)
     }
-    fn persist_get(&self, key: &PersistKey) -> Option<PersistRecord> {
-        self.persistence.lock().unwrap().get(key, 0).ok()
+    fn persist_get(&self, key: &PersistKey) -> anyhow::Result<Option<PersistRecord>> {
+        found(self.persistence.lock().unwrap().get(key, 0))
     }
     fn persist_put(&self, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()> {
         self.persistence.lock().unwrap().insert(key, rec, 0)?;
         Ok(())
     }
-    fn persist_delete(&self, key: &PersistKey) {
-        let _ = self.persistence.lock().unwrap().remove(key);
+    fn persist_delete(&self, key: &PersistKey) -> anyhow::Result<()> {
+        found(self.persistence.lock().unwrap().remove(key))?;
+        Ok(())
     }
-    fn persist_list(&self) -> Vec<(PersistKey, PersistRecord)> {
+    fn persist_list(&self) -> anyhow::Result<Vec<(PersistKey, PersistRecord)>> {
         let m = self.persistence.lock().unwrap();
-        let mut v: Vec<_> = m.iter().filter_map(|r| r.ok()).collect();
+        let mut v = Vec::new();
+        for r in m.iter() {
+            // A key deleted while iterating (by LRU eviction) is skipped.
+            if let Some(kv) = found(r)? {
+                v.push(kv);
+            }
+        }
         v.sort_by_key(|(k, _)| *k);
-        v
+        Ok(v)
     }
 }

@@ -194,15 +194,15 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     }
     // Same selection state on both sides.
     for vs in 0..model.vss.len() as u32 {
-        assert_eq!(maps.vs_state(vs), mem.vs_state(vs), "VS {vs} state");
+        assert_eq!(maps.vs_state(vs).unwrap(), mem.vs_state(vs).unwrap(), "VS {vs} state");
     }
     let strip = |v: Vec<(edns_common::PersistKey, edns_common::PersistRecord)>| {
         v.into_iter().map(|(k, r)| (k, r.vs, r.hits, r.ttl_secs, r.node_id)).collect::<Vec<_>>()
     };
-    let (a, b) = (strip(maps.persist_list()), strip(mem.persist_list()));
+    let (a, b) = (strip(maps.persist_list().unwrap()), strip(mem.persist_list().unwrap()));
     assert!(!a.is_empty());
     assert_eq!(a, b, "persistence records (key, VS, hits, TTL, node)");
     for w in 0..model.wide_ips.len() as u32 {
-        assert_eq!(maps.next_counter(w), mem.next_counter(w), "round-robin counter of wide IP {w}");
+        assert_eq!(maps.next_counter(w).unwrap(), mem.next_counter(w).unwrap(), "round-robin counter of wide IP {w}");
     }
 }

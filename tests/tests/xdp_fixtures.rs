@@ -125,7 +125,7 @@ fn an_unavailable_stripe_candidate_is_marked_down_in_the_map_and_n_minus_1_recom
     let q = dns_query(2, false, "www.gslb.example.", 1, None);
     // N = 2 over {east/vs1, west/vs1}: 3323069191 % 2 = 1 -> X = 2 -> west.
     answers(&mut x, "recompute", &frame("198.18.3.7", q.clone()), answer_dns(&q, 1, &WEST, 30, false));
-    assert_eq!(dp.vs_state(1), 0, "the kernel marked east/vs2 down");
+    assert_eq!(dp.vs_state(1).unwrap(), 0, "the kernel marked east/vs2 down");
     // Every VS down: round robin over the whole pool, regardless of state.
     for vs in 0..3 {
         dp.set_vs_state(vs, 0).unwrap();
@@ -139,7 +139,7 @@ fn an_unavailable_stripe_candidate_is_marked_down_in_the_map_and_n_minus_1_recom
             dns[dns.len() - 4..].try_into().unwrap()
         })
         .collect();
-    assert_eq!(dp.next_counter(0), 3, "the kernel advanced the shared counter");
+    assert_eq!(dp.next_counter(0).unwrap(), 3, "the kernel advanced the shared counter");
     assert_eq!(picks, [EAST, EAST, WEST]);
     assert_eq!(x.counter("answered_fallback_rr"), 3);
 }
@@ -157,7 +157,7 @@ fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_re
     let rec = PersistRecord { vs: 2, ttl_secs: 600, created_ns: old, last_ns: old, hits: 1, node_id: 0, _pad: 0 };
     dp.persist_put(&key, &rec).unwrap();
     answers(&mut x, "timely record -> its SAC", &f, answer_dns(&q, 1, &WEST, 30, false));
-    let after = dp.persist_get(&key).unwrap();
+    let after = dp.persist_get(&key).unwrap().unwrap();
     assert_eq!(after.hits, 2, "hits bumped");
     assert!(after.last_ns > old + 4_000_000_000, "time stamp refreshed");
     assert_eq!(after.created_ns, old);
@@ -169,7 +169,7 @@ fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_re
     dp.persist_put(&key, &rec).unwrap();
     dp.set_vs_state(2, VS_MARKED_UP).unwrap();
     passes(&mut x, "VS unavailable", &f.build(), "pass_persist_expired");
-    assert_eq!(dp.persist_get(&key).unwrap().hits, 1, "a pass does not touch the record");
+    assert_eq!(dp.persist_get(&key).unwrap().unwrap().hits, 1, "a pass does not touch the record");
 }
 
 #[test]
