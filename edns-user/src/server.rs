@@ -13,14 +13,38 @@ use crate::dns::{Responder, Transport};
 /// Idle time after which a TCP connection is closed (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
+/// One UDP socket per core on each address (SO_REUSEPORT: the kernel
+/// spreads queries over them), each served by its own task.
+fn udp_sockets(addr: &SocketAddr) -> anyhow::Result<Vec<UdpSocket>> {
+    // SO_REUSEPORT would let a second edns share the port silently; a plain
+    // bind first fails with "address in use" if anything holds it.
+    drop(std::net::UdpSocket::bind(addr).with_context(|| format!("cannot bind UDP {addr}"))?);
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    (0..n)
+        .map(|_| {
+            let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::DGRAM, None)?;
+            if addr.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&(*addr).into())?;
+            Ok(UdpSocket::from_std(s.into())?)
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("cannot bind UDP {addr}"))
+}
+
 /// Binds every listen address (UDP and TCP) and serves until the task is dropped.
 pub async fn serve(responder: Arc<Responder>, listen: &[SocketAddr]) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for addr in listen {
-        let udp = UdpSocket::bind(addr).await.with_context(|| format!("cannot bind UDP {addr}"))?;
+        let udp = udp_sockets(addr)?;
         let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot bind TCP {addr}"))?;
-        tracing::info!(%addr, "serving DNS on UDP and TCP");
-        tasks.spawn(udp_loop(responder.clone(), udp));
+        tracing::info!(%addr, udp_sockets = udp.len(), "serving DNS on UDP and TCP");
+        for sock in udp {
+            tasks.spawn(udp_loop(responder.clone(), sock));
+        }
         tasks.spawn(tcp_loop(responder.clone(), tcp));
     }
     match tasks.join_next().await {
