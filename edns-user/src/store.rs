@@ -38,6 +38,7 @@ pub trait Store: Send + Sync {
 }
 
 /// Process-memory store, used when no XDP program is attached.
+/// Like the kernel's LRU hash it holds at most `capacity` records.
 pub struct MemoryStore {
     vs: Vec<AtomicU32>,
     counters: Vec<AtomicU64>,
@@ -73,13 +74,16 @@ impl Store for MemoryStore {
     fn persist_put(&self, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()> {
         let mut m = self.records.lock().unwrap();
         if !m.contains_key(key) && m.len() >= self.capacity {
-            // Full: drop expired records first, then the least recently used,
-            // as the kernel's LRU hash does.
+            // Full: drop expired records, then the least recently used
+            // sixteenth, so the cost of a full table is paid once per
+            // capacity/16 inserts rather than on every one.
             let now = now_ns();
             m.retain(|_, r| is_timely(now, r.last_ns, r.ttl_secs));
             if m.len() >= self.capacity {
-                if let Some(oldest) = m.iter().min_by_key(|(_, r)| r.last_ns).map(|(k, _)| *k) {
-                    m.remove(&oldest);
+                let mut by_age: Vec<(u64, PersistKey)> = m.iter().map(|(k, r)| (r.last_ns, *k)).collect();
+                by_age.sort_unstable();
+                for (_, k) in by_age.iter().take((self.capacity / 16).max(1)) {
+                    m.remove(k);
                 }
             }
         }
@@ -94,5 +98,40 @@ impl Store for MemoryStore {
         let mut v: Vec<_> = self.records.lock().unwrap().iter().map(|(k, r)| (*k, *r)).collect();
         v.sort_by_key(|(k, _)| *k);
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edns_common::LdnsKey;
+
+    fn key(n: u8) -> PersistKey {
+        let mut a = [0u8; 16];
+        a[15] = n;
+        PersistKey { wide_ip: 0, ldns: LdnsKey::addr(a) }
+    }
+
+    #[test]
+    fn a_full_memory_store_evicts_expired_then_least_recently_used_records() {
+        let s = MemoryStore::new(vec![], 1, 32);
+        let now = now_ns();
+        let rec = |last_ns, ttl_secs| PersistRecord { vs: 0, ttl_secs, created_ns: 0, last_ns, hits: 1, node_id: 0, _pad: 0 };
+        for n in 0..32u8 {
+            // Record 5 is expired; the others are timely, older for lower n.
+            let r = if n == 5 { rec(0, 1) } else { rec(now - 1_000 + n as u64, 600) };
+            s.persist_put(&key(n), &r).unwrap();
+        }
+        let keys = |s: &MemoryStore| -> Vec<u8> { s.persist_list().unwrap().iter().map(|(k, _)| k.ldns.addr[15]).collect() };
+        s.persist_put(&key(100), &rec(now, 600)).unwrap();
+        let left = keys(&s);
+        assert!(!left.contains(&5), "the expired record makes room: {left:?}");
+        assert_eq!(left.len(), 32);
+        // Full with nothing expired: the oldest sixteenth (2 of 32) goes.
+        s.persist_put(&key(101), &rec(now, 600)).unwrap();
+        let left = keys(&s);
+        assert!(!left.contains(&0) && !left.contains(&1) && left.contains(&2), "{left:?}");
+        assert!(left.contains(&100) && left.contains(&101));
+        assert_eq!(left.len(), 31);
     }
 }
