@@ -152,7 +152,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
             None,
         ),
         (XdpMode::Off, Some(_)) => anyhow::bail!("--iface given with --xdp off; pick native or skb, or drop --iface"),
-        (_, None) => anyhow::bail!("--xdp {mode:?} needs --iface"),
+        (m, None) => anyhow::bail!("--xdp {} needs --iface", if m == XdpMode::Skb { "skb" } else { "native" }),
         (m, Some(ifname)) => {
             let dp = Arc::new(xdp::DataPlane::attach(
                 &model,

@@ -177,3 +177,32 @@ fn xdp_log_flag_reports_kernel_verdicts_through_aya_log() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn generic_skb_mode_answers_in_xdp_too() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let e = EdnsProc::start(&demo_config(), Some(&h.server), &["--iface", &h.server_if, "--xdp", "skb"]).unwrap();
+    let s0 = stats(&e);
+    let d = kdig(Some(&h.client), SocketAddr::new(h.server_ip, 53), Some(h.client_ip), &["geo.gslb.example.", "A"]).unwrap();
+    assert_eq!(d.status, "NOERROR", "{}", d.text);
+    let s1 = stats(&e);
+    assert_eq!(xdp(&s1, "answered_topology") - xdp(&s0, "answered_topology"), 1, "{s1}");
+    assert_eq!(userspace_queries(&s1), userspace_queries(&s0));
+    let link = h.server.ip(&["link", "show", &h.server_if]).unwrap();
+    assert!(String::from_utf8_lossy(&link.stdout).contains("xdpgeneric"), "attached in generic mode");
+}
+
+#[test]
+fn xdp_mode_flags_are_checked() {
+    let cfg = edns_tests::tmpdir().join("c.toml");
+    std::fs::write(&cfg, demo_config()).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(edns_tests::edns_bin(false)).arg("run").arg("--config").arg(&cfg).args(args).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&["--xdp", "native"]).contains("--xdp native needs --iface"));
+    assert!(run(&["--iface", "lo"]).contains("--iface given with --xdp off"));
+    assert!(run(&["--xdp-log"]).contains("--xdp-log needs --xdp native or skb"));
+}
