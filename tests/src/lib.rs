@@ -54,10 +54,31 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{}", std::process::id() % 100000, SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-pub fn tmpdir() -> PathBuf {
+/// A fresh directory under the system temp dir, removed on drop unless the
+/// thread is panicking (a failed test keeps its configs and logs).
+pub struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn tmpdir() -> TmpDir {
     let d = std::env::temp_dir().join(unique("edns-test-"));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TmpDir(d)
 }
 
 /// A port free on 127.0.0.1 for both UDP and TCP right now.
@@ -121,6 +142,7 @@ impl Drop for Netns {
 /// LDNS addresses. Addresses are from 198.18.0.0/15 (RFC 2544 benchmarking),
 /// which exists only inside these namespaces.
 pub struct VethHarness {
+    logs: TmpDir,
     pub server: Netns,
     pub client: Netns,
     pub server_if: String,
@@ -150,6 +172,7 @@ impl VethHarness {
             &client.name,
         ]))?;
         let h = VethHarness {
+            logs: tmpdir(),
             server,
             client,
             server_if,
@@ -172,7 +195,7 @@ impl VethHarness {
         let h = self;
         // XDP_TX on a veth delivers only when the peer runs NAPI; GRO alone
         // did not turn it on here, an XDP program on the peer does.
-        let log = tmpdir().join("xdp-pass.log");
+        let log = h.logs.join("xdp-pass.log");
         let mut pass = h.client.cmd(edns_bin_any());
         pass.args(["xdp-pass", "--iface", &h.client_if]).stderr(std::fs::File::create(&log)?);
         let mut child = pass.spawn().context("cannot start edns xdp-pass")?;
@@ -219,6 +242,8 @@ impl VethHarness {
 
 /// A running `edns run`, killed on drop.
 pub struct EdnsProc {
+    // Dropped after the process is stopped (fields drop after Drop::drop).
+    _dir: TmpDir,
     child: Child,
     pub dns: SocketAddr,
     pub control: SocketAddr,
@@ -262,7 +287,7 @@ impl EdnsProc {
         cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
         let child = cmd.spawn().context("cannot start edns")?;
-        let mut p = EdnsProc { child, dns, control, config, netns: netns.map(|n| n.name.clone()), log, bin: bin.to_owned() };
+        let mut p = EdnsProc { _dir: dir, child, dns, control, config, netns: netns.map(|n| n.name.clone()), log, bin: bin.to_owned() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = p.child.try_wait()? {

@@ -195,7 +195,8 @@ fn generic_skb_mode_answers_in_xdp_too() {
 
 #[test]
 fn xdp_mode_flags_are_checked() {
-    let cfg = edns_tests::tmpdir().join("c.toml");
+    let dir = edns_tests::tmpdir();
+    let cfg = dir.join("c.toml");
     std::fs::write(&cfg, demo_config()).unwrap();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(edns_tests::edns_bin(false)).arg("run").arg("--config").arg(&cfg).args(args).output().unwrap();

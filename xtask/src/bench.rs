@@ -200,7 +200,7 @@ fn testrun_costs() -> anyhow::Result<Vec<(String, Duration, Duration)>> {
 
 struct Server {
     edns: Option<EdnsProc>,
-    _knot: Option<Knotd>,
+    _knot: Option<(Knotd, edns_tests::TmpDir)>,
 }
 
 impl Server {
@@ -261,7 +261,10 @@ fn start_server(p: Target, h: &VethHarness) -> anyhow::Result<Server> {
         Target::EdnsUser => Server { edns: Some(EdnsProc::start_bin(&bin, &config, Some(&h.server), &[])?), _knot: None },
         Target::KnotXdp => Server {
             edns: None,
-            _knot: Some(start_knotd(&tmpdir(), SocketAddr::new(h.server_ip, 53), Some(&h.server), Some(&h.server_if))?),
+            _knot: {
+                let dir = tmpdir();
+                Some((start_knotd(&dir, SocketAddr::new(h.server_ip, 53), Some(&h.server), Some(&h.server_if))?, dir))
+            },
         },
     })
 }
