@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::Name;
@@ -396,12 +396,4 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
         persistence_capacity: *server.persistence_capacity.get_ref(),
         soa,
     }, sacs, vss, wide_ips, topology))
-}
-
-/// The LDNS address as the shared crate carries it: IPv4 mapped into IPv6.
-pub fn ldns_bytes(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
 }

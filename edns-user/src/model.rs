@@ -125,13 +125,20 @@ pub struct TopologyRule {
     pub sac: u32,
 }
 
+/// An address as the maps and persistence keys carry it: IPv4 mapped into
+/// IPv6 (`::ffff:a.b.c.d`), so one 16-byte layout serves both families.
+pub fn ip16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
 impl TopologyRule {
     /// The rule as an IPv6 prefix (IPv4 mapped), as the LPM trie holds it.
     pub fn mapped(&self) -> ([u8; 16], u32) {
-        match self.net {
-            IpNet::V4(n) => (n.addr().to_ipv6_mapped().octets(), 96 + n.prefix_len() as u32),
-            IpNet::V6(n) => (n.addr().octets(), n.prefix_len() as u32),
-        }
+        let mapped_bits = if self.net.addr().is_ipv4() { 96 } else { 0 };
+        (ip16(self.net.addr()), mapped_bits + self.net.prefix_len() as u32)
     }
 }
 

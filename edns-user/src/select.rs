@@ -10,8 +10,7 @@ use edns_common::{
 };
 use serde::Serialize;
 
-use crate::config::ldns_bytes;
-use crate::model::{Method, ModeConfig, Model, WideIp};
+use crate::model::{ip16, Method, ModeConfig, Model, WideIp};
 use crate::store::Store;
 
 /// How a VS was chosen; reported by the control endpoint and in logs.
@@ -81,7 +80,7 @@ impl Selector {
 
     /// Chooses the VS for `ldns` asking for wide IP `w` at `now_ns` (CLOCK_BOOTTIME).
     pub fn select(&self, w: &WideIp, ldns: IpAddr, now_ns: u64) -> anyhow::Result<Decision> {
-        let addr = ldns_bytes(ldns);
+        let addr = ip16(ldns);
         match w.mode {
             ModeConfig::Stripe => self.stripe(w, &addr, How::Stripe),
             ModeConfig::Topology => {

@@ -12,7 +12,7 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use edns_common::{counter, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
 
-use crate::model::Model;
+use crate::model::{ip16, Model};
 use crate::store::Store;
 
 /// The object `cargo xtask build-ebpf` produced when this binary was built
@@ -155,11 +155,7 @@ impl DataPlane {
                 tracing::warn!(listen = %a, dns_port, "the XDP fast path answers on one port; queries to this address go to userspace");
                 continue;
             }
-            let addr = match a.ip() {
-                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-                std::net::IpAddr::V6(v6) => v6.octets(),
-            };
-            listen.insert(ListenKey { addr, port: dns_port, _pad: 0 }, 1, 0)?;
+            listen.insert(ListenKey { addr: ip16(a.ip()), port: dns_port, _pad: 0 }, 1, 0)?;
         }
         let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = borrow(ebpf, "WIDE_IPS")?;
         for w in &model.wide_ips {

@@ -152,7 +152,7 @@ fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_re
     let f = frame("198.18.3.7", q.clone());
     passes(&mut x, "no record", &f.build(), "pass_persist_miss");
 
-    let key = PersistKey { wide_ip: 1, ldns: LdnsKey::addr(edns_user::config::ldns_bytes(ip("198.18.3.7"))) };
+    let key = PersistKey { wide_ip: 1, ldns: LdnsKey::addr(edns_user::model::ip16(ip("198.18.3.7"))) };
     let old = now_ns() - 5_000_000_000;
     let rec = PersistRecord { vs: 2, ttl_secs: 600, created_ns: old, last_ns: old, hits: 1, node_id: 0, _pad: 0 };
     dp.persist_put(&key, &rec).unwrap();
