@@ -303,19 +303,23 @@ impl EdnsProc {
         }
     }
 
-    /// Runs `edns ctl --json ARGS` against this instance (inside its namespace).
-    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-        let bin = &self.bin;
+    /// `edns ctl --control ADDR ARGS` for this instance (inside its namespace).
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(bin);
+                c.args(["netns", "exec", ns]).arg(&self.bin);
                 c
             }
-            None => Command::new(bin),
+            None => Command::new(&self.bin),
         };
-        cmd.args(["ctl", "--json", "--control", &self.control.to_string()]).args(args);
-        let out = sh(&mut cmd)?;
+        cmd.args(["ctl", "--control", &self.control.to_string()]).args(args);
+        cmd
+    }
+
+    /// Runs `edns ctl --json ARGS` against this instance.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let out = sh(&mut self.ctl_command(&[&["--json"], args].concat()))?;
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 

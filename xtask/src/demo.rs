@@ -2,17 +2,12 @@
 //! LDNS addresses in each mode, printing what it answered and why.
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 
 use edns_tests::{edns_bin, kdig, EdnsProc, VethHarness};
 
-fn ctl_table(e: &EdnsProc, ns: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(edns_bin(true))
-        .args(["ctl", "--control", &e.control.to_string()])
-        .args(args)
-        .output()?;
+/// Prints what `edns ctl ARGS` shows an operator (the table form).
+fn ctl_table(e: &EdnsProc, args: &[&str]) -> anyhow::Result<()> {
+    let out = edns_tests::sh(&mut e.ctl_command(args))?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
@@ -57,20 +52,20 @@ pub fn run() -> anyhow::Result<()> {
     round("first queries")?;
     round("same queries again: persistence hits for shop")?;
     println!("\n== persistence records (edns ctl records)");
-    ctl_table(&e, &h.server.name, &["records"])?;
+    ctl_table(&e, &["records"])?;
     println!("\n== marking west/vs1 down (edns ctl set-vs west/vs1 down)");
-    ctl_table(&e, &h.server.name, &["set-vs", "west/vs1", "down"])?;
+    ctl_table(&e, &["set-vs", "west/vs1", "down"])?;
     round("after west/vs1 went down: stripe N=2, topology west falls back, shop records on west re-balance")?;
     println!("\n== AAAA (west has address6, east has none -> NODATA)");
     for src in &ldns[2..4] {
         println!("{:<16} geo AAAA -> {}", src.to_string(), ask(*src, "geo.gslb.example.", "AAAA")?);
     }
-    ctl_table(&e, &h.server.name, &["set-vs", "west/vs1", "up"])?;
+    ctl_table(&e, &["set-vs", "west/vs1", "up"])?;
     for src in &ldns[2..4] {
         println!("{:<16} geo AAAA -> {} (west/vs1 up again)", src.to_string(), ask(*src, "geo.gslb.example.", "AAAA")?);
     }
     println!("\n== counters (edns ctl stats): xdp.* from the data plane, dns.* from userspace");
-    ctl_table(&e, &h.server.name, &["stats"])?;
+    ctl_table(&e, &["stats"])?;
     println!("\ndemo done; namespaces and edns are removed on exit");
     Ok(())
 }
