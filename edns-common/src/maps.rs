@@ -18,6 +18,8 @@ pub enum Mode {
     Stripe = 0,
     Topology = 1,
     Dynamic = 2,
+    /// Rendezvous hashing of the LDNS over the VSs up (`stripe_consistent`).
+    StripeConsistent = 3,
 }
 
 impl Mode {
@@ -26,6 +28,7 @@ impl Mode {
             0 => Some(Mode::Stripe),
             1 => Some(Mode::Topology),
             2 => Some(Mode::Dynamic),
+            3 => Some(Mode::StripeConsistent),
             _ => None,
         }
     }
@@ -70,7 +73,10 @@ pub struct WideIpEntry {
     pub pool_len: u32,
     /// Persistence TTL (dynamic mode), seconds.
     pub persistence_ttl: u32,
-    pub _pad: u32,
+    /// What to answer when no VS of the pool is up: [`ALL_DOWN_ROUND_ROBIN`]
+    /// (the patent's fallback, answered in the kernel) or another policy,
+    /// which the kernel passes up to the controller.
+    pub all_down: u32,
     /// Global VS ids of the circular pool list, in config order.
     pub pool_vs: [u32; MAX_POOL],
     /// SAC id managing each pool entry (the answer is that SAC's address).
@@ -94,6 +100,12 @@ pub const SAC_HAS_V6: u32 = 1;
 pub const VS_MARKED_UP: u32 = 1;
 pub const VS_AVAILABLE: u32 = 2;
 pub const VS_UP: u32 = VS_MARKED_UP | VS_AVAILABLE;
+
+/// All-down policies ([`WideIpEntry::all_down`]).
+pub const ALL_DOWN_ROUND_ROBIN: u32 = 0;
+pub const ALL_DOWN_FALLBACK: u32 = 1;
+pub const ALL_DOWN_REFUSED: u32 = 2;
+pub const ALL_DOWN_SERVFAIL: u32 = 3;
 
 /// What identifies the requester in a persistence record.
 pub const LDNS_KIND_ADDR: u8 = 0;
@@ -203,7 +215,10 @@ pub mod counter {
     pub const PASS_INTERNAL: u32 = 12;
     /// A DNS query to an address edns does not listen on.
     pub const PASS_NOT_OURS: u32 = 13;
-    pub const COUNT: u32 = 14;
+    pub const ANSWERED_CONSISTENT: u32 = 14;
+    /// No VS up and the wide IP's all-down policy is not round robin.
+    pub const PASS_ALL_DOWN: u32 = 15;
+    pub const COUNT: u32 = 16;
 
     pub const NAMES: [&str; COUNT as usize] = [
         "packets",
@@ -220,6 +235,8 @@ pub mod counter {
         "pass_no_room",
         "pass_internal",
         "pass_not_ours",
+        "answered_consistent",
+        "pass_all_down",
     ];
 }
 

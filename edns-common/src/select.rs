@@ -107,6 +107,53 @@ pub fn stripe(ldns: &[u8; 16], marked_up: PoolMask, available: PoolMask) -> Stri
     Stripe { pos: None, marked_down }
 }
 
+/// SplitMix64's finalizer (Steele, Lea, Flood 2014): every input bit moves
+/// about half the output bits, which rendezvous scores need.
+#[inline(always)]
+pub fn mix64(z: u64) -> u64 {
+    let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The LDNS's share of every rendezvous score, computed once per request.
+#[inline(always)]
+pub fn ldns_hash(addr: &[u8; 16]) -> u64 {
+    let hi = u64::from_be_bytes([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7]]);
+    let lo = u64::from_be_bytes([addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15]]);
+    mix64(mix64(hi) ^ lo)
+}
+
+/// Consistent stripe: rendezvous (highest random weight) hashing of the LDNS
+/// over the VSs up. Each VS scores mix64(LDNS hash ^ VS id spread); the
+/// highest score wins (ties: the earlier position). When a VS goes down only
+/// the LDNSes it held move, about 1/N of them, where the patent's stripe
+/// recomputes X modulo N - 1 and moves most. Scores use global VS ids, so
+/// reordering a pool moves nobody. `None` when no VS is up.
+#[inline(always)]
+pub fn rendezvous(ldns_hash: u64, pool_vs: &[u32; MAX_POOL], up: PoolMask) -> Option<u32> {
+    let mut best: u64 = 0;
+    let mut found: u32 = 0;
+    let mut pick: u32 = 0;
+    let mut pos = 0usize;
+    while pos < MAX_POOL {
+        if up & (1 << pos) != 0 {
+            let score = mix64(ldns_hash ^ (pool_vs[pos] as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            if found == 0 || score > best {
+                best = score;
+                pick = pos as u32;
+                found = 1;
+            }
+        }
+        pos += 1;
+    }
+    if found == 0 {
+        None
+    } else {
+        Some(pick)
+    }
+}
+
 /// Round robin over the whole pool, regardless of availability: Fig. 3's
 /// fallback at N = 0. `counter` is the wide IP's shared counter value.
 #[inline(always)]
@@ -259,6 +306,57 @@ mod tests {
         assert_eq!(topology_pick(1, &sacs, 4, 0b1011), Some(3));
         assert_eq!(topology_pick(1, &sacs, 4, 0b0011), None);
         assert_eq!(topology_pick(2, &sacs, 4, 0b1111), None);
+    }
+
+    fn pool_of(n: u32) -> [u32; MAX_POOL] {
+        let mut p = [u32::MAX; MAX_POOL];
+        for (i, v) in p.iter_mut().enumerate().take(n as usize) {
+            *v = 100 + i as u32;
+        }
+        p
+    }
+
+    #[test]
+    fn rendezvous_picks_only_vs_up_and_none_when_all_down() {
+        let pool = pool_of(6);
+        for ip in 0..2000u32 {
+            let h = ldns_hash(&v4((ip >> 8) as u8, ip as u8, 7, 1));
+            let pos = rendezvous(h, &pool, 0b101101).unwrap();
+            assert!(0b101101 & (1 << pos) != 0);
+        }
+        assert_eq!(rendezvous(ldns_hash(&v4(1, 2, 3, 4)), &pool, 0), None);
+    }
+
+    /// Share of `ldns` whose pick changes when position `down` of an
+    /// all-up pool of `n` goes down, for a picker over (address, up mask).
+    fn moved_share(n: u32, down: u32, pick: impl Fn(&[u8; 16], PoolMask) -> u32) -> f64 {
+        let all = pool_mask(n);
+        let mut moved = 0;
+        let total = 10_000u32;
+        for i in 0..total {
+            // Spread over the IPv4 space, as real resolvers are.
+            let ip = i.wrapping_mul(2_654_435_761);
+            let a = v4((ip >> 24) as u8, (ip >> 16) as u8, (ip >> 8) as u8, ip as u8);
+            if pick(&a, all) != pick(&a, all & !(1 << down)) {
+                moved += 1;
+            }
+        }
+        moved as f64 / total as f64
+    }
+
+    /// The measurement: 10,000 LDNS addresses, one of N VSs down.
+    /// Consistent stripe moves ≈ 1/N (only the LDNSes the dead VS held);
+    /// the patent's stripe recomputes modulo N - 1 and moves most of them.
+    #[test]
+    fn one_vs_down_moves_about_one_nth_of_ldnses_with_consistent_stripe_and_most_with_the_patent_stripe() {
+        for n in [3u32, 5, 8] {
+            let pool = pool_of(n);
+            let consistent = moved_share(n, n / 2, |a, up| rendezvous(ldns_hash(a), &pool, up).unwrap());
+            let patent = moved_share(n, n / 2, |a, up| stripe(a, up, up).pos.unwrap());
+            std::println!("moved share, 1 of {n} VSs down: stripe_consistent {consistent:.3} (1/N = {:.3}), stripe {patent:.3}", 1.0 / n as f64);
+            assert!((consistent - 1.0 / n as f64).abs() < 0.02, "n={n}: consistent moved {consistent}");
+            assert!(patent > 0.5, "n={n}: patent stripe moved {patent}");
+        }
     }
 
     #[test]

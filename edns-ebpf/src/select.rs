@@ -6,8 +6,8 @@ use core::intrinsics::{atomic_and, atomic_xadd, AtomicOrdering};
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::lpm_trie::Key;
 use edns_common::{
-    counter, is_timely, pool_mask, round_robin_any, stripe, topology_pick, LdnsKey, Mode, PersistKey, WideIpEntry, MAX_POOL,
-    VS_AVAILABLE, VS_MARKED_UP,
+    counter, is_timely, ldns_hash, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, LdnsKey, Mode, PersistKey,
+    WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 
 use crate::maps::{OPAQUE, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
@@ -71,8 +71,37 @@ fn masks(w: &WideIpEntry) -> (u32, u32) {
     (opaque(marked & in_pool), opaque(available & in_pool))
 }
 
+/// No VS up: the patent's round robin over the whole pool, answered here,
+/// or any other all-down policy, which the controller answers.
 #[inline(always)]
-fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Choice {
+fn all_down(w: &WideIpEntry) -> Result<Choice, u32> {
+    if w.all_down != ALL_DOWN_ROUND_ROBIN {
+        return Err(counter::PASS_ALL_DOWN);
+    }
+    let (c, counter) = match RR_COUNTERS.get_ptr_mut(w.id) {
+        Some(p) => (unsafe { core::ptr::read_volatile(p) }, Some(p)),
+        None => (0, None),
+    };
+    Ok(Choice {
+        pos: settle(round_robin_any(c, w.pool_len)),
+        how: counter::ANSWERED_FALLBACK_RR,
+        record: None,
+        now: 0,
+        rr_counter: counter,
+    })
+}
+
+#[inline(always)]
+fn consistent_choice(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
+    let (marked, available) = masks(w);
+    match rendezvous(ldns_hash(ldns), &w.pool_vs, marked & available) {
+        Some(pos) => Ok(Choice { pos: settle(pos), how: counter::ANSWERED_CONSISTENT, record: None, now: 0, rr_counter: None }),
+        None => all_down(w),
+    }
+}
+
+#[inline(always)]
+fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Result<Choice, u32> {
     let (marked, available) = masks(w);
     let s = stripe(ldns, marked, available);
     if s.marked_down != 0 {
@@ -88,20 +117,8 @@ fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Choice {
         }
     }
     match s.pos {
-        Some(pos) => Choice { pos: settle(pos), how, record: None, now: 0, rr_counter: None },
-        None => {
-            let (c, counter) = match RR_COUNTERS.get_ptr_mut(w.id) {
-                Some(p) => (unsafe { core::ptr::read_volatile(p) }, Some(p)),
-                None => (0, None),
-            };
-            Choice {
-                pos: settle(round_robin_any(c, w.pool_len)),
-                how: counter::ANSWERED_FALLBACK_RR,
-                record: None,
-                now: 0,
-                rr_counter: counter,
-            }
-        }
+        Some(pos) => Ok(Choice { pos: settle(pos), how, record: None, now: 0, rr_counter: None }),
+        None => all_down(w),
     }
 }
 
@@ -120,10 +137,11 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
             counter::ANSWERED_TOPOLOGY // no match or no VS up: the stripe walk below
         }
         Some(Mode::Dynamic) => return persistence_hit(w, ldns),
+        Some(Mode::StripeConsistent) => return consistent_choice(w, ldns),
         None => return Err(counter::PASS_INTERNAL),
     };
     // One inlined stripe walk serves stripe mode and the topology fallback.
-    Ok(stripe_choice(w, ldns, how))
+    stripe_choice(w, ldns, how)
 }
 
 #[inline(always)]

@@ -13,7 +13,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{Method, Model, ModeConfig, Sac, Soa, TopologyRule, Vs, WideIp};
+use crate::model::{
+    AllDown, CapacitySource, DnsCheck, Exporter, HttpCheck, MetricSel, MetricSources, Method, Model, ModeConfig, Monitor,
+    MonitorKind, Sac, Soa, TopologyRule, Vs, WideIp,
+};
 use edns_common::MAX_POOL;
 
 /// A config error located in its file.
@@ -43,6 +46,82 @@ struct RawConfig {
     wide_ip: Vec<Spanned<RawWideIp>>,
     #[serde(default)]
     topology: Vec<Spanned<RawTopology>>,
+    #[serde(default)]
+    monitor: Vec<Spanned<RawMonitor>>,
+    #[serde(default)]
+    exporter: Vec<Spanned<RawExporter>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    #[serde(default = "default_interval_ms")]
+    interval_ms: Spanned<u64>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: Spanned<u64>,
+    #[serde(default = "default_threshold")]
+    up_after: Spanned<u32>,
+    #[serde(default = "default_threshold")]
+    down_after: Spanned<u32>,
+    /// State before the first probe: "up" (the patent's assumption) or "down".
+    initial: Option<Spanned<String>>,
+    // http, https
+    path: Option<Spanned<String>>,
+    expect_status: Option<Spanned<u16>>,
+    expect_body: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    /// https: check the server's certificate (default true).
+    tls_verify: Option<Spanned<bool>>,
+    ca_file: Option<Spanned<String>>,
+    // dns
+    query_name: Option<Spanned<String>>,
+    query_type: Option<Spanned<String>>,
+    expect_rcode: Option<Spanned<String>>,
+    expect_address: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExporter {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    #[serde(default = "default_interval_ms")]
+    interval_ms: Spanned<u64>,
+    timeout_ms: Option<Spanned<u64>>,
+    /// Default: three intervals.
+    stale_after_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetricSel {
+    exporter: Option<Spanned<String>>,
+    metric: Option<Spanned<String>>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    /// capacity only: a fixed figure instead of a metric.
+    value: Option<Spanned<f64>>,
+}
+
+/// Metric sources, on a SAC (for all its VSs) or on one VS.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    connections: Option<Spanned<RawMetricSel>>,
+    packet_rate: Option<Spanned<RawMetricSel>>,
+    cpu: Option<Spanned<RawMetricSel>>,
+    capacity: Option<Spanned<RawMetricSel>>,
+}
+
+/// `method = "round_robin"` or `method = ["least_connections", "round_robin"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMethods {
+    One(Spanned<String>),
+    Chain(Vec<Spanned<String>>),
 }
 
 #[derive(Deserialize)]
@@ -105,6 +184,18 @@ fn default_expire() -> i32 {
 fn default_true() -> bool {
     true
 }
+fn default_interval_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 1000)
+}
+fn default_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 500)
+}
+fn default_threshold() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,15 +204,27 @@ struct RawSac {
     address: Spanned<String>,
     address6: Option<Spanned<String>>,
     virtual_servers: Vec<Spanned<RawVs>>,
+    /// Load figures of the whole site, for every VS it manages.
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVs {
     name: Spanned<String>,
-    /// Initial state: marked up and available.
+    /// Initial state of a VS without a monitor: marked up and available.
     #[serde(default = "default_true")]
     up: bool,
+    /// IP:PORT the monitor probes.
+    target: Option<Spanned<String>>,
+    monitor: Option<Spanned<String>>,
+    /// Share of the `ratio` method.
+    #[serde(default = "default_weight")]
+    weight: Spanned<u32>,
+    /// This VS's own load figures (override its SAC's).
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Deserialize)]
@@ -129,10 +232,14 @@ struct RawVs {
 struct RawWideIp {
     name: Spanned<String>,
     mode: Spanned<String>,
-    method: Option<Spanned<String>>,
+    method: Option<Spanned<RawMethods>>,
     persistence_ttl: Option<Spanned<u32>>,
     answer_ttl: Option<u32>,
     pool: Spanned<Vec<Spanned<String>>>,
+    /// No VS up: "round_robin" (default), "fallback", "refused", "servfail".
+    all_down: Option<Spanned<String>>,
+    fallback_address: Option<Spanned<String>>,
+    fallback_address6: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -190,8 +297,27 @@ fn parse_fqdn(cx: &Cx, s: &Spanned<String>, what: &str) -> Result<Name, ConfigEr
 }
 
 fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
-    let server = raw.server.get_ref();
+    let server = build_server(cx, &raw.server)?;
+    let monitors = build_monitors(cx, &raw.monitor)?;
+    let exporters = build_exporters(cx, &raw.exporter)?;
+    let (sacs, vss, sac_ids, vs_ids) = build_sacs(cx, &raw.sac, &monitors, &exporters)?;
+    let mut wide_ips: Vec<WideIp> = Vec::new();
+    for w in &raw.wide_ip {
+        let wide_ip = build_wide_ip(cx, w.get_ref(), &server, &vss, &vs_ids, wide_ips.len() as u32)?;
+        if wide_ips.iter().any(|o| o.name.to_lowercase() == wide_ip.name.to_lowercase()) {
+            return Err(cx.err(&w.get_ref().name, format!("duplicate wide IP {}", wide_ip.name)));
+        }
+        wide_ips.push(wide_ip);
+    }
+    let topology = build_topology(cx, &raw.topology, &sac_ids)?;
+    let mut model = Model::new(server, sacs, vss, wide_ips, topology);
+    model.monitors = monitors;
+    model.exporters = exporters;
+    Ok(model)
+}
 
+fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::ServerConfig, ConfigError> {
+    let server = raw.get_ref();
     let mut listen = Vec::new();
     for l in &server.listen {
         let a: SocketAddr = l
@@ -204,7 +330,7 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
         listen.push(a);
     }
     if listen.is_empty() {
-        return Err(cx.err(&raw.server, "server.listen must name at least one address"));
+        return Err(cx.err(raw, "server.listen must name at least one address"));
     }
 
     let zone = parse_fqdn(cx, &server.zone, "zone")?.to_lowercase();
@@ -247,18 +373,260 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
             }
         }
     };
+    Ok(crate::model::ServerConfig {
+        listen,
+        zone,
+        nameservers,
+        answer_ttl: server.answer_ttl,
+        control,
+        node_id: server.node_id,
+        edns_payload: *server.edns_payload.get_ref(),
+        persistence_capacity: *server.persistence_capacity.get_ref(),
+        soa,
+    })
+}
 
+fn name_ok(cx: &Cx, s: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
+    let v = s.get_ref();
+    if v.is_empty() || v.contains('/') {
+        return Err(cx.err(s, format!("{what} name {v:?} must be non-empty and contain no '/'")));
+    }
+    Ok(v.clone())
+}
+
+fn millis(cx: &Cx, v: &Spanned<u64>, what: &str, min: u64) -> Result<std::time::Duration, ConfigError> {
+    if *v.get_ref() < min {
+        return Err(cx.err(v, format!("{what} must be at least {min} ms")));
+    }
+    Ok(std::time::Duration::from_millis(*v.get_ref()))
+}
+
+/// Fields that only some monitor types take: a field set on another type is an error.
+fn only_for<T>(cx: &Cx, field: &Option<Spanned<T>>, name: &str, kind: &str, types: &str) -> Result<(), ConfigError> {
+    match field {
+        Some(f) => Err(cx.err(f, format!("{name} applies to monitors of type {types}, not {kind:?}"))),
+        None => Ok(()),
+    }
+}
+
+fn build_monitors(cx: &Cx, raw: &[Spanned<RawMonitor>]) -> Result<Vec<Monitor>, ConfigError> {
+    let mut out: Vec<Monitor> = Vec::new();
+    for m in raw {
+        let m = m.get_ref();
+        let name = name_ok(cx, &m.name, "monitor")?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(cx.err(&m.name, format!("duplicate monitor {name:?}")));
+        }
+        let interval = millis(cx, &m.interval_ms, "interval_ms", 50)?;
+        let timeout = millis(cx, &m.timeout_ms, "timeout_ms", 10)?;
+        if timeout > interval {
+            return Err(cx.err(&m.timeout_ms, "timeout_ms must not exceed interval_ms (probes of one VS never overlap)"));
+        }
+        for t in [&m.up_after, &m.down_after] {
+            if *t.get_ref() == 0 {
+                return Err(cx.err(t, "up_after and down_after must be at least 1"));
+            }
+        }
+        let initial_up = match &m.initial {
+            None => true,
+            Some(i) => match i.get_ref().as_str() {
+                "up" => true,
+                "down" => false,
+                other => return Err(cx.err(i, format!("initial {other:?} is not \"up\" or \"down\""))),
+            },
+        };
+        let kind = build_monitor_kind(cx, m)?;
+        out.push(Monitor {
+            name,
+            kind,
+            interval,
+            timeout,
+            up_after: *m.up_after.get_ref(),
+            down_after: *m.down_after.get_ref(),
+            initial_up,
+        });
+    }
+    Ok(out)
+}
+
+fn build_monitor_kind(cx: &Cx, m: &RawMonitor) -> Result<MonitorKind, ConfigError> {
+    let kind = m.kind.get_ref().as_str();
+    let http_only = |cx: &Cx| -> Result<(), ConfigError> {
+        only_for(cx, &m.path, "path", kind, "http, https")?;
+        only_for(cx, &m.expect_status, "expect_status", kind, "http, https")?;
+        only_for(cx, &m.expect_body, "expect_body", kind, "http, https")?;
+        only_for(cx, &m.host, "host", kind, "http, https")
+    };
+    let dns_only = |cx: &Cx| -> Result<(), ConfigError> {
+        only_for(cx, &m.query_name, "query_name", kind, "dns")?;
+        only_for(cx, &m.query_type, "query_type", kind, "dns")?;
+        only_for(cx, &m.expect_rcode, "expect_rcode", kind, "dns")?;
+        only_for(cx, &m.expect_address, "expect_address", kind, "dns")
+    };
+    let tls_only = |cx: &Cx| -> Result<(), ConfigError> {
+        only_for(cx, &m.tls_verify, "tls_verify", kind, "https")?;
+        only_for(cx, &m.ca_file, "ca_file", kind, "https")
+    };
+    match kind {
+        "tcp" => {
+            http_only(cx)?;
+            dns_only(cx)?;
+            tls_only(cx)?;
+            Ok(MonitorKind::Tcp)
+        }
+        "http" | "https" => {
+            dns_only(cx)?;
+            let tls = kind == "https";
+            if !tls {
+                tls_only(cx)?;
+            }
+            let path = m.path.as_ref().map(|p| p.get_ref().clone()).unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                return Err(cx.err(m.path.as_ref().unwrap(), format!("path {path:?} must start with '/'")));
+            }
+            let ca_file = m.ca_file.as_ref().map(|c| {
+                let p = Path::new(c.get_ref());
+                // Relative to the config file, as an operator reads it.
+                cx.path.parent().map(|d| d.join(p)).unwrap_or_else(|| p.to_owned())
+            });
+            if let (Some(c), Some(p)) = (&m.ca_file, &ca_file) {
+                if !p.is_file() {
+                    return Err(cx.err(c, format!("ca_file {} does not exist", p.display())));
+                }
+            }
+            Ok(MonitorKind::Http(HttpCheck {
+                tls,
+                verify: m.tls_verify.as_ref().map(|v| *v.get_ref()).unwrap_or(true),
+                ca_file,
+                host: m.host.as_ref().map(|h| h.get_ref().clone()),
+                path,
+                expect_status: m.expect_status.as_ref().map(|s| *s.get_ref()).unwrap_or(200),
+                expect_body: m.expect_body.as_ref().map(|b| b.get_ref().clone()),
+            }))
+        }
+        "dns" => {
+            http_only(cx)?;
+            tls_only(cx)?;
+            let qname = match &m.query_name {
+                Some(q) => parse_fqdn(cx, q, "query_name")?,
+                None => return Err(cx.err(&m.kind, "a dns monitor needs query_name")),
+            };
+            let qtype = match &m.query_type {
+                None => hickory_proto::rr::RecordType::A,
+                Some(t) => t.get_ref().to_uppercase().parse().map_err(|_| cx.err(t, format!("query_type {:?} is not a record type", t.get_ref())))?,
+            };
+            let rcode = match &m.expect_rcode {
+                None => hickory_proto::op::ResponseCode::NoError,
+                Some(r) => match r.get_ref().to_uppercase().as_str() {
+                    "NOERROR" => hickory_proto::op::ResponseCode::NoError,
+                    "NXDOMAIN" => hickory_proto::op::ResponseCode::NXDomain,
+                    "REFUSED" => hickory_proto::op::ResponseCode::Refused,
+                    "SERVFAIL" => hickory_proto::op::ResponseCode::ServFail,
+                    other => return Err(cx.err(r, format!("expect_rcode {other:?} is not NOERROR, NXDOMAIN, REFUSED or SERVFAIL"))),
+                },
+            };
+            let address = match &m.expect_address {
+                None => None,
+                Some(a) => Some(a.get_ref().parse().map_err(|e| cx.err(a, format!("expect_address {:?}: {e}", a.get_ref())))?),
+            };
+            Ok(MonitorKind::Dns(DnsCheck { qname, qtype, rcode, address }))
+        }
+        other => Err(cx.err(&m.kind, format!("unknown monitor type {other:?}; known: tcp, http, https, dns"))),
+    }
+}
+
+fn build_exporters(cx: &Cx, raw: &[Spanned<RawExporter>]) -> Result<Vec<Exporter>, ConfigError> {
+    let mut out: Vec<Exporter> = Vec::new();
+    for e in raw {
+        let e = e.get_ref();
+        let name = name_ok(cx, &e.name, "exporter")?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(cx.err(&e.name, format!("duplicate exporter {name:?}")));
+        }
+        let url = e.url.get_ref();
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(cx.err(&e.url, format!("exporter url {url:?} must start with http:// or https://")));
+        }
+        let interval = millis(cx, &e.interval_ms, "interval_ms", 100)?;
+        let timeout = match &e.timeout_ms {
+            Some(t) => millis(cx, t, "timeout_ms", 10)?,
+            None => interval.min(std::time::Duration::from_secs(5)),
+        };
+        let stale_after = match &e.stale_after_ms {
+            Some(s) => millis(cx, s, "stale_after_ms", 1)?,
+            None => interval * 3,
+        };
+        if stale_after <= interval {
+            let at = e.stale_after_ms.as_ref().map(|s| s.span().start).unwrap_or(e.interval_ms.span().start);
+            return Err(cx.err_at(at, "stale_after_ms must exceed interval_ms (a rate needs two scrapes)".into()));
+        }
+        out.push(Exporter { name, url: url.clone(), interval, timeout, stale_after });
+    }
+    Ok(out)
+}
+
+fn build_metric_sel(cx: &Cx, raw: &Spanned<RawMetricSel>, exporters: &[Exporter], kind: &str) -> Result<MetricSel, ConfigError> {
+    let r = raw.get_ref();
+    let Some(ex) = &r.exporter else { return Err(cx.err(raw, format!("{kind}: name an exporter (exporter = \"...\")"))) };
+    let Some(metric) = &r.metric else { return Err(cx.err(raw, format!("{kind}: name a metric (metric = \"...\")"))) };
+    if let Some(v) = &r.value {
+        return Err(cx.err(v, format!("{kind}: value applies to capacity only")));
+    }
+    let exporter = exporters
+        .iter()
+        .position(|e| e.name == *ex.get_ref())
+        .ok_or_else(|| cx.err(ex, format!("{kind}: no exporter named {:?}", ex.get_ref())))? as u32;
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    if metric.get_ref().is_empty() || !metric.get_ref().chars().all(ok) {
+        return Err(cx.err(metric, format!("{kind}: {:?} is not a Prometheus metric name", metric.get_ref())));
+    }
+    Ok(MetricSel { exporter, metric: metric.get_ref().clone(), labels: r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect() })
+}
+
+fn build_metrics(cx: &Cx, raw: &RawMetrics, exporters: &[Exporter]) -> Result<MetricSources, ConfigError> {
+    let sel = |r: &Option<Spanned<RawMetricSel>>, kind| r.as_ref().map(|r| build_metric_sel(cx, r, exporters, kind)).transpose();
+    let capacity = match &raw.capacity {
+        None => None,
+        Some(c) => match &c.get_ref().value {
+            Some(v) if c.get_ref().exporter.is_none() && c.get_ref().metric.is_none() => {
+                if !(*v.get_ref() > 0.0) {
+                    return Err(cx.err(v, "capacity value must be positive"));
+                }
+                Some(CapacitySource::Fixed(*v.get_ref()))
+            }
+            Some(v) => return Err(cx.err(v, "capacity: give either value or exporter and metric")),
+            None => Some(CapacitySource::Metric(build_metric_sel(cx, c, exporters, "capacity")?)),
+        },
+    };
+    Ok(MetricSources {
+        connections: sel(&raw.connections, "connections")?,
+        packet_rate: sel(&raw.packet_rate, "packet_rate")?,
+        cpu: sel(&raw.cpu, "cpu")?,
+        capacity,
+    })
+}
+
+/// A VS's sources: its own, else its SAC's, kind by kind.
+fn merge_metrics(own: MetricSources, sac: &MetricSources) -> MetricSources {
+    MetricSources {
+        connections: own.connections.or_else(|| sac.connections.clone()),
+        packet_rate: own.packet_rate.or_else(|| sac.packet_rate.clone()),
+        cpu: own.cpu.or_else(|| sac.cpu.clone()),
+        capacity: own.capacity.or_else(|| sac.capacity.clone()),
+    }
+}
+
+type SacsOut = (Vec<Sac>, Vec<Vs>, HashMap<String, u32>, HashMap<String, u32>);
+
+fn build_sacs(cx: &Cx, raw: &[Spanned<RawSac>], monitors: &[Monitor], exporters: &[Exporter]) -> Result<SacsOut, ConfigError> {
     // SACs and their virtual servers; VS ids are global, in config order.
     let mut sacs: Vec<Sac> = Vec::new();
     let mut vss: Vec<Vs> = Vec::new();
     let mut sac_ids: HashMap<String, u32> = HashMap::new();
     let mut vs_ids: HashMap<String, u32> = HashMap::new();
-    for s in &raw.sac {
+    for s in raw {
         let s = s.get_ref();
-        let name = s.name.get_ref().clone();
-        if name.is_empty() || name.contains('/') {
-            return Err(cx.err(&s.name, format!("SAC name {name:?} must be non-empty and contain no '/'")));
-        }
+        let name = name_ok(cx, &s.name, "SAC")?;
         if sac_ids.contains_key(&name) {
             return Err(cx.err(&s.name, format!("duplicate SAC name {name:?}")));
         }
@@ -277,96 +645,218 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
         if s.virtual_servers.is_empty() {
             return Err(cx.err(&s.name, format!("SAC {name:?} has no virtual_servers")));
         }
+        let sac_metrics = build_metrics(cx, &s.metrics, exporters)?;
         for v in &s.virtual_servers {
-            let v = v.get_ref();
-            let vname = v.name.get_ref();
-            if vname.is_empty() || vname.contains('/') {
-                return Err(cx.err(&v.name, format!("VS name {vname:?} must be non-empty and contain no '/'")));
+            let vs = build_vs(cx, v.get_ref(), &name, id, monitors, exporters, &sac_metrics)?;
+            if vs_ids.contains_key(&vs.name) {
+                return Err(cx.err(&v.get_ref().name, format!("duplicate virtual server {:?}", vs.name)));
             }
-            let full = format!("{name}/{vname}");
-            if vs_ids.contains_key(&full) {
-                return Err(cx.err(&v.name, format!("duplicate virtual server {full:?}")));
-            }
-            vs_ids.insert(full.clone(), vss.len() as u32);
-            vss.push(Vs { name: full, sac: id, initially_up: v.up });
+            vs_ids.insert(vs.name.clone(), vss.len() as u32);
+            vss.push(vs);
         }
         sac_ids.insert(name.clone(), id);
         sacs.push(Sac { name, address, address6 });
     }
+    Ok((sacs, vss, sac_ids, vs_ids))
+}
 
-    let mut wide_ips: Vec<WideIp> = Vec::new();
-    for w in &raw.wide_ip {
-        let w = w.get_ref();
-        let name = parse_fqdn(cx, &w.name, "wide IP name")?;
-        if !zone.zone_of(&name) || name.to_lowercase() == zone {
-            return Err(cx.err(&w.name, format!("wide IP {name} is not below the zone {zone}")));
-        }
-        if wide_ips.iter().any(|o| o.name.to_lowercase() == name.to_lowercase()) {
-            return Err(cx.err(&w.name, format!("duplicate wide IP {name}")));
-        }
-        let mode = match w.mode.get_ref().as_str() {
-            "stripe" | "topology" => {
-                if let Some(m) = &w.method {
-                    return Err(cx.err(m, format!("method applies to mode \"dynamic\" only, not {:?}", w.mode.get_ref())));
-                }
-                if let Some(t) = &w.persistence_ttl {
-                    return Err(cx.err(t, format!("persistence_ttl applies to mode \"dynamic\" only, not {:?}", w.mode.get_ref())));
-                }
-                if w.mode.get_ref() == "stripe" {
-                    ModeConfig::Stripe
-                } else {
-                    ModeConfig::Topology
-                }
+fn build_vs(
+    cx: &Cx,
+    v: &RawVs,
+    sac_name: &str,
+    sac: u32,
+    monitors: &[Monitor],
+    exporters: &[Exporter],
+    sac_metrics: &MetricSources,
+) -> Result<Vs, ConfigError> {
+    let vname = name_ok(cx, &v.name, "VS")?;
+    let full = format!("{sac_name}/{vname}");
+    let target = match &v.target {
+        None => None,
+        Some(t) => Some(t.get_ref().parse::<SocketAddr>().map_err(|e| cx.err(t, format!("VS {full:?}: target {:?} is not IP:PORT: {e}", t.get_ref())))?),
+    };
+    let monitor = match &v.monitor {
+        None => None,
+        Some(m) => {
+            let i = monitors
+                .iter()
+                .position(|x| x.name == *m.get_ref())
+                .ok_or_else(|| cx.err(m, format!("VS {full:?}: no monitor named {:?}", m.get_ref())))?;
+            if target.is_none() {
+                return Err(cx.err(m, format!("VS {full:?} has a monitor but no target (IP:PORT to probe)")));
             }
-            "dynamic" => {
-                let method = match &w.method {
-                    None => return Err(cx.err(&w.mode, "mode \"dynamic\" needs a method (\"round_robin\")")),
-                    Some(m) => match m.get_ref().as_str() {
-                        "round_robin" => Method::RoundRobin,
-                        "packet_rate" | "cpu" | "connections" | "rtt" | "packet_loss" | "hops" | "availability" => {
-                            return Err(cx.err(m, format!("method {:?} needs metrics from health probes, which this build does not have yet; use \"round_robin\"", m.get_ref())))
-                        }
-                        other => return Err(cx.err(m, format!("unknown method {other:?}; known: \"round_robin\""))),
-                    },
+            Some(i as u32)
+        }
+    };
+    if *v.weight.get_ref() == 0 {
+        return Err(cx.err(&v.weight, "weight must be at least 1"));
+    }
+    let initially_up = match monitor {
+        Some(m) => monitors[m as usize].initial_up,
+        None => v.up,
+    };
+    Ok(Vs {
+        name: full,
+        sac,
+        initially_up,
+        target,
+        monitor,
+        weight: *v.weight.get_ref(),
+        metrics: merge_metrics(build_metrics(cx, &v.metrics, exporters)?, sac_metrics),
+    })
+}
+
+fn build_methods(cx: &Cx, raw: &Spanned<RawMethods>) -> Result<Vec<Method>, ConfigError> {
+    let names: Vec<&Spanned<String>> = match raw.get_ref() {
+        RawMethods::One(m) => vec![m],
+        RawMethods::Chain(v) => v.iter().collect(),
+    };
+    if names.is_empty() {
+        return Err(cx.err(raw, "method chain is empty"));
+    }
+    let known = Method::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    for n in names {
+        let m = Method::ALL
+            .iter()
+            .find(|(name, _)| name == n.get_ref())
+            .map(|(_, m)| *m)
+            .ok_or_else(|| cx.err(n, format!("unknown method {:?}; known: {known}", n.get_ref())))?;
+        if out.contains(&m) {
+            return Err(cx.err(n, format!("method {:?} listed twice in the chain", n.get_ref())));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// A method that reads metrics needs a source on at least one VS of the pool.
+fn check_method_sources(cx: &Cx, raw: &Spanned<RawMethods>, methods: &[Method], pool: &[u32], vss: &[Vs]) -> Result<(), ConfigError> {
+    for m in methods {
+        let has = |f: &dyn Fn(&MetricSources) -> bool| pool.iter().any(|v| f(&vss[*v as usize].metrics));
+        let ok = match m {
+            Method::LeastConnections => has(&|s| s.connections.is_some()),
+            Method::LowestPacketRate => has(&|s| s.packet_rate.is_some()),
+            Method::LowestCpu => has(&|s| s.cpu.is_some()),
+            Method::MostCapacity => has(&|s| s.capacity.is_some() && s.connections.is_some()),
+            _ => true,
+        };
+        if !ok {
+            return Err(cx.err(raw, format!("method {:?} reads metrics that no VS of this pool (nor its SAC) names", m.name())));
+        }
+    }
+    Ok(())
+}
+
+fn build_all_down(cx: &Cx, w: &RawWideIp, mode: &str) -> Result<AllDown, ConfigError> {
+    let parse6 = |a: &Spanned<String>| a.get_ref().parse::<Ipv6Addr>().map_err(|e| cx.err(a, format!("fallback_address6 {:?}: {e}", a.get_ref())));
+    let policy = match &w.all_down {
+        None => AllDown::RoundRobin,
+        Some(p) => match p.get_ref().as_str() {
+            "round_robin" => AllDown::RoundRobin,
+            "refused" => AllDown::Refused,
+            "servfail" => AllDown::ServFail,
+            "fallback" => {
+                let Some(a) = &w.fallback_address else {
+                    return Err(cx.err(p, "all_down = \"fallback\" needs fallback_address"));
                 };
-                let ttl = match &w.persistence_ttl {
-                    None => return Err(cx.err(&w.mode, "mode \"dynamic\" needs persistence_ttl (seconds)")),
-                    Some(t) => *t.get_ref(),
-                };
-                ModeConfig::Dynamic { method, persistence_ttl: ttl }
+                let v4 = a.get_ref().parse::<Ipv4Addr>().map_err(|e| cx.err(a, format!("fallback_address {:?}: {e}", a.get_ref())))?;
+                AllDown::Fallback(v4, w.fallback_address6.as_ref().map(parse6).transpose()?)
             }
             other => {
-                return Err(cx.err(&w.mode, format!("unknown mode {other:?}; known: \"stripe\", \"topology\", \"dynamic\"")))
+                return Err(cx.err(p, format!("all_down {other:?} is not one of round_robin, fallback, refused, servfail")))
             }
-        };
-        let mut pool = Vec::new();
-        for p in w.pool.get_ref() {
-            let id = *vs_ids
-                .get(p.get_ref())
-                .ok_or_else(|| cx.err(p, format!("pool entry {:?} names no virtual server (expected \"sac/vs\")", p.get_ref())))?;
-            if pool.contains(&id) {
-                return Err(cx.err(p, format!("pool entry {:?} listed twice", p.get_ref())));
-            }
-            pool.push(id);
-        }
-        if pool.is_empty() {
-            return Err(cx.err(&w.pool, format!("wide IP {name} has an empty pool")));
-        }
-        if pool.len() > MAX_POOL {
-            return Err(cx.err(&w.pool, format!("wide IP {name} has {} pool entries; at most {MAX_POOL}", pool.len())));
-        }
-        wide_ips.push(WideIp {
-            id: wide_ips.len() as u32,
-            name,
-            mode,
-            pool_sac: pool.iter().map(|v| vss[*v as usize].sac).collect(),
-            pool,
-            answer_ttl: w.answer_ttl.unwrap_or(server.answer_ttl),
-        });
+        },
+    };
+    if mode == "stripe" && policy != AllDown::RoundRobin {
+        let p = w.all_down.as_ref().unwrap();
+        return Err(cx.err(p, "mode \"stripe\" keeps the patent's round-robin fallback when no VS is up; all_down applies to the other modes"));
     }
+    if !matches!(policy, AllDown::Fallback(..)) {
+        for f in [&w.fallback_address, &w.fallback_address6].into_iter().flatten() {
+            return Err(cx.err(f, "fallback addresses apply with all_down = \"fallback\" only"));
+        }
+    }
+    Ok(policy)
+}
 
+fn build_wide_ip(
+    cx: &Cx,
+    w: &RawWideIp,
+    server: &crate::model::ServerConfig,
+    vss: &[Vs],
+    vs_ids: &HashMap<String, u32>,
+    id: u32,
+) -> Result<WideIp, ConfigError> {
+    let zone = &server.zone;
+    let name = parse_fqdn(cx, &w.name, "wide IP name")?;
+    if !zone.zone_of(&name) || name.to_lowercase() == *zone {
+        return Err(cx.err(&w.name, format!("wide IP {name} is not below the zone {zone}")));
+    }
+    let mut pool = Vec::new();
+    for p in w.pool.get_ref() {
+        let id = *vs_ids
+            .get(p.get_ref())
+            .ok_or_else(|| cx.err(p, format!("pool entry {:?} names no virtual server (expected \"sac/vs\")", p.get_ref())))?;
+        if pool.contains(&id) {
+            return Err(cx.err(p, format!("pool entry {:?} listed twice", p.get_ref())));
+        }
+        pool.push(id);
+    }
+    if pool.is_empty() {
+        return Err(cx.err(&w.pool, format!("wide IP {name} has an empty pool")));
+    }
+    if pool.len() > MAX_POOL {
+        return Err(cx.err(&w.pool, format!("wide IP {name} has {} pool entries; at most {MAX_POOL}", pool.len())));
+    }
+    let mode_name = w.mode.get_ref().as_str();
+    let mode = match mode_name {
+        "stripe" | "stripe_consistent" | "topology" => {
+            if let Some(m) = &w.method {
+                return Err(cx.err(m, format!("method applies to mode \"dynamic\" only, not {mode_name:?}")));
+            }
+            if let Some(t) = &w.persistence_ttl {
+                return Err(cx.err(t, format!("persistence_ttl applies to mode \"dynamic\" only, not {mode_name:?}")));
+            }
+            match mode_name {
+                "stripe" => ModeConfig::Stripe,
+                "stripe_consistent" => ModeConfig::StripeConsistent,
+                _ => ModeConfig::Topology,
+            }
+        }
+        "dynamic" => {
+            let Some(raw_methods) = &w.method else {
+                return Err(cx.err(&w.mode, "mode \"dynamic\" needs a method (e.g. \"round_robin\", or a chain [\"least_connections\", \"round_robin\"])"));
+            };
+            let methods = build_methods(cx, raw_methods)?;
+            check_method_sources(cx, raw_methods, &methods, &pool, vss)?;
+            let ttl = match &w.persistence_ttl {
+                None => return Err(cx.err(&w.mode, "mode \"dynamic\" needs persistence_ttl (seconds)")),
+                Some(t) => *t.get_ref(),
+            };
+            ModeConfig::Dynamic { methods, persistence_ttl: ttl }
+        }
+        other => {
+            return Err(cx.err(
+                &w.mode,
+                format!("unknown mode {other:?}; known: \"stripe\", \"stripe_consistent\", \"topology\", \"dynamic\""),
+            ))
+        }
+    };
+    Ok(WideIp {
+        id,
+        name,
+        mode,
+        pool_sac: pool.iter().map(|v| vss[*v as usize].sac).collect(),
+        pool,
+        answer_ttl: w.answer_ttl.unwrap_or(server.answer_ttl),
+        all_down: build_all_down(cx, w, mode_name)?,
+    })
+}
+
+fn build_topology(cx: &Cx, raw: &[Spanned<RawTopology>], sac_ids: &HashMap<String, u32>) -> Result<Vec<TopologyRule>, ConfigError> {
     let mut topology: Vec<TopologyRule> = Vec::new();
-    for t in &raw.topology {
+    for t in raw {
         let t = t.get_ref();
         let net: IpNet = t
             .ldns
@@ -384,16 +874,5 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
         }
         topology.push(TopologyRule { net, sac });
     }
-
-    Ok(Model::new(crate::model::ServerConfig {
-        listen,
-        zone,
-        nameservers,
-        answer_ttl: server.answer_ttl,
-        control,
-        node_id: server.node_id,
-        edns_payload: *server.edns_payload.get_ref(),
-        persistence_capacity: *server.persistence_capacity.get_ref(),
-        soa,
-    }, sacs, vss, wide_ips, topology))
+    Ok(topology)
 }

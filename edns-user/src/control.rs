@@ -8,15 +8,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use edns_common::{VS_AVAILABLE, VS_MARKED_UP, VS_UP};
+use edns_common::{VS_AVAILABLE, VS_MARKED_UP};
 use serde::{Deserialize, Serialize};
 
 use crate::dns::Responder;
+use crate::health::{Admin, Health};
+use crate::metrics::{ExporterStatus, VsFigures};
 use crate::store::now_ns;
 
 /// Shared with the handlers.
 pub struct Control {
     pub responder: Arc<Responder>,
+    pub health: Arc<Health>,
     /// Data-plane counters, when an XDP program is attached.
     pub xdp_counters: Option<Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>>,
 }
@@ -39,12 +42,48 @@ pub struct RecordView {
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProbeView {
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub age_secs: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct VsView {
     pub name: String,
     pub sac: String,
     pub address: String,
+    /// What the data plane sees (admin override applied).
     pub marked_up: bool,
     pub available: bool,
+    pub admin: Admin,
+    pub monitor: Option<String>,
+    pub target: Option<String>,
+    /// The probes' own view, before any admin override.
+    pub probe_marked_up: bool,
+    pub probe_available: bool,
+    pub last_probe: Option<ProbeView>,
+    pub consecutive_ok: u32,
+    pub consecutive_failures: u32,
+    pub probes: u64,
+    /// Seconds since probe_marked_up last changed (or since start).
+    pub marked_for_secs: f64,
+    pub metrics: Option<VsFigures>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct WideIpView {
+    pub name: String,
+    pub mode: String,
+    /// The method chain (dynamic mode).
+    pub methods: Vec<String>,
+    pub all_down: String,
+    /// The method that balanced last (null: none yet, or every method lacked data).
+    pub last_method: Option<String>,
+    pub last_age_secs: Option<f64>,
+    /// Why earlier methods of the chain were skipped at the last balancing.
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,19 +135,69 @@ fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
 
 fn vs_view(c: &Control) -> Result<Vec<VsView>, HttpError> {
     let m = &c.responder.model;
+    let health = c.health.snapshot();
     m.vss
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let s = c.responder.selector.store.vs_state(i as u32).map_err(internal)?;
             let sac = &m.sacs[v.sac as usize];
+            let h = &health[i];
+            let figures = c.responder.selector.metrics.figures(i as u32);
+            let has_metrics = v.metrics != Default::default();
             Ok(VsView {
                 name: v.name.clone(),
                 sac: sac.name.clone(),
                 address: sac.address.to_string(),
                 marked_up: s & VS_MARKED_UP != 0,
                 available: s & VS_AVAILABLE != 0,
+                admin: h.admin,
+                monitor: v.monitor.map(|x| m.monitors[x as usize].name.clone()),
+                target: v.target.map(|t| t.to_string()),
+                probe_marked_up: h.marked,
+                probe_available: h.available,
+                last_probe: h.last.as_ref().map(|p| ProbeView {
+                    ok: p.ok,
+                    latency_ms: p.latency.as_secs_f64() * 1e3,
+                    age_secs: p.at.elapsed().as_secs_f64(),
+                    detail: p.detail.clone(),
+                }),
+                consecutive_ok: h.ok_run,
+                consecutive_failures: h.fail_run,
+                probes: h.probes,
+                marked_for_secs: h.since.elapsed().as_secs_f64(),
+                metrics: has_metrics.then_some(figures),
             })
+        })
+        .collect()
+}
+
+fn wide_ip_view(c: &Control) -> Vec<WideIpView> {
+    let last = c.responder.selector.last.lock().unwrap().clone();
+    c.responder
+        .model
+        .wide_ips
+        .iter()
+        .map(|w| {
+            let l = last[w.id as usize].as_ref();
+            WideIpView {
+                name: w.name.to_string(),
+                mode: w.mode.name().to_string(),
+                methods: match &w.mode {
+                    crate::model::ModeConfig::Dynamic { methods, .. } => methods.iter().map(|m| m.name().to_string()).collect(),
+                    _ => Vec::new(),
+                },
+                all_down: match w.all_down {
+                    crate::model::AllDown::RoundRobin => "round_robin".into(),
+                    crate::model::AllDown::Fallback(a, Some(b)) => format!("fallback {a} {b}"),
+                    crate::model::AllDown::Fallback(a, None) => format!("fallback {a}"),
+                    crate::model::AllDown::Refused => "refused".into(),
+                    crate::model::AllDown::ServFail => "servfail".into(),
+                },
+                last_method: l.map(|l| l.method.map(|m| m.name().to_string()).unwrap_or_else(|| "round_robin (no data)".into())),
+                last_age_secs: l.and_then(|l| l.at).map(|t| t.elapsed().as_secs_f64()),
+                skipped: l.map(|l| l.skipped.clone()).unwrap_or_default(),
+            }
         })
         .collect()
 }
@@ -124,26 +213,16 @@ async fn set_vs(
         .model
         .vs_by_name(&name)
         .ok_or((StatusCode::NOT_FOUND, format!("no virtual server {name:?}")))?;
-    let state = match q.state.as_str() {
-        "up" => VS_UP,
-        "down" => 0,
-        // Still marked up but gone: what a health probe finds between markings.
-        "unavailable" => VS_MARKED_UP,
-        other => {
-            return Err((StatusCode::BAD_REQUEST, format!("state {other:?} is not one of up, down, unavailable")))
-        }
-    };
-    c.responder
-        .selector
-        .store
-        .set_vs_state(id, state)
-        .map_err(internal)?;
-    tracing::info!(vs = %name, state = %q.state, "VS state set by control");
+    let admin = Admin::parse(&q.state).ok_or_else(|| {
+        (StatusCode::BAD_REQUEST, format!("state {:?} is not one of up, down, drain, auto, unavailable", q.state))
+    })?;
+    c.health.set_admin(id, admin).map_err(internal)?;
     Ok(Json(vs_view(&c)?.swap_remove(id as usize)))
 }
 
 async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>, HttpError> {
-    let mut v = serde_json::json!({ "dns": &c.responder.stats });
+    let exporters: Vec<ExporterStatus> = c.responder.selector.metrics.exporters();
+    let mut v = serde_json::json!({ "dns": &c.responder.stats, "exporters": exporters });
     if let Some(f) = &c.xdp_counters {
         let counters = f().map_err(internal)?;
         v["xdp"] = counters.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect();
@@ -156,6 +235,7 @@ pub fn router(c: Arc<Control>) -> Router {
         .route("/v1/records", get(|State(c): State<Arc<Control>>| async move { records(&c).map(Json) }))
         .route("/v1/vs", get(|State(c): State<Arc<Control>>| async move { vs_view(&c).map(Json) }))
         .route("/v1/vs/{sac}/{vs}", post(set_vs))
+        .route("/v1/wide-ips", get(|State(c): State<Arc<Control>>| async move { Json(wide_ip_view(&c)) }))
         .route("/v1/stats", get(stats))
         .with_state(c)
 }

@@ -11,7 +11,7 @@ use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use serde::Serialize;
 
 use crate::model::Model;
-use crate::select::{Decision, Selector};
+use crate::select::{Outcome, Selector};
 use crate::store::now_ns;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,18 +193,30 @@ impl Responder {
             resp.add_authority(self.soa_record());
             return ResponseCode::NoError;
         }
-        let d: Decision = match self.selector.select(w, src, now_ns()) {
-            Ok(d) => d,
+        let outcome = match self.selector.select(w, src, now_ns()) {
+            Ok(o) => o,
             Err(e) => {
                 tracing::error!(wide_ip = %w.name, %src, error = %e, "selection failed, SERVFAIL");
                 return ResponseCode::ServFail;
             }
         };
-        tracing::debug!(wide_ip = %w.name, %src, vs = %self.model.vss[d.vs as usize].name, how = ?d.how, "selected");
-        let sac = &self.model.sacs[d.sac as usize];
+        let (v4, v6) = match outcome {
+            Outcome::Vs(d) => {
+                tracing::debug!(wide_ip = %w.name, %src, vs = %self.model.vss[d.vs as usize].name, how = ?d.how, "selected");
+                let sac = &self.model.sacs[d.sac as usize];
+                (sac.address, sac.address6)
+            }
+            Outcome::Fallback(v4, v6) => (v4, v6),
+            // The all-down policy chose an error: no data to give.
+            Outcome::Refused => {
+                resp.metadata.authoritative = false;
+                return ResponseCode::Refused;
+            }
+            Outcome::ServFail => return ResponseCode::ServFail,
+        };
         let rdata = match qtype {
-            RecordType::AAAA => sac.address6.map(|a| RData::AAAA(AAAA(a))),
-            _ => Some(RData::A(A(sac.address))),
+            RecordType::AAAA => v6.map(|a| RData::AAAA(AAAA(a))),
+            _ => Some(RData::A(A(v4))),
         };
         match rdata {
             // The answer owner is the question name itself, so it compresses to 0xC00C.

@@ -4,6 +4,8 @@
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod select;
 pub mod server;

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use edns_common::VS_UP;
-use edns_user::control::{self, Client, RecordView, VsView};
+use edns_user::control::{self, Client, RecordView, VsView, WideIpView};
+use edns_user::health::{spawn_monitors, Health};
+use edns_user::metrics::{spawn_scrapers, Metrics};
 use edns_user::dns::Responder;
 use edns_user::select::Selector;
 use edns_user::store::{MemoryStore, Store};
@@ -84,10 +85,14 @@ enum Cmd {
 enum CtlCmd {
     /// List persistence records (Fig. 6 fields).
     Records,
-    /// Show virtual server states.
+    /// Show virtual server states: marked, available, admin, last probe, metrics.
     Vs,
-    /// Set a virtual server's state: up, down, or unavailable (still marked up, but gone).
+    /// Set a virtual server's admin state, which wins over probes until `auto`:
+    /// up, down, drain (no new LDNSes; timely records keep it), auto, or
+    /// unavailable (still marked up, but gone).
     SetVs { name: String, state: String },
+    /// Show each wide IP's mode, method chain, all-down policy and the method that answered last.
+    WideIps,
     /// Show query and data-plane counters.
     Stats,
 }
@@ -129,13 +134,15 @@ fn main() {
 fn check(file: &PathBuf) -> anyhow::Result<()> {
     let m = config::load(file)?;
     println!(
-        "{}: ok: zone {}, {} SACs, {} virtual servers, {} wide IPs, {} topology rules",
+        "{}: ok: zone {}, {} SACs, {} virtual servers, {} wide IPs, {} topology rules, {} monitors, {} exporters",
         file.display(),
         m.server.zone,
         m.sacs.len(),
         m.vss.len(),
         m.wide_ips.len(),
-        m.topology.len()
+        m.topology.len(),
+        m.monitors.len(),
+        m.exporters.len()
     );
     Ok(())
 }
@@ -145,7 +152,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
         anyhow::bail!("--xdp-log needs --xdp native or skb");
     }
     let model = Arc::new(config::load(&path)?);
-    let initial: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { VS_UP } else { 0 }).collect();
+    let initial = model.initial_vs_states();
     let (store, dataplane): (Arc<dyn Store>, Option<Arc<xdp::DataPlane>>) = match (mode, iface) {
         (XdpMode::Off, None) => (
             Arc::new(MemoryStore::new(initial, model.wide_ips.len(), model.server.persistence_capacity as usize)),
@@ -165,10 +172,17 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
             (dp.clone() as Arc<dyn Store>, Some(dp))
         }
     };
-    let selector = Selector { model: model.clone(), store };
+    let metrics = Arc::new(Metrics::new(model.clone()));
+    let health = Arc::new(Health::new(model.clone(), store.clone()));
+    let selector = Selector::with_metrics(model.clone(), store, metrics.clone());
     let responder = Arc::new(Responder::new(model.clone(), selector));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        let monitored = spawn_monitors(health.clone())?;
+        spawn_scrapers(metrics)?;
+        if monitored > 0 || !model.exporters.is_empty() {
+            tracing::info!(monitored, exporters = model.exporters.len(), "health probes and scrapes started");
+        }
         if let Some(logger) = dataplane.as_ref().and_then(|dp| dp.logger.lock().unwrap().take()) {
             // SAFETY: the logger owns its ring buffer's fd, open and unchanged
             // for as long as the AsyncFd holds the logger.
@@ -185,6 +199,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
         if let Some(addr) = model.server.control {
             let c = Arc::new(control::Control {
                 responder: responder.clone(),
+                health: health.clone(),
                 xdp_counters: dataplane.clone().map(|dp| {
                     Box::new(move || dp.counters()) as Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>
                 }),
@@ -231,6 +246,7 @@ fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: Ct
         CtlCmd::Vs => c.get("/v1/vs")?,
         CtlCmd::SetVs { name, state } => c.set_vs(name, state)?,
         CtlCmd::Stats => c.get("/v1/stats")?,
+        CtlCmd::WideIps => c.get("/v1/wide-ips")?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -255,10 +271,21 @@ fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: Ct
                 serde_json::Value::Array(_) => serde_json::from_value(v)?,
                 one => vec![serde_json::from_value(one)?],
             };
-            println!("{:<16} {:<10} {:<16} {:<10} {:<10}", "VS", "SAC", "ADDRESS", "MARKED", "AVAILABLE");
-            for s in list {
-                let ud = |b: bool| if b { "up" } else { "down" };
-                println!("{:<16} {:<10} {:<16} {:<10} {:<10}", s.name, s.sac, s.address, ud(s.marked_up), ud(s.available));
+            print_vs(&list);
+        }
+        CtlCmd::WideIps => {
+            let list: Vec<WideIpView> = serde_json::from_value(v)?;
+            println!("{:<28} {:<18} {:<44} {:<20} {:<24}", "WIDE_IP", "MODE", "METHODS", "ALL_DOWN", "LAST_METHOD");
+            for w in list {
+                let last = match (&w.last_method, w.last_age_secs) {
+                    (Some(m), Some(a)) => format!("{m} ({a:.0} s ago)"),
+                    _ => "-".into(),
+                };
+                let methods = if w.methods.is_empty() { "-".to_string() } else { w.methods.join(" > ") };
+                println!("{:<28} {:<18} {:<44} {:<20} {:<24}", w.name, w.mode, methods, w.all_down, last);
+                for s in &w.skipped {
+                    println!("    skipped {s}");
+                }
             }
         }
         CtlCmd::Stats => {
@@ -270,4 +297,53 @@ fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: Ct
         }
     }
     Ok(())
+}
+
+fn print_vs(list: &[VsView]) {
+    let ud = |b: bool| if b { "up" } else { "down" };
+    println!(
+        "{:<16} {:<10} {:<16} {:<7} {:<9} {:<11} {:<8} {:<22} {:>5} {:>5} {:<10} PROBE",
+        "VS", "SAC", "ADDRESS", "MARKED", "AVAILABLE", "ADMIN", "MONITOR", "TARGET", "OK#", "FAIL#", "LATENCY"
+    );
+    for s in list {
+        let (latency, probe) = match &s.last_probe {
+            Some(p) => (
+                format!("{:.1}ms", p.latency_ms),
+                format!("{} {} ({:.1} s ago)", if p.ok { "ok" } else { "FAIL" }, p.detail, p.age_secs),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<16} {:<10} {:<16} {:<7} {:<9} {:<11} {:<8} {:<22} {:>5} {:>5} {:<10} {}",
+            s.name,
+            s.sac,
+            s.address,
+            ud(s.marked_up),
+            ud(s.available),
+            format!("{:?}", s.admin).to_lowercase(),
+            s.monitor.as_deref().unwrap_or("-"),
+            s.target.as_deref().unwrap_or("-"),
+            s.consecutive_ok,
+            s.consecutive_failures,
+            latency,
+            probe
+        );
+        if let Some(f) = &s.metrics {
+            let show = |name: &str, fig: &edns_user::metrics::Figure| match fig {
+                edns_user::metrics::Figure::Known { value, age_secs } => format!("{name}={value:.3} ({age_secs:.1} s old)"),
+                edns_user::metrics::Figure::Unknown { reason } => format!("{name}=unknown ({reason})"),
+                edns_user::metrics::Figure::None => String::new(),
+            };
+            let parts: Vec<String> = [
+                show("connections", &f.connections),
+                show("packet_rate", &f.packet_rate),
+                show("cpu", &f.cpu),
+                show("capacity", &f.capacity),
+            ]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+            println!("    metrics: {}", parts.join("  "));
+        }
+    }
 }

@@ -3,7 +3,11 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use edns_common::{Mode, QnameKey, WideIpEntry, MAX_POOL};
+use std::time::Duration;
+
+use edns_common::{
+    Mode, QnameKey, WideIpEntry, ALL_DOWN_FALLBACK, ALL_DOWN_REFUSED, ALL_DOWN_ROUND_ROBIN, ALL_DOWN_SERVFAIL, MAX_POOL,
+};
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
@@ -52,25 +56,167 @@ pub struct Vs {
     /// "sac/vs"
     pub name: String,
     pub sac: u32,
+    /// State before any probe: the config's `up`, or the monitor's `initial`.
     pub initially_up: bool,
+    /// Address the monitor probes.
+    pub target: Option<SocketAddr>,
+    /// Index into [`Model::monitors`].
+    pub monitor: Option<u32>,
+    /// Share of the `ratio` method.
+    pub weight: u32,
+    /// Where this VS's load figures come from (its own, else its SAC's).
+    pub metrics: MetricSources,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A health monitor (`[[monitor]]`).
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub name: String,
+    pub kind: MonitorKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub up_after: u32,
+    pub down_after: u32,
+    pub initial_up: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum MonitorKind {
+    /// A TCP connect.
+    Tcp,
+    /// GET `path`; `tls` for https, `verify` checks the certificate.
+    Http(HttpCheck),
+    /// A query for `qname`/`qtype`, expecting `rcode` and optionally `address`.
+    Dns(DnsCheck),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpCheck {
+    pub tls: bool,
+    pub verify: bool,
+    /// Extra trust anchor (PEM) besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Host header and TLS server name; default: the target address.
+    pub host: Option<String>,
+    pub path: String,
+    pub expect_status: u16,
+    pub expect_body: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsCheck {
+    pub qname: Name,
+    pub qtype: hickory_proto::rr::RecordType,
+    pub rcode: hickory_proto::op::ResponseCode,
+    pub address: Option<IpAddr>,
+}
+
+/// A Prometheus text endpoint (`[[exporter]]`).
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    pub name: String,
+    pub url: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// A value older than this is unknown.
+    pub stale_after: Duration,
+}
+
+/// One series selector: metric name plus label matchers, summed over matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSel {
+    pub exporter: u32,
+    pub metric: String,
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CapacitySource {
+    Fixed(f64),
+    Metric(MetricSel),
+}
+
+/// Sources of the load figures the dynamic methods use.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricSources {
+    /// A gauge: connections being served.
+    pub connections: Option<MetricSel>,
+    /// A counter: its rate over the last two scrapes.
+    pub packet_rate: Option<MetricSel>,
+    /// node_exporter's `node_cpu_seconds_total`: busy share over the last two scrapes.
+    pub cpu: Option<MetricSel>,
+    /// Most connections the VS takes.
+    pub capacity: Option<CapacitySource>,
+}
+
+/// Dynamic balancing methods, tried in the wide IP's chain order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Method {
     RoundRobin,
+    Ratio,
+    LeastConnections,
+    LowestPacketRate,
+    LowestCpu,
+    MostCapacity,
+    GlobalAvailability,
 }
 
+impl Method {
+    pub const ALL: [(&'static str, Method); 7] = [
+        ("round_robin", Method::RoundRobin),
+        ("ratio", Method::Ratio),
+        ("least_connections", Method::LeastConnections),
+        ("lowest_packet_rate", Method::LowestPacketRate),
+        ("lowest_cpu", Method::LowestCpu),
+        ("most_capacity", Method::MostCapacity),
+        ("global_availability", Method::GlobalAvailability),
+    ];
+    /// True for the methods that need load figures from exporters.
+    pub fn reads_metrics(self) -> bool {
+        !matches!(self, Method::RoundRobin | Method::Ratio | Method::GlobalAvailability)
+    }
+    pub fn name(self) -> &'static str {
+        Method::ALL.iter().find(|(_, m)| *m == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+/// What a wide IP answers when no VS of its pool is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    /// The patent's round robin over the whole pool, regardless of state.
+    RoundRobin,
+    /// A fixed address (and optionally an IPv6 one; AAAA is NODATA without it).
+    Fallback(Ipv4Addr, Option<Ipv6Addr>),
+    Refused,
+    ServFail,
+}
+
+impl AllDown {
+    pub fn code(&self) -> u32 {
+        match self {
+            AllDown::RoundRobin => ALL_DOWN_ROUND_ROBIN,
+            AllDown::Fallback(..) => ALL_DOWN_FALLBACK,
+            AllDown::Refused => ALL_DOWN_REFUSED,
+            AllDown::ServFail => ALL_DOWN_SERVFAIL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModeConfig {
     Stripe,
+    StripeConsistent,
     Topology,
-    Dynamic { method: Method, persistence_ttl: u32 },
+    /// `methods` is the chain: preferred, alternate, fallback, ...
+    Dynamic { methods: Vec<Method>, persistence_ttl: u32 },
 }
 
 impl ModeConfig {
     pub fn mode(&self) -> Mode {
         match self {
             ModeConfig::Stripe => Mode::Stripe,
+            ModeConfig::StripeConsistent => Mode::StripeConsistent,
             ModeConfig::Topology => Mode::Topology,
             ModeConfig::Dynamic { .. } => Mode::Dynamic,
         }
@@ -78,6 +224,7 @@ impl ModeConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ModeConfig::Stripe => "stripe",
+            ModeConfig::StripeConsistent => "stripe_consistent",
             ModeConfig::Topology => "topology",
             ModeConfig::Dynamic { .. } => "dynamic",
         }
@@ -94,6 +241,7 @@ pub struct WideIp {
     /// SAC of each pool entry.
     pub pool_sac: Vec<u32>,
     pub answer_ttl: u32,
+    pub all_down: AllDown,
 }
 
 impl WideIp {
@@ -112,7 +260,7 @@ impl WideIp {
                 ModeConfig::Dynamic { persistence_ttl, .. } => persistence_ttl,
                 _ => 0,
             },
-            _pad: 0,
+            all_down: self.all_down.code(),
             pool_vs,
             pool_sac,
         }
@@ -149,6 +297,8 @@ pub struct Model {
     pub vss: Vec<Vs>,
     pub wide_ips: Vec<WideIp>,
     pub topology: Vec<TopologyRule>,
+    pub monitors: Vec<Monitor>,
+    pub exporters: Vec<Exporter>,
     by_name: HashMap<Vec<u8>, u32>,
 }
 
@@ -166,7 +316,12 @@ pub fn wire_lower(name: &Name) -> Vec<u8> {
 impl Model {
     pub fn new(server: ServerConfig, sacs: Vec<Sac>, vss: Vec<Vs>, wide_ips: Vec<WideIp>, topology: Vec<TopologyRule>) -> Model {
         let by_name = wide_ips.iter().map(|w| (wire_lower(&w.name), w.id)).collect();
-        Model { server, sacs, vss, wide_ips, topology, by_name }
+        Model { server, sacs, vss, wide_ips, topology, monitors: Vec::new(), exporters: Vec::new(), by_name }
+    }
+
+    /// VS states before any probe or admin action: marked up and available, or neither.
+    pub fn initial_vs_states(&self) -> Vec<u32> {
+        self.vss.iter().map(|v| if v.initially_up { edns_common::VS_UP } else { 0 }).collect()
     }
 
     pub fn wide_ip(&self, qname: &Name) -> Option<&WideIp> {

@@ -120,8 +120,8 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     let maps: Arc<dyn Store> = x.dataplane.clone();
     let initial = vec![VS_UP; model.vss.len()];
     let mem: Arc<dyn Store> = Arc::new(MemoryStore::new(initial, model.wide_ips.len(), 1 << 20));
-    let slow_path = Responder::new(model.clone(), Selector { model: model.clone(), store: maps.clone() });
-    let reference = Responder::new(model.clone(), Selector { model: model.clone(), store: mem.clone() });
+    let slow_path = Responder::new(model.clone(), Selector::new(model.clone(), maps.clone()));
+    let reference = Responder::new(model.clone(), Selector::new(model.clone(), mem.clone()));
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xed45);
     let ldns_pool: Vec<IpAddr> = (0..40).map(|_| random_ldns(&mut rng, &[IpAddr::V4(Ipv4Addr::LOCALHOST)])).collect();

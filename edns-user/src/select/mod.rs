@@ -1,0 +1,238 @@
+//! Selection for one request: the patent's modes over the shared no_std
+//! functions of `edns-common`, with state read from and written to a [`Store`].
+
+pub mod methods;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use edns_common::{
+    is_timely, ldns_hash, rendezvous, round_robin_any, stripe, topology_pick, LdnsKey, PersistKey, PersistRecord, PoolMask,
+    MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
+};
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+use crate::model::{ip16, AllDown, Method, ModeConfig, Model, WideIp};
+use crate::store::Store;
+
+/// How a VS was chosen; reported by the control endpoint and in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    Stripe,
+    /// Stripe found N = 0: round robin over the pool regardless of state.
+    StripeFallbackRoundRobin,
+    Topology,
+    /// No prefix matched, or the SAC had no VS up: stripe instead.
+    TopologyFallbackStripe,
+    PersistenceHit,
+    /// Miss or expired record: balanced, new record added.
+    PersistenceNew,
+    /// No VS up: round robin over the pool, no record (all_down = "round_robin").
+    AllDownRoundRobin,
+    /// Rendezvous hashing over the VSs up.
+    StripeConsistent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub vs: u32,
+    pub sac: u32,
+    pub how: How,
+}
+
+/// What to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The SAC of a chosen VS.
+    Vs(Decision),
+    /// No VS up, all_down = "fallback".
+    Fallback(Ipv4Addr, Option<Ipv6Addr>),
+    /// No VS up, all_down = "refused".
+    Refused,
+    /// No VS up, all_down = "servfail".
+    ServFail,
+}
+
+/// Which method of a wide IP's chain balanced last, and why earlier ones could not.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastPick {
+    pub method: Option<Method>,
+    /// "least_connections: no connections for any VS up (...)", per method skipped.
+    pub skipped: Vec<String>,
+    #[serde(skip)]
+    pub at: Option<Instant>,
+}
+
+pub struct Selector {
+    pub model: Arc<Model>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Per wide IP, the last dynamic balancing.
+    pub last: Mutex<Vec<Option<LastPick>>>,
+}
+
+impl Selector {
+    /// A selector whose load figures stay unknown until an exporter is scraped.
+    pub fn new(model: Arc<Model>, store: Arc<dyn Store>) -> Selector {
+        let metrics = Arc::new(Metrics::new(model.clone()));
+        Selector::with_metrics(model, store, metrics)
+    }
+
+    pub fn with_metrics(model: Arc<Model>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Selector {
+        let last = Mutex::new(vec![None; model.wide_ips.len()]);
+        Selector { model, store, metrics, last }
+    }
+
+    fn masks(&self, w: &WideIp) -> anyhow::Result<(PoolMask, PoolMask)> {
+        let (mut marked, mut available) = (0, 0);
+        for (pos, vs) in w.pool.iter().enumerate().take(MAX_POOL) {
+            let s = self.store.vs_state(*vs)?;
+            if s & VS_MARKED_UP != 0 {
+                marked |= 1 << pos;
+            }
+            if s & VS_AVAILABLE != 0 {
+                available |= 1 << pos;
+            }
+        }
+        Ok((marked, available))
+    }
+
+    fn decision(&self, w: &WideIp, pos: u32, how: How) -> Decision {
+        Decision { vs: w.pool[pos as usize], sac: w.pool_sac[pos as usize], how }
+    }
+
+    fn stripe(&self, w: &WideIp, ldns: &[u8; 16], stripe_how: How) -> anyhow::Result<Outcome> {
+        let (marked, available) = self.masks(w)?;
+        let s = stripe(ldns, marked, available);
+        for pos in 0..w.pool.len() {
+            if s.marked_down & (1 << pos) != 0 {
+                self.store.mark_down(w.pool[pos])?;
+            }
+        }
+        match s.pos {
+            Some(pos) => Ok(Outcome::Vs(self.decision(w, pos, stripe_how))),
+            None => self.all_down(w, None, How::StripeFallbackRoundRobin),
+        }
+    }
+
+    /// No VS of the pool is up: the wide IP's all-down policy. `counter` is
+    /// a round-robin value already taken, if any.
+    fn all_down(&self, w: &WideIp, counter: Option<u64>, how: How) -> anyhow::Result<Outcome> {
+        Ok(match w.all_down {
+            AllDown::RoundRobin => {
+                let c = match counter {
+                    Some(c) => c,
+                    None => self.store.next_counter(w.id)?,
+                };
+                Outcome::Vs(self.decision(w, round_robin_any(c, w.pool.len() as u32), how))
+            }
+            AllDown::Fallback(v4, v6) => Outcome::Fallback(v4, v6),
+            AllDown::Refused => Outcome::Refused,
+            AllDown::ServFail => Outcome::ServFail,
+        })
+    }
+
+    /// Chooses the VS for `ldns` asking for wide IP `w` at `now_ns` (CLOCK_BOOTTIME).
+    pub fn select(&self, w: &WideIp, ldns: IpAddr, now_ns: u64) -> anyhow::Result<Outcome> {
+        let addr = ip16(ldns);
+        match &w.mode {
+            ModeConfig::Stripe => self.stripe(w, &addr, How::Stripe),
+            ModeConfig::StripeConsistent => {
+                let (marked, available) = self.masks(w)?;
+                let mut pool_vs = [u32::MAX; MAX_POOL];
+                pool_vs[..w.pool.len()].copy_from_slice(&w.pool);
+                match rendezvous(ldns_hash(&addr), &pool_vs, marked & available) {
+                    Some(pos) => Ok(Outcome::Vs(self.decision(w, pos, How::StripeConsistent))),
+                    None => self.all_down(w, None, How::AllDownRoundRobin),
+                }
+            }
+            ModeConfig::Topology => {
+                if let Some(sac) = self.model.topology_match(ldns) {
+                    let (marked, available) = self.masks(w)?;
+                    let mut pool_sac = [u32::MAX; MAX_POOL];
+                    pool_sac[..w.pool.len()].copy_from_slice(&w.pool_sac);
+                    if let Some(pos) = topology_pick(sac, &pool_sac, w.pool.len() as u32, marked & available) {
+                        return Ok(Outcome::Vs(self.decision(w, pos, How::Topology)));
+                    }
+                }
+                self.stripe(w, &addr, How::TopologyFallbackStripe)
+            }
+            ModeConfig::Dynamic { methods, persistence_ttl } => {
+                let key = PersistKey { wide_ip: w.id, ldns: LdnsKey::addr(addr) };
+                // Fig. 9: a timely record whose VS is still available is refreshed and used.
+                if let Some(mut rec) = self.store.persist_get(&key)? {
+                    let pos = w.pool.iter().position(|v| *v == rec.vs);
+                    if let (true, Some(pos)) = (is_timely(now_ns, rec.last_ns, rec.ttl_secs), pos) {
+                        if self.store.vs_state(rec.vs)? & VS_AVAILABLE != 0 {
+                            rec.last_ns = now_ns;
+                            rec.hits += 1;
+                            self.store.persist_put(&key, &rec)?;
+                            return Ok(Outcome::Vs(self.decision(w, pos as u32, How::PersistenceHit)));
+                        }
+                    }
+                    // Block 935: expired (or its VS gone): delete before re-balancing.
+                    self.store.persist_delete(&key)?;
+                }
+                let (marked, available) = self.masks(w)?;
+                let counter = self.store.next_counter(w.id)?;
+                let up = marked & available;
+                if up == 0 {
+                    return self.all_down(w, Some(counter), How::AllDownRoundRobin);
+                }
+                let pos = self.balance(w, methods, up, counter);
+                let d = self.decision(w, pos, How::PersistenceNew);
+                let rec = PersistRecord {
+                    vs: d.vs,
+                    ttl_secs: *persistence_ttl,
+                    created_ns: now_ns,
+                    last_ns: now_ns,
+                    hits: 1,
+                    node_id: self.model.server.node_id,
+                    _pad: 0,
+                };
+                self.store.persist_put(&key, &rec)?;
+                Ok(Outcome::Vs(d))
+            }
+        }
+    }
+
+    /// Runs the method chain over the VSs up (`up` non-empty). When every
+    /// method lacks data, round robin over the VSs up answers: a GSLB with
+    /// VSs up always names one of them.
+    fn balance(&self, w: &WideIp, methods: &[Method], up: PoolMask, counter: u64) -> u32 {
+        let figures: Vec<_> = if methods.iter().any(|m| m.reads_metrics()) {
+            w.pool.iter().map(|v| self.metrics.figures(*v)).collect()
+        } else {
+            Vec::new()
+        };
+        let weights: Vec<u32> = w.pool.iter().map(|v| self.model.vss[*v as usize].weight).collect();
+        let names: Vec<String> = w.pool.iter().map(|v| self.model.vss[*v as usize].name.clone()).collect();
+        let c = methods::Candidates { up, counter, weights: &weights, figures: &figures, names: &names };
+        let mut skipped = Vec::new();
+        let mut chosen = None;
+        for m in methods {
+            match methods::pick(*m, &c) {
+                Ok(pos) => {
+                    chosen = Some((*m, pos));
+                    break;
+                }
+                Err(why) => skipped.push(format!("{}: {why}", m.name())),
+            }
+        }
+        let (method, pos) = match chosen {
+            Some((m, pos)) => (Some(m), pos),
+            None => {
+                skipped.push("every method lacked data: round robin over the VSs up".into());
+                (None, edns_common::round_robin_up(counter, up).expect("up is not empty"))
+            }
+        };
+        if !skipped.is_empty() {
+            tracing::debug!(wide_ip = %w.name, ?method, skipped = ?skipped, "method chain fell back");
+        }
+        self.last.lock().unwrap()[w.id as usize] = Some(LastPick { method, skipped, at: Some(Instant::now()) });
+        pos
+    }
+}
