@@ -120,8 +120,8 @@ struct RawMetrics {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RawMethods {
-    One(Spanned<String>),
-    Chain(Vec<Spanned<String>>),
+    One(String),
+    Chain(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -707,7 +707,8 @@ fn build_vs(
 }
 
 fn build_methods(cx: &Cx, raw: &Spanned<RawMethods>) -> Result<Vec<Method>, ConfigError> {
-    let names: Vec<&Spanned<String>> = match raw.get_ref() {
+    // An untagged enum loses the spans inside it: errors point at `method`.
+    let names: Vec<&String> = match raw.get_ref() {
         RawMethods::One(m) => vec![m],
         RawMethods::Chain(v) => v.iter().collect(),
     };
@@ -719,11 +720,11 @@ fn build_methods(cx: &Cx, raw: &Spanned<RawMethods>) -> Result<Vec<Method>, Conf
     for n in names {
         let m = Method::ALL
             .iter()
-            .find(|(name, _)| name == n.get_ref())
+            .find(|(name, _)| name == n)
             .map(|(_, m)| *m)
-            .ok_or_else(|| cx.err(n, format!("unknown method {:?}; known: {known}", n.get_ref())))?;
+            .ok_or_else(|| cx.err(raw, format!("unknown method {n:?}; known: {known}")))?;
         if out.contains(&m) {
-            return Err(cx.err(n, format!("method {:?} listed twice in the chain", n.get_ref())));
+            return Err(cx.err(raw, format!("method {n:?} listed twice in the chain")));
         }
         out.push(m);
     }

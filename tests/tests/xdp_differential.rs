@@ -13,7 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use edns_common::{VS_MARKED_UP, VS_UP};
+use edns_common::{VS_AVAILABLE, VS_MARKED_UP, VS_UP};
 use edns_tests::packet::{check_answer, dns_query, Frame};
 use edns_tests::require_root;
 use edns_tests::xdp::{XdpUnderTest, XDP_PASS, XDP_TX};
@@ -75,6 +75,24 @@ name = "deep.sub.gslb.example."
 mode = "topology"
 pool = ["west/vs1", "east/vs3"]
 
+[[wide_ip]]
+name = "ring.gslb.example."
+mode = "stripe_consistent"
+pool = ["east/vs1", "east/vs2", "west/vs1", "north/vs1", "west/vs2", "east/vs3"]
+
+[[wide_ip]]
+name = "safe.gslb.example."
+mode = "topology"
+all_down = "fallback"
+fallback_address = "192.0.2.99"
+pool = ["east/vs3", "west/vs2"]
+
+[[wide_ip]]
+name = "strict.gslb.example."
+mode = "stripe_consistent"
+all_down = "refused"
+pool = ["north/vs1", "west/vs1"]
+
 [[topology]]
 ldns = "198.18.1.0/24"
 sac = "east"
@@ -92,8 +110,17 @@ ldns = "fd00:1::/32"
 sac = "north"
 "#;
 
-const NAMES: [&str; 6] =
-    ["www.gslb.example.", "one.gslb.example.", "shop.gslb.example.", "geo.gslb.example.", "deep.sub.gslb.example.", "nope.gslb.example."];
+const NAMES: [&str; 9] = [
+    "www.gslb.example.",
+    "one.gslb.example.",
+    "shop.gslb.example.",
+    "geo.gslb.example.",
+    "deep.sub.gslb.example.",
+    "nope.gslb.example.",
+    "ring.gslb.example.",
+    "safe.gslb.example.",
+    "strict.gslb.example.",
+];
 
 fn random_case(rng: &mut impl Rng, name: &str) -> String {
     name.chars().map(|c| if rng.random_bool(0.3) { c.to_ascii_uppercase() } else { c }).collect()
@@ -131,7 +158,8 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
         // Every 250 queries, change a VS's state in both stores alike.
         if i % 250 == 125 {
             let vs = rng.random_range(0..model.vss.len() as u32);
-            let state = [VS_UP, 0, VS_MARKED_UP][rng.random_range(0..3)];
+            // up, down, unavailable (marked but gone), drain (available, not marked)
+            let state = [VS_UP, 0, VS_MARKED_UP, VS_AVAILABLE][rng.random_range(0..4)];
             maps.set_vs_state(vs, state).unwrap();
             mem.set_vs_state(vs, state).unwrap();
         }
@@ -186,7 +214,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     }
     let c = |n: &str| x.counter(n);
     println!("{tx} answered in XDP, {pass} passed up; counters {:?}", x.counters());
-    for n in ["answered_stripe", "answered_topology", "answered_persistence", "answered_fallback_rr"] {
+    for n in ["answered_stripe", "answered_topology", "answered_persistence", "answered_fallback_rr", "answered_consistent", "pass_all_down"] {
         assert!(c(n) >= 20, "{n} = {}: the run must exercise it", c(n));
     }
     for n in ["pass_unknown_name", "pass_persist_miss", "pass_no_address"] {
