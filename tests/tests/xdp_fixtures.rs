@@ -145,6 +145,56 @@ fn an_unavailable_stripe_candidate_is_marked_down_in_the_map_and_n_minus_1_recom
 }
 
 #[test]
+fn consistent_stripe_answers_the_rendezvous_winner_and_only_its_ldnses_move_when_it_goes_down() {
+    let mut x = setup();
+    let dp = x.dataplane.clone();
+    let m = model();
+    let w = m.wide_ip_by_name("ring.gslb.example.").unwrap().clone();
+    let sac_addr = |pos: u32| m.sacs[w.pool_sac[pos as usize] as usize].address.octets();
+    let mut pool_vs = [u32::MAX; edns_common::MAX_POOL];
+    pool_vs[..w.pool.len()].copy_from_slice(&w.pool);
+    let winner = |src: &str, up: u32| {
+        edns_common::rendezvous(edns_common::ldns_hash(&edns_user::model::ip16(ip(src))), &pool_vs, up).unwrap()
+    };
+    let srcs = ["198.18.3.7", "198.18.3.8", "198.18.3.9", "198.18.7.1", "fd00::5"];
+    for (i, src) in srcs.iter().enumerate() {
+        let q = dns_query(40 + i as u16, false, "ring.gslb.example.", 1, None);
+        let pos = winner(src, 0b111);
+        answers(&mut x, &format!("{src} -> pool position {pos}"), &frame(src, q.clone()), answer_dns(&q, 1, &sac_addr(pos), 30, false));
+    }
+    assert_eq!(x.counter("answered_consistent"), srcs.len() as u64);
+    assert_eq!(x.counter("answered_stripe"), 0);
+    // east/vs2 (pool position 1) down: its LDNSes move, the others stay.
+    dp.set_vs_state(w.pool[1], 0).unwrap();
+    for src in srcs {
+        let q = dns_query(50, false, "ring.gslb.example.", 1, None);
+        let (before, after) = (winner(src, 0b111), winner(src, 0b101));
+        assert!(before == 1 || before == after, "{src} moved without cause");
+        answers(&mut x, &format!("{src} after the down"), &frame(src, q.clone()), answer_dns(&q, 1, &sac_addr(after), 30, false));
+    }
+}
+
+#[test]
+fn all_down_policies_other_than_round_robin_are_passed_to_the_controller() {
+    let mut x = setup();
+    let dp = x.dataplane.clone();
+    let m = model();
+    let safe = m.wide_ip_by_name("safe.gslb.example.").unwrap().clone();
+    let q = dns_query(60, false, "safe.gslb.example.", 1, None);
+    answers(&mut x, "VS up", &frame("198.18.3.7", q.clone()), answer_dns(&q, 1, &EAST, 30, false));
+    dp.set_vs_state(safe.pool[0], 0).unwrap();
+    passes(&mut x, "no VS up, all_down = fallback", &frame("198.18.3.7", q.clone()).build(), "pass_all_down");
+    // The stripe keeps the patent's fallback in the kernel.
+    for vs in 0..3 {
+        dp.set_vs_state(vs, 0).unwrap();
+    }
+    let q = dns_query(61, false, "www.gslb.example.", 1, None);
+    let (v, _) = x.run(&frame("198.18.3.7", q).build()).unwrap();
+    assert_eq!(v, XDP_TX);
+    assert_eq!(x.counter("answered_fallback_rr"), 1);
+}
+
+#[test]
 fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_records_pass() {
     let mut x = setup();
     let dp = x.dataplane.clone();
