@@ -445,3 +445,4 @@ pub fn loopback_ports() -> (SocketAddr, SocketAddr) {
 
 pub mod packet;
 pub mod xdp;
+pub mod sites;

@@ -69,6 +69,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("unbound", "unbound"),
     ("tcpdump", "tcpdump"),
+    // Virtual servers and exporters of the health and metrics tests.
+    ("haproxy", "haproxy"),
+    ("prometheus-node-exporter", "prometheus-node-exporter"),
+    ("openssl", "openssl"),
 ];
 
 fn setup() -> anyhow::Result<()> {
@@ -83,7 +87,7 @@ fn setup() -> anyhow::Result<()> {
             .args(&pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         // Packaged daemons must not hold port 53 or run beside the tests.
-        for svc in ["knot", "unbound"] {
+        for svc in ["knot", "unbound", "haproxy", "prometheus-node-exporter"] {
             let _ = Command::new("sh").arg("-c").arg(format!("service {svc} stop >/dev/null 2>&1")).status();
         }
     }

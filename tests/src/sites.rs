@@ -1,0 +1,144 @@
+//! Sites (SACs) for the health and metrics tests: a namespace per site,
+//! joined to the server namespace by a veth pair, running real services
+//! (HTTP servers, HAProxy, node_exporter) that the test starts and kills.
+//!
+//! Site `i` gets 203.0.113.(8i)/29 (TEST-NET-3, which exists only inside
+//! these namespaces): the server side is .8i+1, the site .8i+2.
+
+use std::io::BufRead;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::{sh, unique, workspace, Netns};
+
+pub struct Site {
+    pub ns: Netns,
+    /// The site's address, where its services listen.
+    pub addr: IpAddr,
+}
+
+impl Site {
+    pub fn new(server: &Netns, index: u8) -> anyhow::Result<Site> {
+        assert!(index < 32);
+        let ns = Netns::new("ednsV")?;
+        let (srv_if, site_if) = (unique("gs"), unique("gv"));
+        sh(Command::new("ip").args([
+            "link", "add", &srv_if, "netns", &server.name, "type", "veth", "peer", "name", &site_if, "netns", &ns.name,
+        ]))?;
+        let base = 8 * index;
+        let gw = format!("203.0.113.{}/29", base + 1);
+        let addr = Ipv4Addr::new(203, 0, 113, base + 2);
+        server.ip(&["addr", "add", &gw, "dev", &srv_if])?;
+        ns.ip(&["addr", "add", &format!("{addr}/29"), "dev", &site_if])?;
+        server.ip(&["link", "set", &srv_if, "up"])?;
+        ns.ip(&["link", "set", &site_if, "up"])?;
+        Ok(Site { ns, addr: IpAddr::V4(addr) })
+    }
+
+    pub fn at(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.addr, port)
+    }
+}
+
+/// A process in a namespace, killed on drop (and by the namespace's drop).
+pub struct Service {
+    child: Child,
+    pub what: String,
+}
+
+impl Service {
+    /// Starts `cmd` and waits until `ready` holds (at most 10 s).
+    pub fn start(mut cmd: Command, what: &str, ready: impl Fn() -> bool) -> anyhow::Result<Service> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
+        let mut s = Service { child, what: what.to_string() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready() {
+            if let Some(st) = s.child.try_wait()? {
+                let mut err = String::new();
+                if let Some(e) = s.child.stderr.take() {
+                    for l in std::io::BufReader::new(e).lines().map_while(Result::ok) {
+                        err.push_str(&l);
+                        err.push('\n');
+                    }
+                }
+                bail!("{what} exited at start ({st}): {err}");
+            }
+            if Instant::now() > deadline {
+                bail!("{what} not ready in 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(s)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// True when a TCP connect from `ns` to `addr` succeeds.
+pub fn tcp_open(ns: &Netns, addr: SocketAddr) -> bool {
+    let script = format!(
+        "import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\nsys.exit(0 if s.connect_ex(({:?},{}))==0 else 1)",
+        addr.ip().to_string(),
+        addr.port()
+    );
+    ns.cmd("python3").args(["-c", &script]).status().map(|s| s.success()).unwrap_or(false)
+}
+
+pub fn http_vs_script() -> PathBuf {
+    workspace().join("tests/fixtures/http_vs.py")
+}
+
+/// A real HTTP server for GET /health (tests/fixtures/http_vs.py) at
+/// `site:port`, with extra flags (--flap, --body, --status, --tls CERT KEY).
+/// `probe_from` is the namespace whose connect proves it is up.
+pub fn http_vs(site: &Site, port: u16, flags: &[&str], probe_from: &Netns) -> anyhow::Result<Service> {
+    let mut cmd = site.ns.cmd("python3");
+    cmd.arg(http_vs_script()).arg(site.addr.to_string()).arg(port.to_string()).args(flags);
+    let at = site.at(port);
+    Service::start(cmd, &format!("http_vs {at} {flags:?}"), || tcp_open(probe_from, at))
+}
+
+/// A test CA and a certificate it signed for `name` (DNS SAN) and IP `ip`:
+/// (CA cert, leaf cert, leaf key) in `dir`. The CA is trusted by nobody
+/// unless a monitor names it in `ca_file`.
+pub fn test_pki(dir: &Path, name: &str, ip: IpAddr) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let p = |f: &str| dir.join(f);
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    sh(Command::new("openssl").args(["req", "-x509", "-days", "2"]).args(ec).arg("-keyout").arg(p("ca.key")).arg("-out").arg(p("ca.pem")).args(["-subj", "/CN=edns test CA"]))?;
+    sh(Command::new("openssl").args(["req"]).args(ec).arg("-keyout").arg(p("leaf.key")).arg("-out").arg(p("leaf.csr")).args(["-subj", &format!("/CN={name}")]))?;
+    std::fs::write(p("leaf.ext"), format!("basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:{name},IP:{ip}\n"))?;
+    sh(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-in"])
+        .arg(p("leaf.csr"))
+        .arg("-CA")
+        .arg(p("ca.pem"))
+        .arg("-CAkey")
+        .arg(p("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-extfile")
+        .arg(p("leaf.ext"))
+        .arg("-out")
+        .arg(p("leaf.pem")))?;
+    Ok((p("ca.pem"), p("leaf.pem"), p("leaf.key")))
+}
+
+/// Median of a list of durations.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
