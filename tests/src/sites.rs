@@ -19,6 +19,8 @@ pub struct Site {
     pub ns: Netns,
     /// The site's address, where its services listen.
     pub addr: IpAddr,
+    /// The site's end of the veth pair.
+    pub iface: String,
 }
 
 impl Site {
@@ -36,7 +38,7 @@ impl Site {
         ns.ip(&["addr", "add", &format!("{addr}/29"), "dev", &site_if])?;
         server.ip(&["link", "set", &srv_if, "up"])?;
         ns.ip(&["link", "set", &site_if, "up"])?;
-        Ok(Site { ns, addr: IpAddr::V4(addr) })
+        Ok(Site { ns, addr: IpAddr::V4(addr), iface: site_if })
     }
 
     pub fn at(&self, port: u16) -> SocketAddr {
@@ -111,6 +113,48 @@ pub fn http_vs(site: &Site, port: u16, flags: &[&str], probe_from: &Netns) -> an
     cmd.arg(http_vs_script()).arg(site.addr.to_string()).arg(port.to_string()).args(flags);
     let at = site.at(port);
     Service::start(cmd, &format!("http_vs {at} {flags:?}"), || tcp_open(probe_from, at))
+}
+
+/// HAProxy from Debian at `site:80` in front of the site's HTTP server at
+/// `backend_port`, `maxconn` sessions on its frontend `fe`, and its built-in
+/// Prometheus exporter at `site:8404/metrics`.
+pub fn haproxy(site: &Site, dir: &Path, backend_port: u16, maxconn: u32, probe_from: &Netns) -> anyhow::Result<Service> {
+    let a = site.addr;
+    let cfg = dir.join(format!("haproxy-{a}.cfg"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 4000\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  timeout http-request 30s\n\
+             frontend fe\n  bind {a}:80\n  maxconn {maxconn}\n  default_backend be\n\
+             backend be\n  server s1 {a}:{backend_port}\n\
+             frontend stats\n  bind {a}:8404\n  http-request use-service prometheus-exporter if {{ path /metrics }}\n"
+        ),
+    )?;
+    let mut cmd = site.ns.cmd("haproxy");
+    cmd.arg("-db").arg("-f").arg(&cfg);
+    let at = site.at(8404);
+    Service::start(cmd, &format!("haproxy {a}"), || tcp_open(probe_from, at))
+}
+
+/// Debian's prometheus-node-exporter at `site:9100`, CPU and network collectors only.
+pub fn node_exporter(site: &Site, probe_from: &Netns) -> anyhow::Result<Service> {
+    let at = site.at(9100);
+    let mut cmd = site.ns.cmd("prometheus-node-exporter");
+    cmd.arg(format!("--web.listen-address={at}")).args(["--collector.disable-defaults", "--collector.cpu", "--collector.netdev"]);
+    Service::start(cmd, &format!("node_exporter {at}"), || tcp_open(probe_from, at))
+}
+
+/// Opens `n` TCP connections from `ns` to `addr` and holds them for `secs`
+/// seconds (bounded load: the helper exits by itself).
+pub fn hold_connections(ns: &Netns, addr: SocketAddr, n: u32, secs: u32) -> anyhow::Result<Service> {
+    let script = format!(
+        "import socket,sys,time\nss=[socket.create_connection(({:?},{}),timeout=2) for _ in range({n})]\nprint('held',flush=True)\nsys.stdout.close()\ntime.sleep({secs})\n",
+        addr.ip().to_string(),
+        addr.port()
+    );
+    let mut cmd = ns.cmd("python3");
+    cmd.args(["-c", &script]);
+    Service::start(cmd, &format!("{n} connections to {addr}"), || true)
 }
 
 /// A test CA and a certificate it signed for `name` (DNS SAN) and IP `ip`:
