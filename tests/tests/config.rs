@@ -74,7 +74,49 @@ fn names_outside_the_zone_and_unknown_modes_are_refused() {
     let t = example().replace("mode = \"topology\"", "mode = \"random\"");
     refused(&t, line_of(&t, "\"random\""), "unknown mode \"random\"");
     let t = example().replace("method = \"round_robin\"", "method = \"cpu\"");
-    refused(&t, line_of(&t, "\"cpu\""), "needs metrics from health probes");
+    refused(&t, line_of(&t, "\"cpu\""), "unknown method \"cpu\"; known: round_robin, ratio");
+}
+
+/// The example plus one monitor and one exporter, for the health refusals.
+fn with_health(extra_sac: &str, monitor_extra: &str) -> String {
+    format!(
+        "{}\n[[monitor]]\nname = \"web\"\ntype = \"http\"\ninterval_ms = 1000\ntimeout_ms = 500\n{monitor_extra}\n\n[[exporter]]\nname = \"hap\"\nurl = \"http://127.0.0.1:8404/metrics\"\n\n[[sac]]\nname = \"south\"\naddress = \"192.0.2.50\"\n{extra_sac}\n",
+        example()
+    )
+}
+
+#[test]
+fn monitors_metrics_methods_and_all_down_policies_are_checked() {
+    let good = with_health("virtual_servers = [{ name = \"vs1\", target = \"127.0.0.1:80\", monitor = \"web\" }]", "");
+    let (ok, msg) = check(&good);
+    assert!(ok && msg.contains("1 monitors, 1 exporters"), "{msg}");
+
+    let t = with_health("virtual_servers = [{ name = \"vs1\", monitor = \"web\" }]", "");
+    refused(&t, line_of(&t, "monitor = \"web\" }"), "has a monitor but no target");
+    let t = with_health("virtual_servers = [{ name = \"vs1\", target = \"127.0.0.1:80\", monitor = \"webb\" }]", "");
+    refused(&t, line_of(&t, "\"webb\""), "no monitor named \"webb\"");
+    let t = with_health("virtual_servers = [{ name = \"vs1\" }]", "").replace("type = \"http\"", "type = \"icmp\"");
+    refused(&t, line_of(&t, "\"icmp\""), "unknown monitor type \"icmp\"; known: tcp, http, https, dns");
+    let t = with_health("virtual_servers = [{ name = \"vs1\" }]", "").replace("timeout_ms = 500", "timeout_ms = 1500");
+    refused(&t, line_of(&t, "timeout_ms = 1500"), "timeout_ms must not exceed interval_ms");
+    let t = with_health("virtual_servers = [{ name = \"vs1\" }]", "").replace("type = \"http\"", "type = \"tcp\"\nexpect_status = 204");
+    refused(&t, line_of(&t, "expect_status = 204"), "expect_status applies to monitors of type http, https, not \"tcp\"");
+    let t = with_health("virtual_servers = [{ name = \"vs1\" }]", "initial = \"maybe\"");
+    refused(&t, line_of(&t, "\"maybe\""), "initial \"maybe\" is not \"up\" or \"down\"");
+    let t = with_health("virtual_servers = [{ name = \"vs1\" }]\nmetrics.connections = { exporter = \"nope\", metric = \"x\" }", "");
+    refused(&t, line_of(&t, "metrics.connections"), "connections: no exporter named \"nope\"");
+
+    // A method reading metrics no VS of the pool has; a chain; all-down policies.
+    let t = example().replace("method = \"round_robin\"", "method = [\"least_connections\", \"round_robin\"]");
+    refused(&t, line_of(&t, "least_connections"), "method \"least_connections\" reads metrics that no VS of this pool");
+    let t = example().replace("method = \"round_robin\"", "method = [\"ratio\", \"round_robin\"]");
+    assert!(check(&t).0, "a chain of methods without metrics is fine");
+    let t = example().replace("mode = \"stripe\"", "mode = \"stripe\"\nall_down = \"refused\"");
+    refused(&t, line_of(&t, "all_down"), "mode \"stripe\" keeps the patent's round-robin fallback");
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\nall_down = \"fallback\"");
+    refused(&t, line_of(&t, "all_down"), "all_down = \"fallback\" needs fallback_address");
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\nall_down = \"nxdomain\"");
+    refused(&t, line_of(&t, "all_down"), "is not one of round_robin, fallback, refused, servfail");
 }
 
 #[test]
