@@ -396,5 +396,5 @@ fn ctl_records_lists_every_fig6_field() {
     let bad = e.ctl(&["set-vs", "east/nope", "down"]).unwrap_err().to_string();
     assert!(bad.contains("no virtual server"), "{bad}");
     let bad = e.ctl(&["set-vs", "east/vs1", "sideways"]).unwrap_err().to_string();
-    assert!(bad.contains("not one of up, down, unavailable"), "{bad}");
+    assert!(bad.contains("not one of up, down, drain, auto, unavailable"), "{bad}");
 }
