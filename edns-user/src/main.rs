@@ -275,14 +275,14 @@ fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: Ct
         }
         CtlCmd::WideIps => {
             let list: Vec<WideIpView> = serde_json::from_value(v)?;
-            println!("{:<28} {:<18} {:<44} {:<20} {:<24}", "WIDE_IP", "MODE", "METHODS", "ALL_DOWN", "LAST_METHOD");
+            println!("{:<28} {:<18} {:<44} {:<26} {:<24}", "WIDE_IP", "MODE", "METHODS", "ALL_DOWN", "LAST_METHOD");
             for w in list {
                 let last = match (&w.last_method, w.last_age_secs) {
                     (Some(m), Some(a)) => format!("{m} ({a:.0} s ago)"),
                     _ => "-".into(),
                 };
                 let methods = if w.methods.is_empty() { "-".to_string() } else { w.methods.join(" > ") };
-                println!("{:<28} {:<18} {:<44} {:<20} {:<24}", w.name, w.mode, methods, w.all_down, last);
+                println!("{:<28} {:<18} {:<44} {:<26} {:<24}", w.name, w.mode, methods, w.all_down, last);
                 for s in &w.skipped {
                     println!("    skipped {s}");
                 }

@@ -37,6 +37,8 @@ fn the_issue_example_config_is_accepted_as_written() {
     assert!(msg.contains("3 wide IPs") && msg.contains("2 topology rules"), "{msg}");
     let (ok, msg) = check(&std::fs::read_to_string(workspace().join("examples/demo.toml")).unwrap());
     assert!(ok, "demo config: {msg}");
+    let (ok, msg) = check(&std::fs::read_to_string(workspace().join("examples/health.toml")).unwrap());
+    assert!(ok && msg.contains("1 monitors, 2 exporters"), "health example: {msg}");
 }
 
 #[test]

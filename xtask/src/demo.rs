@@ -66,6 +66,55 @@ pub fn run() -> anyhow::Result<()> {
     }
     println!("\n== counters (edns ctl stats): xdp.* from the data plane, dns.* from userspace");
     ctl_table(&e, &["stats"])?;
+    drop(e);
+    health(&h, &ldns)?;
     println!("\ndemo done; namespaces and edns are removed on exit");
+    Ok(())
+}
+
+/// Health probes against real services: examples/health.toml with an HTTP
+/// server and HAProxy in each site namespace; a VS killed and restarted.
+fn health(h: &VethHarness, ldns: &[IpAddr]) -> anyhow::Result<()> {
+    use edns_tests::sites::{haproxy, http_vs, Site};
+    println!("\n\n==== health probes and metrics (examples/health.toml)");
+    let (east, west) = (Site::new(&h.server, 0)?, Site::new(&h.server, 1)?);
+    let dir = edns_tests::tmpdir();
+    let mut east_http = http_vs(&east, 8080, &[], &h.server)?;
+    let _west_http = http_vs(&west, 8080, &[], &h.server)?;
+    let _haproxy = [haproxy(&east, &dir, 8080, 100, &h.server)?, haproxy(&west, &dir, 8080, 100, &h.server)?];
+    println!("sites: east {} and west {}: HTTP server on :8080 behind HAProxy (:80, exporter :8404)", east.addr, west.addr);
+    let config = std::fs::read_to_string(crate::root().join("examples/health.toml"))?;
+    let e = EdnsProc::start_bin(&edns_bin(true), &config, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"])?;
+    let server = SocketAddr::new(h.server_ip, 53);
+    let ask = |src: IpAddr, name: &str| -> anyhow::Result<String> {
+        let d = kdig(Some(&h.client), server, Some(src), &[name, "A"])?;
+        Ok(if d.answers.is_empty() { d.status } else { d.answers.join(",") })
+    };
+    let round = |title: &str| -> anyhow::Result<()> {
+        println!("\n== {title}");
+        println!("{:<16} {:<22} {:<22} {:<22}", "LDNS", "www (stripe)", "ring (consistent)", "shop (dynamic)");
+        for src in ldns {
+            let (w, r, s) = (ask(*src, "www.gslb.example.")?, ask(*src, "ring.gslb.example.")?, ask(*src, "shop.gslb.example.")?);
+            println!("{:<16} {w:<22} {r:<22} {s:<22}", src.to_string());
+        }
+        Ok(())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // a few probes and scrapes
+    println!("\n== edns ctl vs");
+    ctl_table(&e, &["vs"])?;
+    round("both sites up")?;
+    println!("\n== killing east's HTTP server (SIGKILL); waiting 1.2 s (down_after 2 x interval 500 ms + timeout)");
+    east_http.kill();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    ctl_table(&e, &["vs"])?;
+    round("east down: every answer names west (shop records on east re-balance)")?;
+    println!("\n== restarting east's HTTP server; waiting 1.5 s (up_after 2 x interval 500 ms)");
+    east_http = http_vs(&east, 8080, &[], &h.server)?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    ctl_table(&e, &["vs"])?;
+    round("east back: stripe and ring return to it; shop keeps its records (persistence)")?;
+    println!("\n== edns ctl wide-ips");
+    ctl_table(&e, &["wide-ips"])?;
+    drop(east_http);
     Ok(())
 }
