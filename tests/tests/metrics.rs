@@ -171,6 +171,7 @@ pool = ["east/vs1", "west/vs1"]
     assert!(skipped.contains("least_connections: no connections for any VS up") && skipped.contains("stale"), "{w}");
     let out = e.ctl_command(&["wide-ips"]).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
+    println!("{table}");
     assert!(table.contains("least_connections > round_robin") && table.contains("skipped least_connections"), "{table}");
 }
 

@@ -203,12 +203,13 @@ impl Metrics {
         };
         let age = now.saturating_duration_since(last.at);
         if age > ex.stale_after {
-            let err = self.exporters.lock().unwrap()[sel.exporter as usize].0.last_error.clone().unwrap_or_default();
-            return Figure::Unknown {
-                reason: format!("stale: exporter {:?} last scraped {:.1} s ago (stale_after {} ms) {err}", ex.name, age.as_secs_f64(), ex.stale_after.as_millis())
-                    .trim_end()
-                    .to_string(),
-            };
+            let err = self.exporters.lock().unwrap()[sel.exporter as usize].0.last_error.clone();
+            let mut reason =
+                format!("stale: exporter {:?} last scraped {:.1} s ago (stale_after {} ms)", ex.name, age.as_secs_f64(), ex.stale_after.as_millis());
+            if let Some(e) = err {
+                reason.push_str(&format!("; last error: {e}"));
+            }
+            return Figure::Unknown { reason };
         }
         let age_secs = age.as_secs_f64();
         let value = match kind {
