@@ -323,6 +323,18 @@ impl EdnsProc {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// One VS of `edns ctl vs --json`.
+    pub fn vs(&self, name: &str) -> serde_json::Value {
+        let all = self.ctl(&["vs"]).unwrap();
+        all.as_array().unwrap().iter().find(|v| v["name"] == name).cloned().unwrap_or_else(|| panic!("no VS {name} in {all}"))
+    }
+
+    /// One wide IP of `edns ctl wide-ips --json`.
+    pub fn wide_ip(&self, name: &str) -> serde_json::Value {
+        let all = self.ctl(&["wide-ips"]).unwrap();
+        all.as_array().unwrap().iter().find(|w| w["name"] == name).cloned().unwrap_or_else(|| panic!("no wide IP {name} in {all}"))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -350,6 +362,15 @@ impl EdnsProc {
 impl Drop for EdnsProc {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Waits until `cond` holds, polling every 10 ms; panics naming `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

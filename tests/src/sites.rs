@@ -186,3 +186,30 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
+
+/// Config text for the site tests: edns on the veth harness's server address.
+pub mod config {
+    /// `[server]` on 198.18.0.1:53 with its control endpoint at `control`.
+    pub fn server(control: &str) -> String {
+        format!(
+            "\n[server]\nlisten = [\"198.18.0.1:53\"]\nzone = \"gslb.example.\"\nnameservers = [\"ns1.gslb.example.\"]\nanswer_ttl = 5\ncontrol = \"{control}\"\n"
+        )
+    }
+
+    /// A `[[sac]]` with one VS `vs1` probing `target` with `monitor`;
+    /// `vs_extra` adds fields to the VS (", weight = 3"), `extra` lines to the SAC.
+    pub fn sac(name: &str, address: &str, target: std::net::SocketAddr, monitor: &str, vs_extra: &str, extra: &str) -> String {
+        format!(
+            "\n[[sac]]\nname = \"{name}\"\naddress = \"{address}\"\nvirtual_servers = [{{ name = \"vs1\", target = \"{target}\", monitor = \"{monitor}\"{vs_extra} }}]\n{extra}\n"
+        )
+    }
+
+    /// A dynamic `[[wide_ip]]`; `method` is TOML (`"ratio"` or `["a", "b"]`).
+    pub fn dynamic(name: &str, method: &str, ttl: u32, pool: &[&str]) -> String {
+        let pool: Vec<String> = pool.iter().map(|p| format!("{p:?}")).collect();
+        format!(
+            "\n[[wide_ip]]\nname = \"{name}\"\nmode = \"dynamic\"\nmethod = {method}\npersistence_ttl = {ttl}\npool = [{}]\n",
+            pool.join(", ")
+        )
+    }
+}

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use edns_tests::sites::{http_vs, median, test_pki, Site};
-use edns_tests::{kdig, require_root, tmpdir, EdnsProc, VethHarness};
+use edns_tests::sites::{config, http_vs, median, test_pki, Site};
+use edns_tests::{kdig, require_root, tmpdir, wait_until, EdnsProc, VethHarness};
 
 const EAST: &str = "192.0.2.10";
 const WEST: &str = "198.51.100.20";
@@ -17,37 +17,10 @@ const TIMEOUT_MS: u64 = 100;
 const UP_AFTER: u64 = 2;
 const DOWN_AFTER: u64 = 2;
 
-fn header(control: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["198.18.0.1:53"]
-zone = "gslb.example."
-nameservers = ["ns1.gslb.example."]
-answer_ttl = 5
-control = "{control}"
-"#
-    )
-}
-
 fn ldns_addrs(h: &VethHarness, n: u8) -> Vec<IpAddr> {
     let v: Vec<IpAddr> = (0..n).map(|i| IpAddr::from([198, 18, 40, 10 + i])).collect();
     h.add_client_addrs(&v).unwrap();
     v
-}
-
-fn vs_json(e: &EdnsProc, name: &str) -> serde_json::Value {
-    let all = e.ctl(&["vs"]).unwrap();
-    all.as_array().unwrap().iter().find(|v| v["name"] == name).cloned().unwrap_or_else(|| panic!("no VS {name} in {all}"))
-}
-
-/// Waits until `cond` holds, polling; panics with `what` after `limit`.
-fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 struct Failover {
@@ -76,32 +49,22 @@ down_after = {DOWN_AFTER}
 path = "/health"
 expect_status = 200
 expect_body = "ok"
-
-[[sac]]
-name = "east"
-address = "{EAST}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web" }}]
-
-[[sac]]
-name = "west"
-address = "{WEST}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web" }}]
-
+{}{}
 [[wide_ip]]
 name = "www.gslb.example."
 mode = "stripe"
 pool = ["east/vs1", "west/vs1"]
 "#,
-        header("127.0.0.1:8053"),
-        east.at(8080),
-        west.at(8080)
+        config::server("127.0.0.1:8053"),
+        config::sac("east", EAST, east.at(8080), "web", "", ""),
+        config::sac("west", WEST, west.at(8080), "web", "", ""),
     );
     let extra: &[&str] = if xdp { &["--iface", &h.server_if, "--xdp", "native"] } else { &[] };
     let e = EdnsProc::start(&config, Some(&h.server), extra).unwrap();
     let ldns = ldns_addrs(&h, 6);
     wait_until(Duration::from_secs(5), "both VSs probed up", || {
         ["east/vs1", "west/vs1"].iter().all(|n| {
-            let v = vs_json(&e, n);
+            let v = e.vs(n);
             v["probes"].as_u64().unwrap() >= 1 && v["marked_up"] == true && v["available"] == true
         })
     });
@@ -138,7 +101,7 @@ fn kill_and_restart_cycles(xdp: bool) {
         for a in &on_east {
             assert_eq!(f.ask(*a), WEST, "run {run}: LDNS {a} still sent to the dead VS");
         }
-        wait_until(Duration::from_secs(3), "east marked down", || vs_json(&f.e, "east/vs1")["probe_marked_up"] == false);
+        wait_until(Duration::from_secs(3), "east marked down", || f.e.vs("east/vs1")["probe_marked_up"] == false);
         // From before the start: a probe may succeed while it starts.
         let t1 = Instant::now();
         east_http = http_vs(&f.east, 8080, &[], &f.h.server).unwrap();
@@ -287,7 +250,7 @@ up_after = 1
         ("flap", "flappy", t(8082), true),
         ("cold", "cold", t(8099), false),
     ];
-    let mut cfg = header("127.0.0.1:8053") + &monitors;
+    let mut cfg = config::server("127.0.0.1:8053") + &monitors;
     for (i, (name, mon, target, _)) in vss.iter().enumerate() {
         cfg += &format!(
             "\n[[sac]]\nname = \"{name}\"\naddress = \"192.0.2.{}\"\nvirtual_servers = [{{ name = \"vs\", target = \"{target}\", monitor = \"{mon}\" }}]\n",
@@ -303,17 +266,17 @@ up_after = 1
     let mut flap_marked = Vec::new();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(2) {
-        let f = vs_json(&e, "flap/vs");
+        let f = e.vs("flap/vs");
         flap_marked.push(f["probe_marked_up"] == true);
         assert!(f["consecutive_failures"].as_u64().unwrap() <= 1, "{f}");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(flap_marked.iter().all(|m| *m), "a VS flapping on every probe was marked down");
-    let flap = vs_json(&e, "flap/vs");
+    let flap = e.vs("flap/vs");
     assert!(flap["probes"].as_u64().unwrap() >= 12, "{flap}");
     let ldns = ldns_addrs(&h, 2);
     for (i, (name, _, _, up)) in vss.iter().enumerate() {
-        let v = vs_json(&e, &format!("{name}/vs"));
+        let v = e.vs(&format!("{name}/vs"));
         assert!(v["probes"].as_u64().unwrap() >= 3, "{name}: {v}");
         if *name != "flap" {
             assert_eq!(v["marked_up"] == true && v["available"] == true, *up, "{name}: {v}");
@@ -326,7 +289,7 @@ up_after = 1
             }
         }
     }
-    let detail = |n: &str| vs_json(&e, n)["last_probe"]["detail"].as_str().unwrap().to_string();
+    let detail = |n: &str| e.vs(n)["last_probe"]["detail"].as_str().unwrap().to_string();
     assert!(detail("strict/vs").to_lowercase().contains("certificate"), "{}", detail("strict/vs"));
     assert!(detail("body_bad/vs").contains("lacks \"ok\""), "{}", detail("body_bad/vs"));
     assert!(detail("dns_wrong/vs").contains("lacks 192.0.2.77"), "{}", detail("dns_wrong/vs"));
@@ -347,46 +310,21 @@ fn admin_down_and_drain_win_over_probes_until_auto() {
     let west = Site::new(&h.server, 1).unwrap();
     let _e1 = http_vs(&east, 8080, &[], &h.server).unwrap();
     let _w1 = http_vs(&west, 8080, &[], &h.server).unwrap();
-    let cfg = format!(
-        r#"{}
-[[monitor]]
-name = "web"
-type = "http"
-interval_ms = 200
-timeout_ms = 100
-path = "/health"
-
-[[sac]]
-name = "east"
-address = "{EAST}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web" }}]
-
-[[sac]]
-name = "west"
-address = "{WEST}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web" }}]
-
-[[wide_ip]]
-name = "shop.gslb.example."
-mode = "dynamic"
-method = "global_availability"
-persistence_ttl = 600
-pool = ["east/vs1", "west/vs1"]
-"#,
-        header("127.0.0.1:8053"),
-        east.at(8080),
-        west.at(8080)
-    );
+    let cfg = config::server("127.0.0.1:8053")
+        + "\n[[monitor]]\nname = \"web\"\ntype = \"http\"\ninterval_ms = 200\ntimeout_ms = 100\npath = \"/health\"\n"
+        + &config::sac("east", EAST, east.at(8080), "web", "", "")
+        + &config::sac("west", WEST, west.at(8080), "web", "", "")
+        + &config::dynamic("shop.gslb.example.", "\"global_availability\"", 600, &["east/vs1", "west/vs1"]);
     let e = EdnsProc::start(&cfg, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
     let ldns = ldns_addrs(&h, 4);
     let ask = |src: IpAddr| {
         kdig(Some(&h.client), SocketAddr::new(h.server_ip, 53), Some(src), &["shop.gslb.example.", "A"]).unwrap().answer().to_string()
     };
-    wait_until(Duration::from_secs(5), "probes", || vs_json(&e, "east/vs1")["probes"].as_u64().unwrap() >= 2);
+    wait_until(Duration::from_secs(5), "probes", || e.vs("east/vs1")["probes"].as_u64().unwrap() >= 2);
     assert_eq!(ask(ldns[0]), EAST, "global availability: the first VS up");
 
     e.ctl(&["set-vs", "east/vs1", "drain"]).unwrap();
-    let v = vs_json(&e, "east/vs1");
+    let v = e.vs("east/vs1");
     assert_eq!((v["admin"].as_str(), v["marked_up"].as_bool(), v["available"].as_bool()), (Some("drain"), Some(false), Some(true)));
     let hits_before = e.ctl(&["stats"]).unwrap()["xdp"]["answered_persistence"].as_u64().unwrap();
     assert_eq!(ask(ldns[0]), EAST, "draining: the timely record keeps its VS");
@@ -395,7 +333,7 @@ pool = ["east/vs1", "west/vs1"]
 
     e.ctl(&["set-vs", "east/vs1", "down"]).unwrap();
     std::thread::sleep(Duration::from_millis(500)); // probes keep succeeding
-    assert_eq!(vs_json(&e, "east/vs1")["probe_marked_up"], true);
+    assert_eq!(e.vs("east/vs1")["probe_marked_up"], true);
     assert_eq!(ask(ldns[0]), WEST, "admin down wins over healthy probes");
 
     e.ctl(&["set-vs", "east/vs1", "auto"]).unwrap();
@@ -412,7 +350,7 @@ fn every_all_down_policy_answers_as_documented() {
     require_root();
     let h = VethHarness::new().unwrap();
     let site = Site::new(&h.server, 0).unwrap();
-    let mut cfg = header("127.0.0.1:8053")
+    let mut cfg = config::server("127.0.0.1:8053")
         + &format!(
             r#"
 [[monitor]]

@@ -5,10 +5,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edns_tests::sites::{hold_connections, haproxy, http_vs, node_exporter, Site};
-use edns_tests::{kdig, require_root, tmpdir, EdnsProc, VethHarness};
+use edns_tests::sites::{config, hold_connections, haproxy, http_vs, node_exporter, Site};
+use edns_tests::{kdig, require_root, tmpdir, wait_until, EdnsProc, VethHarness};
 
 const EAST: &str = "192.0.2.10";
 const WEST: &str = "198.51.100.20";
@@ -16,22 +16,10 @@ const WEST: &str = "198.51.100.20";
 /// The CPU test loads one core: the tests of this file run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn header() -> &'static str {
-    r#"
-[server]
-listen = ["198.18.0.1:53"]
-zone = "gslb.example."
-nameservers = ["ns1.gslb.example."]
-answer_ttl = 5
-control = "127.0.0.1:8053"
-
-[[monitor]]
-name = "web"
-type = "http"
-interval_ms = 300
-timeout_ms = 200
-path = "/health"
-"#
+/// The server block and a monitor for every VS.
+fn header() -> String {
+    config::server("127.0.0.1:8053")
+        + "\n[[monitor]]\nname = \"web\"\ntype = \"http\"\ninterval_ms = 300\ntimeout_ms = 200\npath = \"/health\"\n"
 }
 
 struct Bed {
@@ -68,26 +56,11 @@ impl Bed {
 }
 
 fn vs_metric(e: &EdnsProc, vs: &str, kind: &str) -> serde_json::Value {
-    let all = e.ctl(&["vs"]).unwrap();
-    let v = all.as_array().unwrap().iter().find(|v| v["name"] == vs).unwrap().clone();
-    v["metrics"][kind].clone()
+    e.vs(vs)["metrics"][kind].clone()
 }
 
 fn known(f: &serde_json::Value) -> Option<f64> {
     f["known"]["value"].as_f64()
-}
-
-fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wide_ip(e: &EdnsProc, name: &str) -> serde_json::Value {
-    let all = e.ctl(&["wide-ips"]).unwrap();
-    all.as_array().unwrap().iter().find(|w| w["name"] == name).cloned().unwrap()
 }
 
 #[test]
@@ -101,45 +74,19 @@ fn least_connections_and_most_capacity_follow_haproxy_and_the_chain_falls_back_w
     let mut hap_east = haproxy(&b.east, &dir, 8080, 50, &b.h.server).unwrap();
     let mut hap_west = haproxy(&b.west, &dir, 8080, 40, &b.h.server).unwrap();
     let sac = |name: &str, addr: &str, site: &Site| {
-        format!(
-            r#"
-[[exporter]]
-name = "{name}-haproxy"
-url = "http://{}/metrics"
-interval_ms = 200
-stale_after_ms = 800
-
-[[sac]]
-name = "{name}"
-address = "{addr}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web" }}]
-metrics.connections = {{ exporter = "{name}-haproxy", metric = "haproxy_frontend_current_sessions", labels = {{ proxy = "fe" }} }}
-metrics.capacity = {{ exporter = "{name}-haproxy", metric = "haproxy_frontend_limit_sessions", labels = {{ proxy = "fe" }} }}
-"#,
-            site.at(8404),
-            site.at(8080)
-        )
+        let exporter = format!("\n[[exporter]]\nname = \"{name}-haproxy\"\nurl = \"http://{}/metrics\"\ninterval_ms = 200\nstale_after_ms = 800\n", site.at(8404));
+        let metric = |kind: &str, m: &str| {
+            format!("metrics.{kind} = {{ exporter = \"{name}-haproxy\", metric = \"{m}\", labels = {{ proxy = \"fe\" }} }}\n")
+        };
+        let metrics = metric("connections", "haproxy_frontend_current_sessions") + &metric("capacity", "haproxy_frontend_limit_sessions");
+        exporter + &config::sac(name, addr, site.at(8080), "web", "", &metrics)
     };
-    let cfg = format!(
-        r#"{}{}{}
-[[wide_ip]]
-name = "lc.gslb.example."
-mode = "dynamic"
-method = ["least_connections", "round_robin"]
-persistence_ttl = 60
-pool = ["east/vs1", "west/vs1"]
-
-[[wide_ip]]
-name = "mc.gslb.example."
-mode = "dynamic"
-method = "most_capacity"
-persistence_ttl = 60
-pool = ["east/vs1", "west/vs1"]
-"#,
-        header(),
-        sac("east", EAST, &b.east),
-        sac("west", WEST, &b.west)
-    );
+    let pool = ["east/vs1", "west/vs1"];
+    let cfg = header()
+        + &sac("east", EAST, &b.east)
+        + &sac("west", WEST, &b.west)
+        + &config::dynamic("lc.gslb.example.", r#"["least_connections", "round_robin"]"#, 60, &pool)
+        + &config::dynamic("mc.gslb.example.", r#""most_capacity""#, 60, &pool);
     let e = EdnsProc::start(&cfg, Some(&b.h.server), &["--iface", &b.h.server_if, "--xdp", "native"]).unwrap();
     wait_until(Duration::from_secs(5), "figures from both exporters", || {
         ["east/vs1", "west/vs1"].iter().all(|v| known(&vs_metric(&e, v, "connections")) == Some(0.0))
@@ -155,7 +102,7 @@ pool = ["east/vs1", "west/vs1"]
     wait_until(Duration::from_secs(4), "east's 20 sessions seen", || known(&vs_metric(&e, "east/vs1", "connections")) == Some(20.0));
     assert_eq!(b.new_ldnses("lc.gslb.example.", 6), [WEST; 6], "least connections: every new LDNS to west");
     assert_eq!(b.new_ldnses("mc.gslb.example.", 3), [WEST; 3], "spare 30 on east, 40 on west");
-    assert_eq!(wide_ip(&e, "lc.gslb.example.")["last_method"], "least_connections");
+    assert_eq!(e.wide_ip("lc.gslb.example.")["last_method"], "least_connections");
 
     // Both exporters stop: after stale_after the figures are unknown, the chain goes on to round robin.
     hap_east.kill();
@@ -165,7 +112,7 @@ pool = ["east/vs1", "west/vs1"]
     });
     let after = b.new_ldnses("lc.gslb.example.", 4);
     assert!(after.contains(&EAST.to_string()) && after.contains(&WEST.to_string()), "round robin: {after:?}");
-    let w = wide_ip(&e, "lc.gslb.example.");
+    let w = e.wide_ip("lc.gslb.example.");
     assert_eq!(w["last_method"], "round_robin", "{w}");
     let skipped = w["skipped"].to_string();
     assert!(skipped.contains("least_connections: no connections for any VS up") && skipped.contains("stale"), "{w}");
@@ -185,46 +132,20 @@ fn lowest_cpu_and_lowest_packet_rate_follow_node_exporter() {
     // /proc/stat is the machine's: east reads CPU 0, west CPU 1. /proc/net/dev
     // is the namespace's: each reads its own veth.
     let sac = |name: &str, addr: &str, site: &Site, cpu: u32| {
-        format!(
-            r#"
-[[exporter]]
-name = "{name}-node"
-url = "http://{}/metrics"
-interval_ms = 500
-stale_after_ms = 2000
-
-[[sac]]
-name = "{name}"
-address = "{addr}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web" }}]
-metrics.cpu = {{ exporter = "{name}-node", metric = "node_cpu_seconds_total", labels = {{ cpu = "{cpu}" }} }}
-metrics.packet_rate = {{ exporter = "{name}-node", metric = "node_network_receive_packets_total", labels = {{ device = "{}" }} }}
-"#,
-            site.at(9100),
-            site.at(8080),
+        let exporter = format!("\n[[exporter]]\nname = \"{name}-node\"\nurl = \"http://{}/metrics\"\ninterval_ms = 500\nstale_after_ms = 2000\n", site.at(9100));
+        let metrics = format!(
+            "metrics.cpu = {{ exporter = \"{name}-node\", metric = \"node_cpu_seconds_total\", labels = {{ cpu = \"{cpu}\" }} }}\n\
+             metrics.packet_rate = {{ exporter = \"{name}-node\", metric = \"node_network_receive_packets_total\", labels = {{ device = \"{}\" }} }}\n",
             site.iface
-        )
+        );
+        exporter + &config::sac(name, addr, site.at(8080), "web", "", &metrics)
     };
-    let cfg = format!(
-        r#"{}{}{}
-[[wide_ip]]
-name = "cpu.gslb.example."
-mode = "dynamic"
-method = "lowest_cpu"
-persistence_ttl = 60
-pool = ["east/vs1", "west/vs1"]
-
-[[wide_ip]]
-name = "pps.gslb.example."
-mode = "dynamic"
-method = "lowest_packet_rate"
-persistence_ttl = 60
-pool = ["east/vs1", "west/vs1"]
-"#,
-        header(),
-        sac("east", EAST, &b.east, 0),
-        sac("west", WEST, &b.west, 1)
-    );
+    let pool = ["east/vs1", "west/vs1"];
+    let cfg = header()
+        + &sac("east", EAST, &b.east, 0)
+        + &sac("west", WEST, &b.west, 1)
+        + &config::dynamic("cpu.gslb.example.", r#""lowest_cpu""#, 60, &pool)
+        + &config::dynamic("pps.gslb.example.", r#""lowest_packet_rate""#, 60, &pool);
     let e = EdnsProc::start(&cfg, Some(&b.h.server), &[]).unwrap();
     wait_until(Duration::from_secs(5), "CPU rates", || known(&vs_metric(&e, "west/vs1", "cpu")).is_some());
 
@@ -262,43 +183,12 @@ fn round_robin_ratio_and_global_availability_with_a_real_client() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let b = Bed::new();
     let _be = [http_vs(&b.east, 8080, &[], &b.h.server).unwrap(), http_vs(&b.west, 8080, &[], &b.h.server).unwrap()];
-    let cfg = format!(
-        r#"{}
-[[sac]]
-name = "east"
-address = "{EAST}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web", weight = 3 }}]
-
-[[sac]]
-name = "west"
-address = "{WEST}"
-virtual_servers = [{{ name = "vs1", target = "{}", monitor = "web", weight = 1 }}]
-
-[[wide_ip]]
-name = "rr.gslb.example."
-mode = "dynamic"
-method = "round_robin"
-persistence_ttl = 60
-pool = ["east/vs1", "west/vs1"]
-
-[[wide_ip]]
-name = "ratio.gslb.example."
-mode = "dynamic"
-method = "ratio"
-persistence_ttl = 60
-pool = ["east/vs1", "west/vs1"]
-
-[[wide_ip]]
-name = "ga.gslb.example."
-mode = "dynamic"
-method = "global_availability"
-persistence_ttl = 60
-pool = ["west/vs1", "east/vs1"]
-"#,
-        header(),
-        b.east.at(8080),
-        b.west.at(8080)
-    );
+    let cfg = header()
+        + &config::sac("east", EAST, b.east.at(8080), "web", ", weight = 3", "")
+        + &config::sac("west", WEST, b.west.at(8080), "web", ", weight = 1", "")
+        + &config::dynamic("rr.gslb.example.", r#""round_robin""#, 60, &["east/vs1", "west/vs1"])
+        + &config::dynamic("ratio.gslb.example.", r#""ratio""#, 60, &["east/vs1", "west/vs1"])
+        + &config::dynamic("ga.gslb.example.", r#""global_availability""#, 60, &["west/vs1", "east/vs1"]);
     let e = EdnsProc::start(&cfg, Some(&b.h.server), &["--iface", &b.h.server_if, "--xdp", "native"]).unwrap();
     let count = |v: &[String], a: &str| v.iter().filter(|x| *x == a).count();
     let rr = b.new_ldnses("rr.gslb.example.", 8);
@@ -308,5 +198,5 @@ pool = ["west/vs1", "east/vs1"]
     assert_eq!(b.new_ldnses("ga.gslb.example.", 3), [WEST; 3], "the first VS of the pool that is up");
     e.ctl(&["set-vs", "west/vs1", "down"]).unwrap();
     assert_eq!(b.new_ldnses("ga.gslb.example.", 2), [EAST; 2]);
-    assert_eq!(wide_ip(&e, "ga.gslb.example.")["last_method"], "global_availability");
+    assert_eq!(e.wide_ip("ga.gslb.example.")["last_method"], "global_availability");
 }

@@ -18,7 +18,7 @@ pub struct Candidates<'a> {
     /// Figures of each pool position.
     pub figures: &'a [VsFigures],
     /// "sac/vs" of each pool position, for reasons.
-    pub names: &'a [String],
+    pub names: &'a [&'a str],
 }
 
 fn positions(mask: PoolMask) -> impl Iterator<Item = usize> {
@@ -115,8 +115,8 @@ mod tests {
             .collect()
     }
 
-    fn names(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("s/vs{i}")).collect()
+    fn names(n: usize) -> Vec<&'static str> {
+        ["s/vs0", "s/vs1", "s/vs2"][..n].to_vec()
     }
 
     #[test]

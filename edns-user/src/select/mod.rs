@@ -209,7 +209,7 @@ impl Selector {
             Vec::new()
         };
         let weights: Vec<u32> = w.pool.iter().map(|v| self.model.vss[*v as usize].weight).collect();
-        let names: Vec<String> = w.pool.iter().map(|v| self.model.vss[*v as usize].name.clone()).collect();
+        let names: Vec<&str> = w.pool.iter().map(|v| self.model.vss[*v as usize].name.as_str()).collect();
         let c = methods::Candidates { up, counter, weights: &weights, figures: &figures, names: &names };
         let mut skipped = Vec::new();
         let mut chosen = None;
