@@ -589,7 +589,7 @@ fn build_metrics(cx: &Cx, raw: &RawMetrics, exporters: &[Exporter]) -> Result<Me
         None => None,
         Some(c) => match &c.get_ref().value {
             Some(v) if c.get_ref().exporter.is_none() && c.get_ref().metric.is_none() => {
-                if !(*v.get_ref() > 0.0) {
+                if v.get_ref().is_nan() || *v.get_ref() <= 0.0 {
                     return Err(cx.err(v, "capacity value must be positive"));
                 }
                 Some(CapacitySource::Fixed(*v.get_ref()))
@@ -774,7 +774,7 @@ fn build_all_down(cx: &Cx, w: &RawWideIp, mode: &str) -> Result<AllDown, ConfigE
         return Err(cx.err(p, "mode \"stripe\" keeps the patent's round-robin fallback when no VS is up; all_down applies to the other modes"));
     }
     if !matches!(policy, AllDown::Fallback(..)) {
-        for f in [&w.fallback_address, &w.fallback_address6].into_iter().flatten() {
+        if let Some(f) = [&w.fallback_address, &w.fallback_address6].into_iter().flatten().next() {
             return Err(cx.err(f, "fallback addresses apply with all_down = \"fallback\" only"));
         }
     }
