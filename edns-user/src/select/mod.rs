@@ -110,6 +110,12 @@ impl Selector {
         for pos in 0..w.pool.len() {
             if s.marked_down & (1 << pos) != 0 {
                 self.store.mark_down(w.pool[pos])?;
+                tracing::info!(
+                    vs = %self.model.vss[w.pool[pos] as usize].name,
+                    cause = "stripe walk",
+                    wide_ip = %w.name,
+                    "VS marked down: the candidate was unavailable (Fig. 3); the next successful probe marks it up"
+                );
             }
         }
         match s.pos {
