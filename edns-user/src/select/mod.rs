@@ -114,7 +114,7 @@ impl Selector {
                     vs = %self.model.vss[w.pool[pos] as usize].name,
                     cause = "stripe walk",
                     wide_ip = %w.name,
-                    "VS marked down: the candidate was unavailable (Fig. 3); the next successful probe marks it up"
+                    "VS marked down: the candidate was unavailable (Fig. 3); down until a probe or edns ctl marks it up"
                 );
             }
         }
