@@ -194,6 +194,10 @@ pub struct Settings {
     pub edns_payload: u16,
     /// Non-zero: log each verdict through aya-log (`edns run --xdp-log`).
     pub log: u32,
+    /// The interface's MAC: a unicast query frame to another MAC is dropped.
+    pub mac: [u8; 6],
+    /// Non-zero when `mac` is set (BPF_PROG_TEST_RUN without an interface may leave it unset).
+    pub check_mac: u16,
 }
 
 /// Per-CPU counter indices (the `COUNTERS` array).
@@ -218,7 +222,18 @@ pub mod counter {
     pub const ANSWERED_CONSISTENT: u32 = 14;
     /// No VS up and the wide IP's all-down policy is not round robin.
     pub const PASS_ALL_DOWN: u32 = 15;
-    pub const COUNT: u32 = 16;
+    /// Dropped (XDP_DROP) from here on: the kernel would never deliver
+    /// them, and an answer would reflect to a spoofed or group address.
+    /// Source a resolver cannot have (RFC 6890 special-purpose, ours, a
+    /// group MAC, port 0).
+    pub const DROP_MARTIAN_SOURCE: u32 = 16;
+    /// Not addressed to us: another host's MAC, or a broadcast/multicast
+    /// destination.
+    pub const DROP_NOT_FOR_US: u32 = 17;
+    /// Wrong IPv4 header or UDP checksum, or a zero UDP checksum over IPv6.
+    pub const DROP_BAD_CHECKSUM: u32 = 18;
+    pub const FIRST_DROP: u32 = DROP_MARTIAN_SOURCE;
+    pub const COUNT: u32 = 19;
 
     pub const NAMES: [&str; COUNT as usize] = [
         "packets",
@@ -237,6 +252,9 @@ pub mod counter {
         "pass_not_ours",
         "answered_consistent",
         "pass_all_down",
+        "drop_martian_source",
+        "drop_not_for_us",
+        "drop_bad_checksum",
     ];
 }
 

@@ -20,6 +20,37 @@ pub fn is_v4_mapped(addr: &[u8; 16]) -> bool {
     addr[10] == 0xff && addr[11] == 0xff
 }
 
+/// A source address no resolver can have (RFC 6890 special-purpose
+/// sources, as IPv4 mapped or native IPv6): 0/8, 127/8, 224/4 and 240/4
+/// (multicast, reserved, broadcast); ::, ::1, ff00::/8, and IPv4-mapped
+/// addresses arriving over IPv6 (`v6` true).
+#[inline(always)]
+pub fn is_martian_source(addr: &[u8; 16], v6: bool) -> bool {
+    if is_v4_mapped(addr) {
+        let a = addr[12];
+        return v6 || a == 0 || a == 127 || a >= 224;
+    }
+    if addr[0] == 0xff {
+        return true;
+    }
+    let mut high = 0u8;
+    let mut i = 0;
+    while i < 15 {
+        high |= addr[i];
+        i += 1;
+    }
+    high == 0 && addr[15] <= 1 // :: and ::1
+}
+
+/// A destination that is a group: IPv4 224/4 and 255.255.255.255, IPv6 ff00::/8.
+#[inline(always)]
+pub fn is_group_destination(addr: &[u8; 16]) -> bool {
+    if is_v4_mapped(addr) {
+        return addr[12] >= 224 && addr[12] < 240 || (addr[12] & addr[13] & addr[14] & addr[15]) == 0xff;
+    }
+    addr[0] == 0xff
+}
+
 /// The LDNS address read as a big-endian integer, modulo `n` (n > 0).
 /// IPv4 (mapped) addresses are read as their 32-bit value, so 127.0.0.1 is
 /// 2130706433 as Fig. 3 says; IPv6 as the full 128-bit value, reduced 32 bits
@@ -357,6 +388,24 @@ mod tests {
             assert!((consistent - 1.0 / n as f64).abs() < 0.02, "n={n}: consistent moved {consistent}");
             assert!(patent > 0.5, "n={n}: patent stripe moved {patent}");
         }
+    }
+
+    #[test]
+    fn martian_sources_are_the_rfc_6890_ranges_no_resolver_has() {
+        for a in [[0, 1, 2, 3], [127, 0, 0, 1], [224, 0, 0, 251], [239, 1, 1, 1], [240, 0, 0, 1], [255, 255, 255, 255]] {
+            assert!(is_martian_source(&v4(a[0], a[1], a[2], a[3]), false), "{a:?}");
+        }
+        for a in [[1, 0, 0, 0], [10, 0, 0, 1], [126, 255, 255, 255], [128, 0, 0, 1], [223, 255, 255, 255], [198, 18, 0, 2]] {
+            assert!(!is_martian_source(&v4(a[0], a[1], a[2], a[3]), false), "{a:?}");
+        }
+        assert!(is_martian_source(&v4(192, 0, 2, 1), true), "IPv4-mapped over IPv6");
+        let v6 = |s: u128| s.to_be_bytes();
+        assert!(is_martian_source(&v6(0), true) && is_martian_source(&v6(1), true));
+        assert!(is_martian_source(&v6(0xff02 << 112 | 1), true));
+        assert!(!is_martian_source(&v6(2), true) && !is_martian_source(&v6(0x2001_0db8 << 96 | 1), true));
+        assert!(is_group_destination(&v4(224, 0, 0, 1)) && is_group_destination(&v4(255, 255, 255, 255)));
+        assert!(!is_group_destination(&v4(198, 18, 0, 1)) && !is_group_destination(&v4(240, 0, 0, 1)));
+        assert!(is_group_destination(&v6(0xff02 << 112 | 1)) && !is_group_destination(&v6(0xfd00 << 112 | 1)));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::parse::{DNS_HLEN, ETH_HLEN, IPV6_HLEN, QTYPE_AAAA, UDP_HLEN};
 fn verdict(ctx: &XdpContext, r: Result<u32, u32>) -> u32 {
     let (action, outcome) = match r {
         Ok(how) => (xdp_action::XDP_TX, how),
+        Err(reason) if reason >= counter::FIRST_DROP => (xdp_action::XDP_DROP, reason),
         Err(reason) => (xdp_action::XDP_PASS, reason),
     };
     count(outcome);
@@ -50,7 +51,7 @@ pub fn edns(ctx: XdpContext) -> u32 {
 fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
-    scratch.q = parse::parse(ctx, settings.dns_port, &mut scratch.key)?;
+    parse::parse(ctx, settings, scratch)?;
     unsafe { JUMPS.tail_call(ctx, JUMP_ANSWER) };
     Err(counter::PASS_INTERNAL) // the tail call returned: no answer program
 }

@@ -2,7 +2,9 @@
 //! the packet goes up with XDP_PASS and the reason is counted.
 
 use aya_ebpf::programs::XdpContext;
-use edns_common::{counter, QnameKey, MAX_QNAME_WIRE};
+use edns_common::{counter, is_group_destination, is_martian_source, ListenKey, QnameKey, Settings, MAX_QNAME_WIRE};
+
+use crate::maps::LISTEN;
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -87,13 +89,83 @@ pub struct Scratch {
     pub q: Query,
 }
 
+/// Sum of the 16-bit words of `n` bytes of `b` from `from` (n even).
+#[inline(always)]
+fn words<const N: usize>(b: &[u8; N], from: usize, n: usize) -> u32 {
+    let mut s = 0u32;
+    let mut i = 0;
+    while i < n {
+        s += be16([b[from + i], b[from + i + 1]]) as u32;
+        i += 2;
+    }
+    s
+}
+
+/// True when a one's-complement sum (checksum field included) verifies.
+#[inline(always)]
+fn sum_ok(mut s: u32) -> bool {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s == 0xffff
+}
+
+/// The ingress policy the kernel would apply, for a UDP frame to our port:
+/// never answer a source no resolver can have, a frame not addressed to
+/// us, or a corrupt one. Each is dropped (a flood of them costs the stack
+/// nothing) and counted by reason.
+#[inline(always)]
+fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16], v6: bool, sport: u16) -> Result<(), u32> {
+    let eth = read::<12>(ctx, 0).map_err(|_| counter::PASS_NOT_DNS)?;
+    // A group source MAC or port 0 is spoofed; our own address as source too.
+    let ours = ListenKey { addr: *ldns, port: settings.dns_port, _pad: 0 };
+    if eth[6] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || unsafe { LISTEN.get(&ours).is_some() } {
+        return Err(counter::DROP_MARTIAN_SOURCE);
+    }
+    let other_mac = settings.check_mac != 0
+        && (eth[0] != settings.mac[0]
+            || eth[1] != settings.mac[1]
+            || eth[2] != settings.mac[2]
+            || eth[3] != settings.mac[3]
+            || eth[4] != settings.mac[4]
+            || eth[5] != settings.mac[5]);
+    if eth[0] & 1 != 0 || other_mac || is_group_destination(dst) {
+        return Err(counter::DROP_NOT_FOR_US);
+    }
+    Ok(())
+}
+
+/// Verifies the UDP checksum over the pseudo header, the UDP and DNS
+/// headers, and the sums of question and OPT taken while parsing. Zero
+/// means "no checksum" over IPv4 and is refused over IPv6 (RFC 8200 §8.1).
+#[inline(always)]
+fn udp_checksum_ok(src: &[u8; 16], dst: &[u8; 16], v6: bool, udp: &[u8; UDP_HLEN], dns: &[u8; DNS_HLEN], rest: u32) -> Result<(), u32> {
+    if udp[6] | udp[7] == 0 {
+        return if v6 { Err(counter::DROP_BAD_CHECKSUM) } else { Ok(()) };
+    }
+    // Constant bounds in each branch: no index checks for the verifier.
+    let addrs = if v6 { words(src, 0, 16) + words(dst, 0, 16) } else { words(src, 12, 4) + words(dst, 12, 4) };
+    let pseudo = addrs + IPPROTO_UDP as u32 + be16([udp[4], udp[5]]) as u32;
+    if sum_ok(pseudo + words(udp, 0, UDP_HLEN) + words(dns, 0, DNS_HLEN) + rest) {
+        Ok(())
+    } else {
+        Err(counter::DROP_BAD_CHECKSUM)
+    }
+}
+
 /// Parses Ethernet (up to two VLAN tags), IPv4 without options or IPv6
 /// without extension headers, UDP to `dns_port`, and a DNS query with one
 /// question of class IN, type A or AAAA, and at most an option-less OPT RR.
+/// Frames to our port that fail the ingress policy or a checksum are
+/// dropped (`DROP_*`).
 #[inline(always)]
 /// The lowercased qname goes to `key` (per-CPU scratch: it would not fit
 /// the 512-byte BPF stack beside everything else).
-pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Query, u32> {
+pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(), u32> {
+    let dns_port = settings.dns_port;
+    // Addresses and results go straight into the per-CPU scratch: the BPF
+    // stack (512 bytes) holds only the headers being read.
+    let key = &mut s.key;
+    let q = &mut s.q;
     let mut l3_off = ETH_HLEN;
     let mut proto = be16(read::<2>(ctx, 12).map_err(|_| counter::PASS_NOT_DNS)?);
     let mut tags = 0;
@@ -102,7 +174,8 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
         l3_off += 4;
         tags += 1;
     }
-    let (ldns, dst): ([u8; 16], [u8; 16]);
+    // IPv4 header sum (0xffff when it verifies); IPv6 has none.
+    let mut ip_sum = 0xffffu32;
     let (v6, l4_off, ip_payload_len) = match proto {
         ETH_P_IPV4 => {
             let h = read::<IPV4_HLEN>(ctx, l3_off).map_err(|_| counter::PASS_NOT_DNS)?;
@@ -117,11 +190,12 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
             if total < IPV4_HLEN {
                 return Err(counter::PASS_UNPARSED);
             }
+            ip_sum = words(&h, 0, IPV4_HLEN);
             // IPv4-mapped IPv6, built in a register: a zeroed array would
             // become a memset call.
             let mapped = |a: u32| ((0xffffu128 << 32) | a as u128).to_be_bytes();
-            ldns = mapped(u32::from_be_bytes([h[12], h[13], h[14], h[15]]));
-            dst = mapped(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
+            q.ldns = mapped(u32::from_be_bytes([h[12], h[13], h[14], h[15]]));
+            q.dst = mapped(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
             (false, l3_off + IPV4_HLEN, total - IPV4_HLEN)
         }
         ETH_P_IPV6 => {
@@ -132,8 +206,8 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
             if h[0] >> 4 != 6 {
                 return Err(counter::PASS_UNPARSED);
             }
-            ldns = read::<16>(ctx, l3_off + 8).map_err(|_| counter::PASS_NOT_DNS)?;
-            dst = read::<16>(ctx, l3_off + 24).map_err(|_| counter::PASS_NOT_DNS)?;
+            q.ldns = read::<16>(ctx, l3_off + 8).map_err(|_| counter::PASS_NOT_DNS)?;
+            q.dst = read::<16>(ctx, l3_off + 24).map_err(|_| counter::PASS_NOT_DNS)?;
             if ptr_at::<[u8; IPV6_HLEN]>(ctx, l3_off).is_none() {
                 return Err(counter::PASS_NOT_DNS);
             }
@@ -145,6 +219,10 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
     let dport = be16([udp[2], udp[3]]);
     if dport != dns_port {
         return Err(counter::PASS_NOT_DNS);
+    }
+    ingress(ctx, settings, &q.ldns, &q.dst, v6, be16([udp[0], udp[1]]))?;
+    if !sum_ok(ip_sum) {
+        return Err(counter::DROP_BAD_CHECKSUM);
     }
     let udp_len = be16([udp[4], udp[5]]) as usize;
     if udp_len != ip_payload_len || udp_len < UDP_HLEN + DNS_HLEN {
@@ -201,14 +279,31 @@ pub fn parse(ctx: &XdpContext, dns_port: u16, key: &mut QnameKey) -> Result<Quer
     if be16([tc[2], tc[3]]) != QCLASS_IN || (qtype != QTYPE_A && qtype != QTYPE_AAAA) {
         return Err(counter::PASS_UNPARSED);
     }
+    let mut opt_sum = 0u32;
     if has_opt {
         // Root owner, type OPT, version 0, no options, and nothing after it.
         let o = read::<OPT_LEN>(ctx, dns_off + q_end)?;
         if o[0] != 0 || be16([o[1], o[2]]) != QTYPE_OPT || o[6] != 0 || o[9] | o[10] != 0 || dns_len != q_end + OPT_LEN {
             return Err(counter::PASS_UNPARSED);
         }
+        // The OPT starts where the question ends: odd when the name length is.
+        let mut i = 0;
+        while i < OPT_LEN {
+            opt_sum += (o[i] as u32) << (8 * (((q_end + i) & 1) ^ 1));
+            i += 1;
+        }
     } else if dns_len != q_end {
         return Err(counter::PASS_UNPARSED);
     }
-    Ok(Query { l3_off, l4_off, dns_off, q_end, qtype, v6, has_opt, ldns, dst, dport, qsum })
+    udp_checksum_ok(&q.ldns, &q.dst, v6, &udp, &h, qsum + opt_sum)?;
+    q.l3_off = l3_off;
+    q.l4_off = l4_off;
+    q.dns_off = dns_off;
+    q.q_end = q_end;
+    q.qtype = qtype;
+    q.v6 = v6;
+    q.has_opt = has_opt;
+    q.dport = dport;
+    q.qsum = qsum;
+    Ok(())
 }

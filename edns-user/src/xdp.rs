@@ -128,7 +128,7 @@ impl DataPlane {
         let mut ebpf = load(model, &bytes)?;
         // The logger takes its ring buffer before the programs load.
         let logger = if log { Some(aya_log::EbpfLogger::init(&mut ebpf).context("cannot set up aya-log")?) } else { None };
-        let mut dp = DataPlane::fill(model, &mut ebpf, vs_states, log)?;
+        let mut dp = DataPlane::fill(model, &mut ebpf, vs_states, log, Some(iface_mac(iface)?))?;
         dp.logger = Mutex::new(logger);
         let prog = load_programs(&mut ebpf)?;
         let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
@@ -139,13 +139,20 @@ impl DataPlane {
     }
 
     /// Fills every map from the model and takes the ones the controller
-    /// keeps using. `log` turns on aya-log output of every verdict.
-    pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], log: bool) -> anyhow::Result<DataPlane> {
+    /// keeps using. `log` turns on aya-log output of every verdict; `mac`
+    /// is the interface's, to which query frames must be addressed.
+    pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<DataPlane> {
         let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         settings.set(
             0,
-            Settings { dns_port, edns_payload: model.server.edns_payload, log: log as u32 },
+            Settings {
+                dns_port,
+                edns_payload: model.server.edns_payload,
+                log: log as u32,
+                mac: mac.unwrap_or_default(),
+                check_mac: mac.is_some() as u16,
+            },
             0,
         )?;
 
@@ -201,6 +208,14 @@ impl DataPlane {
         }
         Ok(out)
     }
+}
+
+/// The MAC address of an interface, from sysfs.
+fn iface_mac(iface: &str) -> anyhow::Result<[u8; 6]> {
+    let path = format!("/sys/class/net/{iface}/address");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let bytes: Vec<u8> = text.trim().split(':').map(|h| u8::from_str_radix(h, 16)).collect::<Result<_, _>>().with_context(|| format!("{path}: {text:?} is not a MAC"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("{path}: {text:?} is not a 6-byte MAC"))
 }
 
 /// Missing keys are `None`; any other map error is an error.

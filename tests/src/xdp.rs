@@ -10,6 +10,7 @@ use aya::Ebpf;
 use edns_user::model::Model;
 use edns_user::xdp::{self, DataPlane};
 
+pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
@@ -26,7 +27,7 @@ impl XdpUnderTest {
         let bytes = std::fs::read(&obj).with_context(|| format!("{} missing: run cargo xtask build-ebpf", obj.display()))?;
         let mut ebpf = xdp::load(model, &bytes)?;
         let states: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { edns_common::VS_UP } else { 0 }).collect();
-        let dataplane = Arc::new(DataPlane::fill(model, &mut ebpf, &states, false)?);
+        let dataplane = Arc::new(DataPlane::fill(model, &mut ebpf, &states, false, Some(crate::packet::SERVER_MAC))?);
         xdp::load_programs(&mut ebpf)?;
         Ok(XdpUnderTest { ebpf, dataplane })
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use edns_common::{VS_AVAILABLE, VS_MARKED_UP, VS_UP};
 use edns_tests::packet::{check_answer, dns_query, Frame};
 use edns_tests::require_root;
-use edns_tests::xdp::{XdpUnderTest, XDP_PASS, XDP_TX};
+use edns_tests::xdp::{XdpUnderTest, XDP_DROP, XDP_PASS, XDP_TX};
 use edns_user::dns::{Responder, Transport};
 use edns_user::select::Selector;
 use edns_user::store::{MemoryStore, Store};
@@ -139,6 +139,17 @@ fn random_ldns(rng: &mut impl Rng, pool: &[IpAddr]) -> IpAddr {
     }
 }
 
+/// An independent statement of the ingress policy's source rule: addresses
+/// no resolver can send from (RFC 6890), and our own.
+fn martian(src: IpAddr) -> bool {
+    match src {
+        IpAddr::V4(a) => a.octets()[0] == 0 || a.is_loopback() || a.octets()[0] >= 224 || a == Ipv4Addr::new(198, 18, 0, 1),
+        IpAddr::V6(a) => {
+            a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some() || a == "fd00::1".parse::<Ipv6Addr>().unwrap()
+        }
+    }
+}
+
 #[test]
 fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     require_root();
@@ -151,8 +162,18 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     let reference = Responder::new(model.clone(), Selector::new(model.clone(), mem.clone()));
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xed45);
-    let ldns_pool: Vec<IpAddr> = (0..40).map(|_| random_ldns(&mut rng, &[IpAddr::V4(Ipv4Addr::LOCALHOST)])).collect();
-    let (mut tx, mut pass) = (0u32, 0u32);
+    // Resolvers that come back (persistence hits); fresh random sources
+    // below include martian ones, which XDP must drop.
+    let seed = [IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1))];
+    let ldns_pool: Vec<IpAddr> = (0..40)
+        .map(|_| loop {
+            let a = random_ldns(&mut rng, &seed);
+            if !martian(a) {
+                break a;
+            }
+        })
+        .collect();
+    let (mut tx, mut pass, mut dropped) = (0u32, 0u32, 0u32);
     const QUERIES: u32 = 4000;
     for i in 0..QUERIES {
         // Every 250 queries, change a VS's state in both stores alike.
@@ -195,25 +216,37 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
         };
         let frame = f.build();
         let (verdict, out) = x.run(&frame).unwrap();
-        let want = reference.respond(&dns, src, Transport::Udp).expect("userspace answers every valid query");
+        if verdict != XDP_DROP {
+            assert!(!martian(src), "query #{i}: martian source {src} not dropped (verdict {verdict})");
+        }
+        // The reference answers what XDP did not drop (in production the
+        // kernel's own checks stop the dropped ones before any socket).
+        let want = || reference.respond(&dns, src, Transport::Udp).expect("userspace answers every valid query");
         let ctx = || format!("query #{i}: {name} type {qtype} from {src} edns {edns:?} vlans {:?}", f.vlans);
         match verdict {
             XDP_TX => {
                 tx += 1;
                 let got = check_answer(&f, &out).unwrap_or_else(|e| panic!("{}: {e}", ctx()));
-                assert_eq!(got, want, "{}: XDP answer differs from userspace", ctx());
+                assert_eq!(got, want(), "{}: XDP answer differs from userspace", ctx());
             }
             XDP_PASS => {
                 pass += 1;
                 assert_eq!(out, frame, "{}: passed frame changed", ctx());
                 let got = slow_path.respond(&dns, src, Transport::Udp).unwrap();
-                assert_eq!(got, want, "{}: controller answer over the maps differs", ctx());
+                assert_eq!(got, want(), "{}: controller answer over the maps differs", ctx());
+            }
+            XDP_DROP => {
+                // Only a source no resolver can have is dropped here (the
+                // frames are otherwise well-formed and addressed to us).
+                dropped += 1;
+                assert!(martian(src), "{}: dropped a legitimate source", ctx());
             }
             v => panic!("{}: verdict {v}", ctx()),
         }
     }
     let c = |n: &str| x.counter(n);
-    println!("{tx} answered in XDP, {pass} passed up; counters {:?}", x.counters());
+    println!("{tx} answered in XDP, {pass} passed up, {dropped} martian sources dropped; counters {:?}", x.counters());
+    assert!(dropped >= 20 && c("drop_martian_source") == dropped as u64, "martian sources dropped: {dropped}");
     for n in ["answered_stripe", "answered_topology", "answered_persistence", "answered_fallback_rr", "answered_consistent", "pass_all_down"] {
         assert!(c(n) >= 20, "{n} = {}: the run must exercise it", c(n));
     }

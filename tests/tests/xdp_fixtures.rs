@@ -323,3 +323,92 @@ fn frames_that_are_not_plain_udp_dns_to_our_port_pass_unchanged() {
     passes(&mut x, "UDP length mismatch", &bad_len, "pass_unparsed");
 }
 
+
+/// Runs a fixture that must be dropped, counted under `counter`.
+fn drops(x: &mut XdpUnderTest, what: &str, bytes: &[u8], counter: &str) {
+    let before = x.counter(counter);
+    let (v, _) = x.run(bytes).unwrap();
+    assert_eq!(v, edns_tests::xdp::XDP_DROP, "{what}: verdict; counters {:?}", x.counters());
+    assert_eq!(x.counter(counter), before + 1, "{what}: counter {counter}; all: {:?}", x.counters());
+}
+
+#[test]
+fn martian_and_spoofed_sources_are_dropped_never_answered() {
+    let mut x = setup();
+    let q = dns_query(70, false, "www.gslb.example.", 1, None);
+    for src in ["0.1.2.3", "127.0.0.1", "224.0.0.251", "239.255.255.250", "240.0.0.1", "255.255.255.255", "198.18.0.1"] {
+        drops(&mut x, src, &frame(src, q.clone()).build(), "drop_martian_source");
+    }
+    for src in ["::", "::1", "ff02::1", "::ffff:192.0.2.1", "fd00:edd5::1"] {
+        drops(&mut x, src, &frame(src, q.clone()).build(), "drop_martian_source");
+    }
+    let mut f = frame("198.18.3.7", q.clone());
+    f.sport = 0;
+    drops(&mut x, "source port 0", &f.build(), "drop_martian_source");
+    let mut b = frame("198.18.3.7", q.clone()).build();
+    b[6] |= 1; // a group source MAC: the answer would go to the group
+    drops(&mut x, "group source MAC", &b, "drop_martian_source");
+    assert_eq!(x.counter("answered_stripe"), 0);
+}
+
+#[test]
+fn frames_not_addressed_to_us_are_dropped() {
+    let mut x = setup();
+    let q = dns_query(71, false, "www.gslb.example.", 1, None);
+    let mut b = frame("198.18.3.7", q.clone()).build();
+    b[5] ^= 0x10; // another host's MAC
+    drops(&mut x, "another host's MAC", &b, "drop_not_for_us");
+    let mut b = frame("198.18.3.7", q.clone()).build();
+    b[..6].copy_from_slice(&[0xff; 6]);
+    drops(&mut x, "broadcast MAC", &b, "drop_not_for_us");
+    for dst in ["224.0.0.251", "255.255.255.255"] {
+        let f = Frame::udp(ip("198.18.3.7"), ip(dst), 53, q.clone());
+        drops(&mut x, dst, &f.build(), "drop_not_for_us");
+    }
+    let f = Frame::udp(ip("fd00:edd5::7"), ip("ff02::fb"), 53, q.clone());
+    drops(&mut x, "ff02::fb", &f.build(), "drop_not_for_us");
+    assert_eq!(x.counter("answered_stripe"), 0);
+}
+
+#[test]
+fn corrupt_checksums_are_dropped_and_a_zero_udp_checksum_only_over_ipv4_is_accepted() {
+    let mut x = setup();
+    let q = dns_query(72, false, "www.gslb.example.", 1, Some(1232));
+    let good = frame("198.18.3.7", q.clone()).build();
+    let mut b = good.clone();
+    b[25] ^= 0x01; // IPv4 header checksum
+    drops(&mut x, "IPv4 header checksum", &b, "drop_bad_checksum");
+    let mut b = good.clone();
+    b[41] ^= 0x01; // UDP checksum
+    drops(&mut x, "UDP checksum over IPv4", &b, "drop_bad_checksum");
+    // A payload byte changed in flight, still a valid query: the name's
+    // case (byte 55, the first letter) and the OPT's payload size.
+    let mut b = good.clone();
+    b[55] ^= 0x20;
+    drops(&mut x, "qname byte corrupted", &b, "drop_bad_checksum");
+    let mut b = good.clone();
+    let size_hi = b.len() - 8;
+    b[size_hi] ^= 0x01;
+    drops(&mut x, "OPT byte corrupted", &b, "drop_bad_checksum");
+    let mut b = good.clone();
+    b[40] = 0;
+    b[41] = 0; // IPv4: zero means no checksum
+    let f = frame("198.18.3.7", q.clone());
+    let (v, out) = x.run(&b).unwrap();
+    assert_eq!(v, XDP_TX, "a zero UDP checksum over IPv4 is allowed");
+    check_answer(&f, &out).unwrap();
+    let f6 = frame("fd00::9", dns_query(73, false, "www.gslb.example.", 1, None));
+    let mut b = f6.build();
+    b[60] = 0;
+    b[61] = 0; // IPv6 requires one
+    drops(&mut x, "zero UDP checksum over IPv6", &b, "drop_bad_checksum");
+    let mut b = f6.build();
+    b[61] ^= 0x04;
+    drops(&mut x, "UDP checksum over IPv6", &b, "drop_bad_checksum");
+    // Odd name lengths put the OPT at an odd offset: sums must still verify.
+    for name in ["www.gslb.example.", "WWW.gslb.example.", "geo.gslb.example.", "shop.gslb.example."] {
+        let f = frame("198.18.1.9", dns_query(74, false, name, 1, Some(1232)));
+        let (v, _) = x.run(&f.build()).unwrap();
+        assert_ne!(v, edns_tests::xdp::XDP_DROP, "{name}: a correct checksum was refused; {:?}", x.counters());
+    }
+}
