@@ -72,6 +72,8 @@ pub struct Query {
     pub qtype: u16,
     pub v6: bool,
     pub has_opt: bool,
+    /// The OPT's DO bit (RFC 3225), copied into the answer's OPT.
+    pub dnssec_ok: bool,
     /// The LDNS: source address, IPv4 mapped into IPv6.
     pub ldns: [u8; 16],
     /// Destination address, IPv4 mapped into IPv6.
@@ -280,12 +282,14 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
         return Err(counter::PASS_UNPARSED);
     }
     let mut opt_sum = 0u32;
+    let mut dnssec_ok = false;
     if has_opt {
         // Root owner, type OPT, version 0, no options, and nothing after it.
         let o = read::<OPT_LEN>(ctx, dns_off + q_end)?;
         if o[0] != 0 || be16([o[1], o[2]]) != QTYPE_OPT || o[6] != 0 || o[9] | o[10] != 0 || dns_len != q_end + OPT_LEN {
             return Err(counter::PASS_UNPARSED);
         }
+        dnssec_ok = o[7] & 0x80 != 0;
         // The OPT starts where the question ends: odd when the name length is.
         let mut i = 0;
         while i < OPT_LEN {
@@ -303,6 +307,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     q.qtype = qtype;
     q.v6 = v6;
     q.has_opt = has_opt;
+    q.dnssec_ok = dnssec_ok;
     q.dport = dport;
     q.qsum = qsum;
     Ok(())

@@ -84,7 +84,8 @@ pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_paylo
     }
     if q.has_opt {
         let p = edns_payload.to_be_bytes();
-        let opt = [0, 0, 41, p[0], p[1], 0, 0, 0, 0, 0, 0];
+        // DO copied (RFC 3225): the high bit of the flags.
+        let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, 0];
         let o = ptr_at::<[u8; OPT_LEN]>(ctx, rd_off + rdlen).ok_or(counter::PASS_NO_ROOM)?;
         // Byte stores: a copy with zero runs would become a memset call.
         let mut i = 0;

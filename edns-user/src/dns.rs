@@ -61,6 +61,7 @@ pub struct Responder {
 /// Header flag bits (second and third header bytes as one u16).
 const FLAG_QR: u16 = 0x8000;
 const FLAG_RD: u16 = 0x0100;
+const FLAG_CD: u16 = 0x0010;
 const OPCODE_MASK: u16 = 0x7800;
 
 impl Responder {
@@ -111,7 +112,7 @@ impl Responder {
     fn bare_error(&self, query: &[u8], rcode: ResponseCode) -> Vec<u8> {
         self.stats.count(rcode);
         let flags = u16::from_be_bytes([query[2], query[3]]);
-        let out = FLAG_QR | (flags & (OPCODE_MASK | FLAG_RD)) | (u16::from(rcode) & 0xf);
+        let out = FLAG_QR | (flags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | (u16::from(rcode) & 0xf);
         let mut b = vec![0u8; 12];
         b[..2].copy_from_slice(&query[..2]);
         b[2..4].copy_from_slice(&out.to_be_bytes());
@@ -124,10 +125,12 @@ impl Responder {
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
         resp.metadata.checking_disabled = req.metadata.checking_disabled;
         resp.add_queries(req.queries.iter().cloned());
-        if req.edns.is_some() {
+        if let Some(req_edns) = &req.edns {
             let mut e = Edns::new();
             e.set_max_payload(self.model.server.edns_payload);
             e.set_version(0);
+            // RFC 3225: DO is copied into the response.
+            e.set_dnssec_ok(req_edns.flags().dnssec_ok);
             resp.set_edns(e);
         }
         if req.metadata.op_code != OpCode::Query {
@@ -167,6 +170,11 @@ impl Responder {
             return ResponseCode::Refused;
         }
         let qtype = q.query_type();
+        // No zone transfers: refused at once (RFC 5936 §2.2.1 allows it).
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            resp.metadata.authoritative = false;
+            return ResponseCode::Refused;
+        }
         if qname.to_lowercase() == *zone {
             let ttl = self.model.server.answer_ttl;
             if matches!(qtype, RecordType::SOA | RecordType::ANY) {

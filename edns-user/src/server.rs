@@ -18,21 +18,37 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 fn udp_sockets(addr: &SocketAddr) -> anyhow::Result<Vec<UdpSocket>> {
     // SO_REUSEPORT would let a second edns share the port silently; a plain
     // bind first fails with "address in use" if anything holds it.
-    drop(std::net::UdpSocket::bind(addr).with_context(|| format!("cannot bind UDP {addr}"))?);
+    // (IPv6 sockets are IPv6-only, so `[::]` beside `0.0.0.0` on one port binds.)
+    let socket = |reuse_port: bool| -> std::io::Result<socket2::Socket> {
+        let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::DGRAM, None)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_reuse_port(reuse_port)?;
+        s.set_nonblocking(true)?;
+        s.bind(&(*addr).into())?;
+        Ok(s)
+    };
+    drop(socket(false).with_context(|| format!("cannot bind UDP {addr}"))?);
     let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     (0..n)
-        .map(|_| {
-            let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::DGRAM, None)?;
-            if addr.is_ipv6() {
-                s.set_only_v6(true)?;
-            }
-            s.set_reuse_port(true)?;
-            s.set_nonblocking(true)?;
-            s.bind(&(*addr).into())?;
-            Ok(UdpSocket::from_std(s.into())?)
-        })
+        .map(|_| UdpSocket::from_std(socket(true)?.into()))
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("cannot bind UDP {addr}"))
+}
+
+/// A TCP listener on one family only: `[::]:53` must not claim the IPv4
+/// port that `0.0.0.0:53` binds beside it (net.ipv6.bindv6only = 0).
+fn tcp_listener(addr: &SocketAddr) -> std::io::Result<TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&(*addr).into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }
 
 /// Binds every listen address (UDP and TCP) and serves until the task is dropped.
@@ -40,7 +56,7 @@ pub async fn serve(responder: Arc<Responder>, listen: &[SocketAddr]) -> anyhow::
     let mut tasks = tokio::task::JoinSet::new();
     for addr in listen {
         let udp = udp_sockets(addr)?;
-        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot bind TCP {addr}"))?;
+        let tcp = tcp_listener(addr).with_context(|| format!("cannot bind TCP {addr}"))?;
         tracing::info!(%addr, udp_sockets = udp.len(), "serving DNS on UDP and TCP");
         for sock in udp {
             tasks.spawn(udp_loop(responder.clone(), sock));
@@ -108,9 +124,26 @@ async fn tcp_conn(responder: Arc<Responder>, mut stream: TcpStream, peer: Socket
                 framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
                 framed.extend_from_slice(&out);
                 stream.write_all(&framed).await?;
+                // A refused zone transfer ends the stream: the client stops
+                // waiting for more messages at once.
+                if is_refused_transfer(&buf[..n], &out) {
+                    stream.shutdown().await?;
+                    return Ok(());
+                }
             }
             // Unanswerable garbage on a stream: the framing can't be trusted any more.
             None => return Ok(()),
         }
     }
+}
+
+/// True when `query` asked for AXFR or IXFR and `response` refused it.
+fn is_refused_transfer(query: &[u8], response: &[u8]) -> bool {
+    use hickory_proto::rr::RecordType;
+    let refused = response.len() >= 4 && response[3] & 0x0f == u8::from(hickory_proto::op::ResponseCode::Refused.low());
+    refused
+        && hickory_proto::op::Message::from_vec(query)
+            .ok()
+            .and_then(|m| m.queries.first().map(|q| matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR)))
+            .unwrap_or(false)
 }

@@ -398,3 +398,67 @@ fn ctl_records_lists_every_fig6_field() {
     let bad = e.ctl(&["set-vs", "east/vs1", "sideways"]).unwrap_err().to_string();
     assert!(bad.contains("not one of up, down, drain, auto, unavailable"), "{bad}");
 }
+
+#[test]
+fn do_is_copied_into_the_opt_and_cd_rd_into_header_only_errors() {
+    let e = start_example();
+    let d = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+dnssec"]).unwrap();
+    assert!(d.text.contains("flags: do"), "DO copied (RFC 3225): {}", d.text);
+    let plain = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+edns"]).unwrap();
+    assert!(plain.text.contains("EDNS PSEUDOSECTION") && !plain.text.contains("flags: do"), "{}", plain.text);
+    // An unparseable query with RD and CD set: FORMERR with both copied.
+    let r = udp_exchange(e.dns, &raw_query(9, 0x0110, 1, 0, 0, 0, b"\x03www\x04gslb\x07exa")).expect("FORMERR");
+    assert_eq!(r[3] & 0x0f, 1, "FORMERR");
+    assert_eq!((r[2] & 0x01, r[3] & 0x10), (0x01, 0x10), "RD and CD copied: {r:02x?}");
+}
+
+/// AXFR and IXFR are refused at once, and over TCP the stream is closed so
+/// the client does not wait for more.
+#[test]
+fn zone_transfers_are_refused_at_once_and_tcp_is_closed() {
+    let e = start_example();
+    for (qtype, name) in [(252u16, "AXFR"), (251, "IXFR")] {
+        let mut q = b"\x04gslb\x07example\x00".to_vec();
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&[0, 1]);
+        let pkt = raw_query(10, 0, 1, 0, 0, 0, &q);
+        let r = udp_exchange(e.dns, &pkt).expect("an answer over UDP");
+        assert_eq!(r[3] & 0x0f, 5, "{name} over UDP: REFUSED");
+        let mut t = TcpStream::connect(e.dns).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut framed = (pkt.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&pkt);
+        t.write_all(&framed).unwrap();
+        let started = std::time::Instant::now();
+        let mut all = Vec::new();
+        t.read_to_end(&mut all).expect("the server closes the stream");
+        assert!(started.elapsed() < Duration::from_secs(1), "{name}: closed after {:?}", started.elapsed());
+        assert!(all.len() > 2 + 12, "{name}: one framed response");
+        assert_eq!(all[2 + 3] & 0x0f, 5, "{name} over TCP: REFUSED");
+    }
+    let kd = kdig(None, e.dns, None, &["gslb.example.", "AXFR"]);
+    let text = match kd {
+        Ok(d) => d.text,
+        Err(err) => err.to_string(),
+    };
+    assert!(text.to_lowercase().contains("refused"), "kdig AXFR: {text}");
+}
+
+/// The README's dual-stack advice: one wildcard address per family on one
+/// port, UDP and TCP, on a default system (net.ipv6.bindv6only = 0).
+#[test]
+fn wildcard_listen_on_both_families_binds_and_answers_each() {
+    let port = edns_tests::free_port();
+    let control = SocketAddr::from(([127, 0, 0, 1], edns_tests::free_port()));
+    let cfg = example_config(SocketAddr::from(([127, 0, 0, 1], port)), control)
+        .replace(&format!("listen = [\"127.0.0.1:{port}\"]"), &format!("listen = [\"0.0.0.0:{port}\", \"[::]:{port}\"]"));
+    assert!(cfg.contains("[::]"), "{cfg}");
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    for server in [SocketAddr::from(([127, 0, 0, 1], port)), SocketAddr::new("::1".parse().unwrap(), port)] {
+        let d = kdig(None, server, None, &["www.gslb.example.", "A"]).unwrap();
+        assert_eq!(d.status, "NOERROR", "UDP to {server}: {}", d.text);
+        let t = kdig(None, server, None, &["www.gslb.example.", "A", "+tcp"]).unwrap();
+        assert_eq!(t.status, "NOERROR", "TCP to {server}: {}", t.text);
+    }
+    drop(e);
+}

@@ -1,7 +1,7 @@
 //! The kernel and userspace paths agree byte for byte.
 //!
 //! Thousands of random valid queries (random LDNS addresses v4 and v6, name
-//! case, qtype, with and without OPT, VLAN tags, RD/CD) go through the XDP
+//! case, qtype, with and without OPT, DO, VLAN tags, RD/CD) go through the XDP
 //! program (BPF_PROG_TEST_RUN, state in its maps) and through the userspace
 //! responder with its own in-memory state, both started from the same config.
 //! An XDP answer must equal the userspace answer byte for byte; a query XDP
@@ -205,6 +205,10 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
         let mut dns = dns_query(rng.random(), rng.random(), &name, qtype, edns);
         if rng.random_bool(0.2) {
             dns[3] |= 0x10; // CD
+        }
+        if edns.is_some() && rng.random_bool(0.5) {
+            let n = dns.len();
+            dns[n - 4] |= 0x80; // DO, in the OPT's flags
         }
         let dst: IpAddr = if src.is_ipv4() { "198.18.0.1".parse().unwrap() } else { "fd00::1".parse().unwrap() };
         let mut f = Frame::udp(src, dst, 53, dns.clone());

@@ -90,6 +90,18 @@ fn stripe_answer_is_the_exact_expected_frame_with_and_without_edns_and_vlans() {
 }
 
 #[test]
+fn the_do_bit_is_copied_into_the_answer_opt() {
+    let mut x = setup();
+    let mut q = dns_query(0xd0, false, "www.gslb.example.", 1, Some(4096));
+    let n = q.len();
+    q[n - 4] |= 0x80; // DO
+    let mut want = answer_dns(&q, 1, &EAST, 30, true);
+    let m = want.len();
+    want[m - 4] = 0x80;
+    answers(&mut x, "DO set", &frame("198.18.3.7", q), want);
+}
+
+#[test]
 fn ipv6_ldns_gets_a_computed_udp_checksum_and_aaaa_from_the_v6_sac() {
     let mut x = setup();
     // fd00::7 as u128 mod 3 picks the pool entry; find one that lands on west.
