@@ -142,6 +142,8 @@ struct RawServer {
     /// Capacity of the persistence table (records); the oldest are evicted.
     #[serde(default = "default_persistence_capacity")]
     persistence_capacity: Spanned<u32>,
+    /// Name server identifier returned to queries that ask (RFC 5001).
+    nsid: Option<Spanned<String>>,
     soa: Option<RawSoa>,
 }
 
@@ -373,7 +375,18 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
             }
         }
     };
+    let nsid = match &server.nsid {
+        None => None,
+        Some(n) => {
+            let v = n.get_ref();
+            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+                return Err(cx.err(n, format!("nsid {v:?} must be 1 to 64 printable ASCII characters")));
+            }
+            Some(v.as_bytes().to_vec())
+        }
+    };
     Ok(crate::model::ServerConfig {
+        nsid,
         listen,
         zone,
         nameservers,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use serde::Serialize;
@@ -131,6 +132,12 @@ impl Responder {
             e.set_version(0);
             // RFC 3225: DO is copied into the response.
             e.set_dnssec_ok(req_edns.flags().dnssec_ok);
+            // RFC 5001: our identifier, only to a query that asks for it.
+            if let (Some(id), Some(_)) = (&self.model.server.nsid, req_edns.option(EdnsCode::NSID)) {
+                if let Ok(p) = NSIDPayload::new(id.clone()) {
+                    e.options_mut().insert(EdnsOption::NSID(p));
+                }
+            }
             resp.set_edns(e);
         }
         if req.metadata.op_code != OpCode::Query {

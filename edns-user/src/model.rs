@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub edns_payload: u16,
     pub persistence_capacity: u32,
     pub soa: Soa,
+    /// RFC 5001 name server identifier, when configured.
+    pub nsid: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]

@@ -462,3 +462,19 @@ fn wildcard_listen_on_both_families_binds_and_answers_each() {
     }
     drop(e);
 }
+
+#[test]
+fn nsid_is_returned_only_when_asked() {
+    let (dns, control) = loopback_ports();
+    let cfg = example_config(dns, control).replace("[server]\n", "[server]\nnsid = \"edns-test-1\"\n");
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    let d = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+nsid"]).unwrap();
+    assert!(d.text.contains("edns-test-1"), "NSID asked: {}", d.text);
+    assert_eq!(d.answers.len(), 1);
+    let plain = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+edns"]).unwrap();
+    assert!(!plain.text.contains("NSID"), "not asked: {}", plain.text);
+    // Without a configured nsid nothing is added.
+    let bare = start_example();
+    let d = kdig(None, bare.dns, None, &["www.gslb.example.", "A", "+nsid"]).unwrap();
+    assert!(!d.text.contains("edns-test"), "{}", d.text);
+}

@@ -207,3 +207,21 @@ fn xdp_mode_flags_are_checked() {
     assert!(run(&["--iface", "lo"]).contains("--iface given with --xdp off"));
     assert!(run(&["--xdp-log"]).contains("--xdp-log needs --xdp native or skb"));
 }
+
+/// NSID with XDP attached: the kernel passes a query with EDNS options up,
+/// the controller answers it with the identifier.
+#[test]
+fn nsid_is_answered_with_xdp_attached() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let cfg = demo_config().replace("[server]\n", "[server]\nnsid = \"edns-veth\"\n");
+    let e = EdnsProc::start(&cfg, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
+    let server = SocketAddr::new(h.server_ip, 53);
+    let d = kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", "+nsid"]).unwrap();
+    assert!(d.text.contains("edns-veth") && d.answers.len() == 1, "{}", d.text);
+    let s = stats(&e);
+    assert_eq!(xdp(&s, "pass_unparsed"), 1, "the option-bearing query went up: {s}");
+    let plain = kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", "+edns"]).unwrap();
+    assert!(!plain.text.contains("NSID"), "{}", plain.text);
+    assert_eq!(xdp(&stats(&e), "answered_stripe"), 1, "plain EDNS stays in XDP");
+}
