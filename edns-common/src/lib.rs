@@ -7,8 +7,10 @@
 //! functions, so the kernel fast path and the userspace slow path cannot drift.
 #![no_std]
 
+pub mod cookie;
 pub mod maps;
 pub mod select;
 
+pub use cookie::*;
 pub use maps::*;
 pub use select::*;

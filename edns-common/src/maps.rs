@@ -269,4 +269,5 @@ mod pod {
     unsafe impl aya::Pod for PersistRecord {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for ListenKey {}
+    unsafe impl aya::Pod for crate::cookie::CookieSecrets {}
 }
