@@ -87,54 +87,60 @@ pub fn siphash24<const N: usize>(key: &[u8; 16], m: &[u8; N]) -> u64 {
 
 /// The hash part of a server cookie: over the client cookie, the first
 /// eight bytes of the server cookie (version, reserved, timestamp) and the
-/// client's address (4 bytes for IPv4, 16 for IPv6).
+/// client's address (4 bytes for IPv4, 16 for IPv6). `m` is room for the
+/// message (the kernel passes per-CPU scratch: the BPF stack is small).
 #[inline(always)]
-fn cookie_hash(secret: &[u8; 16], client: &[u8; 8], head: &[u8; 8], ldns: &[u8; 16]) -> [u8; 8] {
+fn cookie_hash(secret: &[u8; 16], client: &[u8; 8], head: &[u8; 8], ldns: &[u8; 16], m: &mut [u8; 32]) -> [u8; 8] {
+    let mut i = 0;
+    while i < 8 {
+        m[i] = client[i];
+        m[8 + i] = head[i];
+        i += 1;
+    }
     let h = if is_v4_mapped(ldns) {
-        let mut m = [0u8; 20];
-        let mut i = 0;
-        while i < 8 {
-            m[i] = client[i];
-            m[8 + i] = head[i];
-            i += 1;
-        }
         m[16] = ldns[12];
         m[17] = ldns[13];
         m[18] = ldns[14];
         m[19] = ldns[15];
-        siphash24(secret, &m)
+        let m20: &[u8; 20] = (&m[..20]).try_into().expect("20 of 32 bytes");
+        siphash24(secret, m20)
     } else {
-        let mut m = [0u8; 32];
-        let mut i = 0;
-        while i < 8 {
-            m[i] = client[i];
-            m[8 + i] = head[i];
-            i += 1;
-        }
         let mut j = 0;
         while j < 16 {
             m[16 + j] = ldns[j];
             j += 1;
         }
-        siphash24(secret, &m)
+        siphash24(secret, m)
     };
     h.to_le_bytes()
 }
 
 /// A version-1 server cookie for `client` from `ldns` at wall-clock second `now`.
 #[inline(always)]
-pub fn server_cookie(secret: &[u8; 16], client: &[u8; 8], ldns: &[u8; 16], now: u32) -> [u8; 16] {
+pub fn server_cookie_with(secret: &[u8; 16], client: &[u8; 8], ldns: &[u8; 16], now: u32, m: &mut [u8; 32]) -> [u8; 16] {
     let t = now.to_be_bytes();
     let head = [1, 0, 0, 0, t[0], t[1], t[2], t[3]];
-    let h = cookie_hash(secret, client, &head, ldns);
+    let h = cookie_hash(secret, client, &head, ldns, m);
     [head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7], h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]
+}
+
+/// [`server_cookie_with`] with its own message buffer.
+pub fn server_cookie(secret: &[u8; 16], client: &[u8; 8], ldns: &[u8; 16], now: u32) -> [u8; 16] {
+    server_cookie_with(secret, client, ldns, now, &mut [0; 32])
 }
 
 /// True when `server` is a version-1 cookie made with `secret` for this
 /// client and address, no older than an hour and no more than five minutes
 /// ahead of `now` (serial-number arithmetic, RFC 1982).
 #[inline(always)]
-pub fn server_cookie_valid(secret: &[u8; 16], client: &[u8; 8], server: &[u8; 16], ldns: &[u8; 16], now: u32) -> bool {
+pub fn server_cookie_valid_with(
+    secret: &[u8; 16],
+    client: &[u8; 8],
+    server: &[u8; 16],
+    ldns: &[u8; 16],
+    now: u32,
+    m: &mut [u8; 32],
+) -> bool {
     if server[0] != 1 || server[1] | server[2] | server[3] != 0 {
         return false;
     }
@@ -145,7 +151,7 @@ pub fn server_cookie_valid(secret: &[u8; 16], client: &[u8; 8], server: &[u8; 16
         return false;
     }
     let head = [server[0], server[1], server[2], server[3], server[4], server[5], server[6], server[7]];
-    let h = cookie_hash(secret, client, &head, ldns);
+    let h = cookie_hash(secret, client, &head, ldns, m);
     let mut diff = 0u8;
     let mut i = 0;
     while i < 8 {
@@ -153,6 +159,11 @@ pub fn server_cookie_valid(secret: &[u8; 16], client: &[u8; 8], server: &[u8; 16
         i += 1;
     }
     diff == 0
+}
+
+/// [`server_cookie_valid_with`] with its own message buffer.
+pub fn server_cookie_valid(secret: &[u8; 16], client: &[u8; 8], server: &[u8; 16], ldns: &[u8; 16], now: u32) -> bool {
+    server_cookie_valid_with(secret, client, server, ldns, now, &mut [0; 32])
 }
 
 #[cfg(test)]

@@ -233,7 +233,13 @@ pub mod counter {
     /// Wrong IPv4 header or UDP checksum, or a zero UDP checksum over IPv6.
     pub const DROP_BAD_CHECKSUM: u32 = 18;
     pub const FIRST_DROP: u32 = DROP_MARTIAN_SOURCE;
-    pub const COUNT: u32 = 19;
+    pub const LAST_DROP: u32 = DROP_BAD_CHECKSUM;
+    /// Answers in XDP to queries with a COOKIE option, by what it held
+    /// (counted beside the answering mode).
+    pub const COOKIE_CLIENT_ONLY: u32 = 19;
+    pub const COOKIE_VALID: u32 = 20;
+    pub const COOKIE_BAD: u32 = 21;
+    pub const COUNT: u32 = 22;
 
     pub const NAMES: [&str; COUNT as usize] = [
         "packets",
@@ -255,6 +261,9 @@ pub mod counter {
         "drop_martian_source",
         "drop_not_for_us",
         "drop_bad_checksum",
+        "cookie_client_only",
+        "cookie_valid",
+        "cookie_bad",
     ];
 }
 

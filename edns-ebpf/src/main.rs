@@ -16,12 +16,16 @@ mod parse;
 mod reply;
 mod select;
 
+use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
-use edns_common::{counter, unspecified, ListenKey, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6};
+use edns_common::{
+    counter, server_cookie_valid_with, server_cookie_with, unspecified, ListenKey, CLIENT_COOKIE_LEN, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6,
+    SERVER_COOKIE_LEN,
+};
 
-use crate::maps::{count, JUMPS, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
-use crate::parse::{DNS_HLEN, ETH_HLEN, IPV6_HLEN, QTYPE_AAAA, UDP_HLEN};
+use crate::maps::{count, COOKIE_SECRETS, JUMPS, JUMP_ANSWER, JUMP_COOKIE, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
+use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
 
 /// Counts the outcome (a `counter` index: how it was answered, or why it
 /// went up) and, with `edns run --xdp-log`, logs it.
@@ -29,7 +33,7 @@ use crate::parse::{DNS_HLEN, ETH_HLEN, IPV6_HLEN, QTYPE_AAAA, UDP_HLEN};
 fn verdict(ctx: &XdpContext, r: Result<u32, u32>) -> u32 {
     let (action, outcome) = match r {
         Ok(how) => (xdp_action::XDP_TX, how),
-        Err(reason) if reason >= counter::FIRST_DROP => (xdp_action::XDP_DROP, reason),
+        Err(reason) if (counter::FIRST_DROP..=counter::LAST_DROP).contains(&reason) => (xdp_action::XDP_DROP, reason),
         Err(reason) => (xdp_action::XDP_PASS, reason),
     };
     count(outcome);
@@ -52,8 +56,26 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
-    unsafe { JUMPS.tail_call(ctx, JUMP_ANSWER) };
-    Err(counter::PASS_INTERNAL) // the tail call returned: no answer program
+    let next = if scratch.q.cookie_len != 0 { JUMP_COOKIE } else { JUMP_ANSWER };
+    unsafe { JUMPS.tail_call(ctx, next) };
+    Err(counter::PASS_INTERNAL) // the tail call returned: no such program
+}
+
+/// Between parsing and answering when the query has a COOKIE option: the
+/// fresh server cookie and the verdict on the received one, into scratch.
+/// A program of its own for the stack: SipHash beside the answer's
+/// selection and rewrite would not fit one 512-byte frame.
+#[xdp]
+pub fn edns_cookie(ctx: XdpContext) -> u32 {
+    let r = match SCRATCH.get_ptr_mut(0) {
+        Some(s) => cookie(&ctx, unsafe { &mut *s }),
+        None => Err(counter::PASS_INTERNAL),
+    };
+    if let Err(reason) = r {
+        return verdict(&ctx, Err(reason));
+    }
+    unsafe { JUMPS.tail_call(&ctx, JUMP_ANSWER) };
+    verdict(&ctx, Err(counter::PASS_INTERNAL))
 }
 
 #[xdp]
@@ -64,7 +86,7 @@ pub fn edns_answer(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
-    let scratch = unsafe { &*SCRATCH.get_ptr(0).ok_or(counter::PASS_INTERNAL)? };
+    let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     let q = scratch.q;
     // Re-establish for the verifier the bounds `edns` checked.
     if q.l3_off > ETH_HLEN + 8
@@ -97,9 +119,72 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     } else {
         rdata[..4].copy_from_slice(&sac.addr4);
     }
-    reply::build(ctx, &q, &rdata, w.answer_ttl, settings.edns_payload)?;
+    let judged = scratch.cookie_verdict;
+    let Scratch { cookie, fresh, prefix, .. } = scratch;
+    let cookie = if judged != 0 { Some((&*cookie, &*fresh)) } else { None };
+    reply::build(ctx, &q, &rdata, w.answer_ttl, settings.edns_payload, cookie, prefix)?;
     select::commit(&choice);
+    if judged != 0 {
+        count(judged);
+    }
     Ok(choice.how)
+}
+
+/// Copies the cookie's bytes (after the OPT and the option header) into
+/// scratch and finishes the UDP checksum `edns` left pending.
+#[inline(always)]
+fn read_cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), u32> {
+    let q = &scratch.q;
+    // Re-establish for the verifier the bounds `edns` checked.
+    if q.dns_off > ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN || q.q_end > DNS_HLEN + MAX_QNAME_WIRE + 4 {
+        return Err(counter::PASS_INTERNAL);
+    }
+    let off = q.dns_off + q.q_end + OPT_LEN + OPTION_HLEN;
+    let odd = (q.q_end + OPT_LEN + OPTION_HLEN) & 1 == 1;
+    let c = parse::read::<CLIENT_COOKIE_LEN>(ctx, off)?;
+    let mut sum = parse::sum_at(&c, odd);
+    scratch.cookie[..CLIENT_COOKIE_LEN].copy_from_slice(&c);
+    if q.cookie_len == COOKIE_MAX {
+        let sc = parse::read::<SERVER_COOKIE_LEN>(ctx, off + CLIENT_COOKIE_LEN)?;
+        sum += parse::sum_at(&sc, odd); // 8 bytes on: same parity
+        scratch.cookie[CLIENT_COOKIE_LEN..].copy_from_slice(&sc);
+    }
+    if scratch.pending_sum != 0 && !parse::sum_ok(scratch.pending_sum + sum) {
+        return Err(counter::DROP_BAD_CHECKSUM);
+    }
+    Ok(())
+}
+
+/// For a query with a COOKIE option (and cookies on): a fresh server
+/// cookie into `scratch.fresh`, and the counter judging the one received.
+#[inline(always)]
+fn cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), u32> {
+    scratch.cookie_verdict = 0;
+    if !scratch.q.has_opt || scratch.q.cookie_len == 0 {
+        return Ok(());
+    }
+    read_cookie(ctx, scratch)?;
+    let s = COOKIE_SECRETS.get(0).ok_or(counter::PASS_INTERNAL)?;
+    if s.enabled == 0 {
+        return Ok(()); // cookies off: answered without one, as the controller does
+    }
+    let now = ((unsafe { bpf_ktime_get_boot_ns() } / 1_000_000_000) as i64 + s.wall_offset_secs) as u32;
+    // References into the scratch, never copies: the stack is small.
+    let Scratch { q, cookie, fresh, msg, .. } = scratch;
+    let (client, server) = cookie.split_at(CLIENT_COOKIE_LEN);
+    let client: &[u8; 8] = client.try_into().map_err(|_| counter::PASS_INTERNAL)?;
+    let server: &[u8; 16] = server.try_into().map_err(|_| counter::PASS_INTERNAL)?;
+    *fresh = server_cookie_with(&s.current, client, &q.ldns, now, msg);
+    scratch.cookie_verdict = if q.cookie_len == CLIENT_COOKIE_LEN {
+        counter::COOKIE_CLIENT_ONLY
+    } else if server_cookie_valid_with(&s.current, client, server, &q.ldns, now, msg)
+        || (s.has_previous != 0 && server_cookie_valid_with(&s.previous, client, server, &q.ldns, now, msg))
+    {
+        counter::COOKIE_VALID
+    } else {
+        counter::COOKIE_BAD
+    };
+    Ok(())
 }
 
 #[panic_handler]

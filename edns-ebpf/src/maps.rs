@@ -1,10 +1,10 @@
 //! The data plane's maps. Layouts come from `edns-common`; capacities must
 //! match `edns-user/src/xdp.rs`.
 
+use crate::parse::Scratch;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
-use crate::parse::Scratch;
-use edns_common::{counter, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
+use edns_common::{counter, CookieSecrets, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
 
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
@@ -47,10 +47,16 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static OPAQUE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
-/// Tail-call targets; [`JUMP_ANSWER`] is `edns_answer`.
+/// Tail-call targets: [`JUMP_ANSWER`] is `edns_answer`, [`JUMP_COOKIE`]
+/// is `edns_cookie` (each program has its own 512-byte stack).
 #[map]
-pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 pub const JUMP_ANSWER: u32 = 0;
+pub const JUMP_COOKIE: u32 = 1;
+
+/// DNS cookie secrets and the wall-clock offset (one entry, the controller's).
+#[map]
+pub static COOKIE_SECRETS: Array<CookieSecrets> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

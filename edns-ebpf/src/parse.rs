@@ -2,7 +2,10 @@
 //! the packet goes up with XDP_PASS and the reason is counted.
 
 use aya_ebpf::programs::XdpContext;
-use edns_common::{counter, is_group_destination, is_martian_source, ListenKey, QnameKey, Settings, MAX_QNAME_WIRE};
+use edns_common::{
+    counter, is_group_destination, is_martian_source, ListenKey, QnameKey, Settings, CLIENT_COOKIE_LEN, MAX_QNAME_WIRE, OPTION_COOKIE,
+    SERVER_COOKIE_LEN,
+};
 
 use crate::maps::LISTEN;
 
@@ -22,6 +25,12 @@ const QTYPE_OPT: u16 = 41;
 const QCLASS_IN: u16 = 1;
 /// An OPT RR without options: root name, type, class, TTL, RDLENGTH.
 pub const OPT_LEN: usize = 11;
+/// Longest part of a query frame up to the end of its question.
+pub const MAX_PREFIX: usize = ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN + DNS_HLEN + MAX_QNAME_WIRE + 4;
+/// A COOKIE option's header (code, length).
+pub const OPTION_HLEN: usize = 4;
+/// Client cookie and a version-1 server cookie.
+pub const COOKIE_MAX: usize = CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN;
 
 /// Pointer to `T` at `off`, if the packet holds it (a bounds check the verifier sees).
 #[inline(always)]
@@ -74,6 +83,9 @@ pub struct Query {
     pub has_opt: bool,
     /// The OPT's DO bit (RFC 3225), copied into the answer's OPT.
     pub dnssec_ok: bool,
+    /// COOKIE option data: 0 (none), 8 (client cookie) or 24 (client and
+    /// a 16-byte server cookie) bytes of [`Scratch::cookie`].
+    pub cookie_len: usize,
     /// The LDNS: source address, IPv4 mapped into IPv6.
     pub ldns: [u8; 16],
     /// Destination address, IPv4 mapped into IPv6.
@@ -84,11 +96,23 @@ pub struct Query {
     pub qsum: u32,
 }
 
-/// Per-CPU scratch: the parsed query and its lowercased qname.
+/// Per-CPU scratch: the parsed query, its lowercased qname, its cookie,
+/// and room to build a server cookie (none of it fits the BPF stack).
 #[repr(C)]
 pub struct Scratch {
     pub key: QnameKey,
     pub q: Query,
+    pub cookie: [u8; COOKIE_MAX],
+    pub fresh: [u8; SERVER_COOKIE_LEN],
+    pub msg: [u8; 32],
+    /// What `edns_cookie` judged the query's cookie (a `counter`), 0 when
+    /// there is no cookie to answer with.
+    pub cookie_verdict: u32,
+    /// With a cookie: the UDP checksum's sum without the cookie's bytes,
+    /// for `edns_cookie` to finish (0: no checksum to verify).
+    pub pending_sum: u32,
+    /// Room to move a frame's headers and question when it grows at the head.
+    pub prefix: [u8; MAX_PREFIX],
 }
 
 /// Sum of the 16-bit words of `n` bytes of `b` from `from` (n even).
@@ -105,7 +129,7 @@ fn words<const N: usize>(b: &[u8; N], from: usize, n: usize) -> u32 {
 
 /// True when a one's-complement sum (checksum field included) verifies.
 #[inline(always)]
-fn sum_ok(mut s: u32) -> bool {
+pub fn sum_ok(mut s: u32) -> bool {
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     s == 0xffff
@@ -136,22 +160,49 @@ fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16
     Ok(())
 }
 
-/// Verifies the UDP checksum over the pseudo header, the UDP and DNS
-/// headers, and the sums of question and OPT taken while parsing. Zero
-/// means "no checksum" over IPv4 and is refused over IPv6 (RFC 8200 §8.1).
+/// Checks a COOKIE option's header at `off` (`rdlen` bytes with it);
+/// returns the cookie's length (8 or 24) and the header's sum. The cookie
+/// bytes are read by `edns_cookie`, whose single state is cheap to verify
+/// (here every qname length is a state of its own).
 #[inline(always)]
-fn udp_checksum_ok(src: &[u8; 16], dst: &[u8; 16], v6: bool, udp: &[u8; UDP_HLEN], dns: &[u8; DNS_HLEN], rest: u32) -> Result<(), u32> {
+fn cookie_header(ctx: &XdpContext, off: usize, rdlen: usize, odd: bool) -> Result<(usize, u32), u32> {
+    let len = rdlen.wrapping_sub(OPTION_HLEN);
+    if len != CLIENT_COOKIE_LEN && len != COOKIE_MAX {
+        return Err(counter::PASS_UNPARSED); // another option, or a cookie the controller judges
+    }
+    let h = read::<OPTION_HLEN>(ctx, off)?;
+    if be16([h[0], h[1]]) != OPTION_COOKIE || be16([h[2], h[3]]) as usize != len {
+        return Err(counter::PASS_UNPARSED);
+    }
+    Ok((len, sum_at(&h, odd)))
+}
+
+/// Sum of `b` as 16-bit words when it starts at an odd (`odd`) or even
+/// offset of the DNS message.
+#[inline(always)]
+pub fn sum_at<const N: usize>(b: &[u8; N], odd: bool) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < N {
+        sum += (b[i] as u32) << (8 * (((i & 1) ^ odd as usize) ^ 1));
+        i += 1;
+    }
+    sum
+}
+
+/// The UDP checksum's sum over the pseudo header and the UDP and DNS
+/// headers, to which the question's and OPT's sums taken while parsing are
+/// added. `None`: no checksum to verify (zero over IPv4); zero over IPv6
+/// is refused (RFC 8200 §8.1).
+#[inline(always)]
+fn udp_partial_sum(src: &[u8; 16], dst: &[u8; 16], v6: bool, udp: &[u8; UDP_HLEN], dns: &[u8; DNS_HLEN]) -> Result<Option<u32>, u32> {
     if udp[6] | udp[7] == 0 {
-        return if v6 { Err(counter::DROP_BAD_CHECKSUM) } else { Ok(()) };
+        return if v6 { Err(counter::DROP_BAD_CHECKSUM) } else { Ok(None) };
     }
     // Constant bounds in each branch: no index checks for the verifier.
     let addrs = if v6 { words(src, 0, 16) + words(dst, 0, 16) } else { words(src, 12, 4) + words(dst, 12, 4) };
     let pseudo = addrs + IPPROTO_UDP as u32 + be16([udp[4], udp[5]]) as u32;
-    if sum_ok(pseudo + words(udp, 0, UDP_HLEN) + words(dns, 0, DNS_HLEN) + rest) {
-        Ok(())
-    } else {
-        Err(counter::DROP_BAD_CHECKSUM)
-    }
+    Ok(Some(pseudo + words(udp, 0, UDP_HLEN) + words(dns, 0, DNS_HLEN)))
 }
 
 /// Parses Ethernet (up to two VLAN tags), IPv4 without options or IPv6
@@ -168,6 +219,8 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     // stack (512 bytes) holds only the headers being read.
     let key = &mut s.key;
     let q = &mut s.q;
+    q.cookie_len = 0;
+    s.cookie_verdict = 0;
     let mut l3_off = ETH_HLEN;
     let mut proto = be16(read::<2>(ctx, 12).map_err(|_| counter::PASS_NOT_DNS)?);
     let mut tags = 0;
@@ -284,10 +337,17 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     let mut opt_sum = 0u32;
     let mut dnssec_ok = false;
     if has_opt {
-        // Root owner, type OPT, version 0, no options, and nothing after it.
+        // Root owner, type OPT, version 0, no options or one COOKIE option
+        // of 8 or 24 bytes, and nothing after it.
         let o = read::<OPT_LEN>(ctx, dns_off + q_end)?;
-        if o[0] != 0 || be16([o[1], o[2]]) != QTYPE_OPT || o[6] != 0 || o[9] | o[10] != 0 || dns_len != q_end + OPT_LEN {
+        let rdlen = be16([o[9], o[10]]) as usize;
+        if o[0] != 0 || be16([o[1], o[2]]) != QTYPE_OPT || o[6] != 0 || dns_len != q_end + OPT_LEN + rdlen {
             return Err(counter::PASS_UNPARSED);
+        }
+        if rdlen != 0 {
+            let (len, sum) = cookie_header(ctx, dns_off + q_end + OPT_LEN, rdlen, (q_end + OPT_LEN) & 1 == 1)?;
+            q.cookie_len = len;
+            opt_sum += sum;
         }
         dnssec_ok = o[7] & 0x80 != 0;
         // The OPT starts where the question ends: odd when the name length is.
@@ -299,7 +359,16 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     } else if dns_len != q_end {
         return Err(counter::PASS_UNPARSED);
     }
-    udp_checksum_ok(&q.ldns, &q.dst, v6, &udp, &h, qsum + opt_sum)?;
+    // Verified here, or with the cookie's bytes by `edns_cookie`.
+    s.pending_sum = 0;
+    if let Some(partial) = udp_partial_sum(&q.ldns, &q.dst, v6, &udp, &h)? {
+        let sum = partial + qsum + opt_sum;
+        if q.cookie_len != 0 {
+            s.pending_sum = sum;
+        } else if !sum_ok(sum) {
+            return Err(counter::DROP_BAD_CHECKSUM);
+        }
+    }
     q.l3_off = l3_off;
     q.l4_off = l4_off;
     q.dns_off = dns_off;

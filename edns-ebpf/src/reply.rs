@@ -3,11 +3,13 @@
 //! checksums. Checksums are summed from the values written plus the
 //! question's sum taken while parsing, never by re-reading the packet.
 
-use aya_ebpf::helpers::bpf_xdp_adjust_tail;
+use aya_ebpf::helpers::generated::{bpf_xdp_load_bytes, bpf_xdp_store_bytes};
+use aya_ebpf::helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
 use aya_ebpf::programs::XdpContext;
 use edns_common::counter;
 
-use crate::parse::{ptr_at, Query, DNS_HLEN, IPV4_HLEN, IPV6_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
+use crate::parse::{ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
+use edns_common::{CLIENT_COOKIE_LEN, OPTION_COOKIE};
 
 const DNS_QR_AA: u16 = 0x8400;
 /// Query flags carried into the answer: RD and CD.
@@ -35,19 +37,52 @@ fn sum_bytes<const N: usize>(b: &[u8; N], odd: bool) -> u32 {
     s
 }
 
+/// Grows the frame by `delta` bytes when its tail has no room (a driver or
+/// veth's copied skb whose buffer ends close to the frame): takes the room
+/// from the headroom instead, and moves the `prefix` bytes that matter (all
+/// headers and the question) to the new start through per-CPU scratch, so
+/// the frame reads as if its tail had grown.
+#[inline(always)]
+fn grow_at_head(ctx: &XdpContext, delta: i32, prefix: usize, buf: &mut [u8; MAX_PREFIX]) -> Result<(), u32> {
+    if !(1..=64).contains(&delta) || prefix == 0 || prefix > MAX_PREFIX {
+        return Err(counter::PASS_NO_ROOM);
+    }
+    let p = buf.as_mut_ptr() as *mut core::ffi::c_void;
+    unsafe {
+        if bpf_xdp_load_bytes(ctx.ctx, 0, p, prefix as u32) != 0
+            || bpf_xdp_adjust_head(ctx.ctx, -delta) != 0
+            || bpf_xdp_store_bytes(ctx.ctx, 0, p, prefix as u32) != 0
+        {
+            return Err(counter::PASS_NO_ROOM);
+        }
+    }
+    Ok(())
+}
+
 /// Writes the answer; `Err(counter)` leaves the packet to be passed up.
 #[inline(always)]
-pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_payload: u16) -> Result<(), u32> {
+/// `cookie`: the query's cookie and the fresh server cookie, for a COOKIE option.
+pub fn build(
+    ctx: &XdpContext,
+    q: &Query,
+    rdata: &[u8; 16],
+    ttl: u32,
+    edns_payload: u16,
+    cookie: Option<(&[u8; COOKIE_MAX], &[u8; 16])>,
+    prefix_buf: &mut [u8; MAX_PREFIX],
+) -> Result<(), u32> {
     let v6_answer = q.qtype == QTYPE_AAAA;
     let rdlen: usize = if v6_answer { 16 } else { 4 };
-    let opt_len = if q.has_opt { OPT_LEN } else { 0 };
+    // The COOKIE option: client cookie and a fresh server cookie.
+    let cookie_rdlen = if cookie.is_some() { OPTION_HLEN + COOKIE_MAX } else { 0 };
+    let opt_len = if q.has_opt { OPT_LEN + cookie_rdlen } else { 0 };
     let dns_len = q.q_end + RR_HLEN + rdlen + opt_len;
     // Through the stack, so LLVM cannot fold the pointers into 32-bit
     // arithmetic ("32-bit pointer arithmetic prohibited").
     let frame_len = unsafe { core::ptr::read_volatile(&(ctx.data_end() - ctx.data())) };
     let delta = (q.dns_off + dns_len) as i32 - frame_len as i32;
     if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-        return Err(counter::PASS_NO_ROOM);
+        grow_at_head(ctx, delta, q.dns_off + q.q_end, prefix_buf)?;
     }
     let udp_len = UDP_HLEN + dns_len;
     // UDP checksum: pseudo-header length and protocol, then the UDP length field.
@@ -85,7 +120,7 @@ pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_paylo
     if q.has_opt {
         let p = edns_payload.to_be_bytes();
         // DO copied (RFC 3225): the high bit of the flags.
-        let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, 0];
+        let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, cookie_rdlen as u8];
         let o = ptr_at::<[u8; OPT_LEN]>(ctx, rd_off + rdlen).ok_or(counter::PASS_NO_ROOM)?;
         // Byte stores: a copy with zero runs would become a memset call.
         let mut i = 0;
@@ -94,6 +129,10 @@ pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_paylo
             i += 1;
         }
         sum += sum_bytes(&opt, odd); // rdlen is even: same parity as the RR
+        if let Some((client, server)) = cookie {
+            sum += write_cookie(ctx, rd_off + rdlen + OPT_LEN, client, server, !odd)?;
+            // after 11 bytes: parity flips
+        }
     }
 
     // Ethernet: swap MACs.
@@ -105,17 +144,22 @@ pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_paylo
 
     // IP: swap addresses (their sum is the pseudo-header's), new length, TTL 64.
     if q.v6 {
-        let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)?;
+        // In place, byte by byte: copies of the 40-byte header would not
+        // fit the stack beside the cookie.
+        let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? as *mut u8;
         unsafe {
-            let h = *ip;
-            let mut n = h;
-            n[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            n[7] = 64;
-            n[8..24].copy_from_slice(&h[24..40]);
-            n[24..40].copy_from_slice(&h[8..24]);
-            *ip = n;
-            let addrs: [u8; 32] = *(n.as_ptr().add(8) as *const [u8; 32]);
-            sum += sum_bytes(&addrs, false);
+            let l = (udp_len as u16).to_be_bytes();
+            *ip.add(4) = l[0];
+            *ip.add(5) = l[1];
+            *ip.add(7) = 64;
+            let mut i = 0;
+            while i < 16 {
+                let (s, d) = (*ip.add(8 + i), *ip.add(24 + i));
+                *ip.add(8 + i) = d;
+                *ip.add(24 + i) = s;
+                sum += (s as u32 + d as u32) << (8 * ((i & 1) ^ 1));
+                i += 1;
+            }
         }
     } else {
         let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)?;
@@ -150,4 +194,29 @@ pub fn build(ctx: &XdpContext, q: &Query, rdata: &[u8; 16], ttl: u32, edns_paylo
         *udp = [h[2], h[3], h[0], h[1], l[0], l[1], c[0], c[1]];
     }
     Ok(())
+}
+
+/// Writes the COOKIE option (header, the client cookie of `client`,
+/// `server`) at `off` byte by byte (an array this size would not fit the
+/// stack beside the rest); returns its sum for the UDP checksum.
+#[inline(always)]
+fn write_cookie(ctx: &XdpContext, off: usize, client: &[u8; COOKIE_MAX], server: &[u8; 16], odd: bool) -> Result<u32, u32> {
+    let o = ptr_at::<[u8; OPTION_HLEN + COOKIE_MAX]>(ctx, off).ok_or(counter::PASS_NO_ROOM)? as *mut u8;
+    let shift = |i: usize| 8 * (((i & 1) ^ odd as usize) ^ 1) as u32;
+    let head = [0, OPTION_COOKIE as u8, 0, COOKIE_MAX as u8];
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < OPTION_HLEN + COOKIE_MAX {
+        let b = if i < OPTION_HLEN {
+            head[i & 3]
+        } else if i < OPTION_HLEN + CLIENT_COOKIE_LEN {
+            client[(i - OPTION_HLEN) & 7]
+        } else {
+            server[(i - OPTION_HLEN - CLIENT_COOKIE_LEN) & 15]
+        };
+        unsafe { core::ptr::write_volatile(o.add(i), b) };
+        sum += (b as u32) << shift(i);
+        i += 1;
+    }
+    Ok(sum)
 }

@@ -144,6 +144,15 @@ struct RawServer {
     persistence_capacity: Spanned<u32>,
     /// Name server identifier returned to queries that ask (RFC 5001).
     nsid: Option<Spanned<String>>,
+    /// DNS cookies (default on).
+    #[serde(default = "default_true")]
+    cookies: bool,
+    /// A fixed server secret, 32 hex digits (for nodes that must accept each
+    /// other's cookies); without it a random secret rotates.
+    cookie_secret: Option<Spanned<String>>,
+    /// Rotation interval of a random secret (default 26 hours, RFC 7873 §7.1).
+    #[serde(default = "default_cookie_rotate")]
+    cookie_rotate_secs: Spanned<u64>,
     soa: Option<RawSoa>,
 }
 
@@ -170,6 +179,9 @@ fn default_edns_payload() -> Spanned<u16> {
 }
 fn default_persistence_capacity() -> Spanned<u32> {
     Spanned::new(0..0, 1 << 20)
+}
+fn default_cookie_rotate() -> Spanned<u64> {
+    Spanned::new(0..0, 26 * 3600)
 }
 fn default_serial() -> u32 {
     1
@@ -385,7 +397,28 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
             Some(v.as_bytes().to_vec())
         }
     };
+    let secret = match &server.cookie_secret {
+        None => None,
+        Some(h) => {
+            let v = h.get_ref();
+            let bytes: Option<Vec<u8>> =
+                (v.len() == 32).then(|| (0..16).map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok()).collect()).flatten();
+            match bytes {
+                Some(b) => Some(<[u8; 16]>::try_from(b).expect("16 bytes")),
+                None => return Err(cx.err(h, "cookie_secret must be 32 hex digits (16 bytes)")),
+            }
+        }
+    };
+    if *server.cookie_rotate_secs.get_ref() < 60 {
+        return Err(cx.err(&server.cookie_rotate_secs, "cookie_rotate_secs must be at least 60"));
+    }
+    let cookies = crate::model::CookieConfig {
+        enabled: server.cookies,
+        secret,
+        rotate: std::time::Duration::from_secs(*server.cookie_rotate_secs.get_ref()),
+    };
     Ok(crate::model::ServerConfig {
+        cookies,
         nsid,
         listen,
         zone,

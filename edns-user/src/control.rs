@@ -222,7 +222,7 @@ async fn set_vs(
 
 async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>, HttpError> {
     let exporters: Vec<ExporterStatus> = c.responder.selector.metrics.exporters();
-    let mut v = serde_json::json!({ "dns": &c.responder.stats, "exporters": exporters });
+    let mut v = serde_json::json!({ "dns": &c.responder.stats, "cookies": &c.responder.cookies.stats, "exporters": exporters });
     if let Some(f) = &c.xdp_counters {
         let counters = f().map_err(internal)?;
         v["xdp"] = counters.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect();

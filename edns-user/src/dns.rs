@@ -11,6 +11,7 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use serde::Serialize;
 
+use crate::cookies::{Cookies, Verdict};
 use crate::model::Model;
 use crate::select::{Outcome, Selector};
 use crate::store::now_ns;
@@ -57,6 +58,7 @@ pub struct Responder {
     pub model: Arc<Model>,
     pub selector: Selector,
     pub stats: Stats,
+    pub cookies: Arc<Cookies>,
 }
 
 /// Header flag bits (second and third header bytes as one u16).
@@ -66,8 +68,15 @@ const FLAG_CD: u16 = 0x0010;
 const OPCODE_MASK: u16 = 0x7800;
 
 impl Responder {
+    /// A responder with cookies as the config says (a random secret unless one is set).
     pub fn new(model: Arc<Model>, selector: Selector) -> Responder {
-        Responder { model, selector, stats: Stats::default() }
+        let c = &model.server.cookies;
+        let cookies = Arc::new(Cookies::new(c.enabled, c.secret));
+        Responder::with_cookies(model, selector, cookies)
+    }
+
+    pub fn with_cookies(model: Arc<Model>, selector: Selector, cookies: Arc<Cookies>) -> Responder {
+        Responder { model, selector, stats: Stats::default(), cookies }
     }
 
     /// Answers one query; `None` means drop it (too short to carry an ID, or
@@ -138,7 +147,15 @@ impl Responder {
                     e.options_mut().insert(EdnsOption::NSID(p));
                 }
             }
+            let cookie = self.cookie_option(req_edns, src);
+            if let Some(Ok(data)) = &cookie {
+                e.options_mut().insert(EdnsOption::Unknown(u16::from(EdnsCode::Cookie), data.clone()));
+            }
             resp.set_edns(e);
+            if let Some(Err(())) = cookie {
+                resp.metadata.response_code = ResponseCode::FormErr;
+                return resp;
+            }
         }
         if req.metadata.op_code != OpCode::Query {
             resp.metadata.response_code = ResponseCode::NotImp;
@@ -158,6 +175,27 @@ impl Responder {
         let q = &req.queries[0];
         resp.metadata.response_code = self.resolve(q, src, &mut resp);
         resp
+    }
+
+    /// The response's COOKIE option data for a query that sent one:
+    /// `Err` for a malformed option (FORMERR), `None` without one or with
+    /// cookies off.
+    fn cookie_option(&self, e: &Edns, src: IpAddr) -> Option<Result<Vec<u8>, ()>> {
+        if !self.cookies.enabled() {
+            return None;
+        }
+        let data = match e.option(EdnsCode::Cookie)? {
+            EdnsOption::Unknown(_, d) => d.clone(),
+            _ => return None, // a COOKIE always parses as an unknown option
+        };
+        let ldns = crate::model::ip16(src);
+        match self.cookies.judge(&data, &ldns) {
+            Verdict::Malformed => Some(Err(())),
+            _ => {
+                let client: [u8; 8] = data[..8].try_into().expect("judged at least 8 bytes");
+                Some(Ok(self.cookies.response_option(&client, &ldns)))
+            }
+        }
     }
 
     fn soa_record(&self) -> Record {

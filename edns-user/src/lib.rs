@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control;
+pub mod cookies;
 pub mod dns;
 pub mod health;
 pub mod metrics;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use edns_user::control::{self, Client, RecordView, VsView, WideIpView};
+use edns_user::cookies::Cookies;
 use edns_user::health::{spawn_monitors, Health};
 use edns_user::metrics::{spawn_scrapers, Metrics};
 use edns_user::dns::Responder;
@@ -175,9 +176,17 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     let metrics = Arc::new(Metrics::new(model.clone()));
     let health = Arc::new(Health::new(model.clone(), store.clone()));
     let selector = Selector::with_metrics(model.clone(), store, metrics.clone());
-    let responder = Arc::new(Responder::new(model.clone(), selector));
+    let cookies = Arc::new(Cookies::new(model.server.cookies.enabled, model.server.cookies.secret));
+    if let Some(dp) = &dataplane {
+        let dp = dp.clone();
+        cookies.add_sink(Box::new(move |s| dp.set_cookie_secrets(s)))?;
+    }
+    let responder = Arc::new(Responder::with_cookies(model.clone(), selector, cookies.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        if model.server.cookies.enabled && model.server.cookies.secret.is_none() {
+            edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
+        }
         let monitored = spawn_monitors(health.clone())?;
         spawn_scrapers(metrics)?;
         if monitored > 0 || !model.exporters.is_empty() {

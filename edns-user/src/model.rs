@@ -25,6 +25,16 @@ pub struct ServerConfig {
     pub soa: Soa,
     /// RFC 5001 name server identifier, when configured.
     pub nsid: Option<Vec<u8>>,
+    pub cookies: CookieConfig,
+}
+
+/// DNS cookies (RFC 7873, RFC 9018 server cookies).
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    pub enabled: bool,
+    /// A fixed secret (shared by the nodes of an anycast set); none: random, rotated.
+    pub secret: Option<[u8; 16]>,
+    pub rotate: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use edns_common::{counter, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
+use edns_common::{counter, CookieSecrets, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
 
 use crate::model::{ip16, Model};
 use crate::store::Store;
@@ -59,16 +59,20 @@ pub struct DataPlane {
     rr_counters: Mutex<Array<MapData, u64>>,
     persistence: Mutex<HashMap<MapData, PersistKey, PersistRecord>>,
     counters: PerCpuArray<MapData, u64>,
+    cookie_secrets: Mutex<Array<MapData, CookieSecrets>>,
 }
 
-/// Loads both programs, links `edns` to `edns_answer` through JUMPS, and
-/// returns the entry program (to attach or to run with BPF_PROG_TEST_RUN).
+/// Loads the programs, links `edns` to `edns_answer` and `edns_cookie`
+/// through JUMPS, and returns the entry program (to attach or to run with
+/// BPF_PROG_TEST_RUN).
 pub fn load_programs(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
-    let answer: &mut Xdp = ebpf.program_mut("edns_answer").context("eBPF object has no program edns_answer")?.try_into()?;
-    answer.load().context("the verifier refused edns_answer")?;
-    let fd = answer.fd()?.try_clone()?;
-    let mut jumps: ProgramArray<_> = borrow(ebpf, "JUMPS")?;
-    jumps.set(0, &fd, 0)?;
+    for (slot, name) in [(0u32, "edns_answer"), (1, "edns_cookie")] {
+        let p: &mut Xdp = ebpf.program_mut(name).with_context(|| format!("eBPF object has no program {name}"))?.try_into()?;
+        p.load().with_context(|| format!("the verifier refused {name}"))?;
+        let fd = p.fd()?.try_clone()?;
+        let mut jumps: ProgramArray<_> = borrow(ebpf, "JUMPS")?;
+        jumps.set(slot, &fd, 0)?;
+    }
     let entry: &mut Xdp = ebpf.program_mut("edns").context("eBPF object has no program edns")?.try_into()?;
     entry.load().context("the verifier refused edns")?;
     Ok(entry)
@@ -92,7 +96,7 @@ pub fn verify(model: &Model, object: Option<&Path>) -> anyhow::Result<Vec<(Strin
     let mut ebpf = load(model, &bytes)?;
     load_programs(&mut ebpf)?;
     let mut out = Vec::new();
-    for name in ["edns", "edns_answer"] {
+    for name in ["edns", "edns_answer", "edns_cookie"] {
         let p: &Xdp = ebpf.program(name).context("missing program")?.try_into()?;
         out.push((name.to_string(), p.info()?.verified_instruction_count().unwrap_or(0)));
     }
@@ -196,7 +200,14 @@ impl DataPlane {
             rr_counters: Mutex::new(take(ebpf, "RR_COUNTERS")?),
             persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),
             counters: take(ebpf, "COUNTERS")?,
+            cookie_secrets: Mutex::new(take(ebpf, "COOKIE_SECRETS")?),
         })
+    }
+
+    /// The cookie secrets the kernel makes and checks server cookies with.
+    pub fn set_cookie_secrets(&self, s: &CookieSecrets) -> anyhow::Result<()> {
+        self.cookie_secrets.lock().unwrap().set(0, *s, 0)?;
+        Ok(())
     }
 
     /// Data-plane counters summed over CPUs, by name.

@@ -225,3 +225,40 @@ fn nsid_is_answered_with_xdp_attached() {
     assert!(!plain.text.contains("NSID"), "{}", plain.text);
     assert_eq!(xdp(&stats(&e), "answered_stripe"), 1, "plain EDNS stays in XDP");
 }
+
+/// DNS cookies answered in the kernel: a client cookie alone gets a fresh
+/// server cookie, a returned valid one is recognised, a forged one is
+/// answered with a fresh cookie too; none of them reaches userspace.
+#[test]
+fn kdig_cookies_are_answered_in_xdp_with_fresh_server_cookies() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let e = start(&h);
+    let server = SocketAddr::new(h.server_ip, 53);
+    let cookie_of = |text: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(";; COOKIE: "))
+            .unwrap_or_else(|| panic!("no COOKIE in:\n{text}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let s0 = stats(&e);
+    let first = kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", "+cookie=0102030405060708"]).unwrap();
+    assert_eq!(first.answers.len(), 1, "{}", first.text);
+    let full = cookie_of(&first.text);
+    assert_eq!(full.len(), 48, "client 8 + server 16 bytes: {}", first.text);
+    assert!(full.starts_with("0102030405060708") && full[16..].starts_with("01000000"), "{full}");
+    let again = kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", &format!("+cookie={full}")]).unwrap();
+    assert_eq!(again.answers.len(), 1, "{}", again.text);
+    let forged = format!("{}{}", &full[..16], "0100000000000000deadbeefdeadbeef");
+    let bad = kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", &format!("+cookie={forged}")]).unwrap();
+    assert_eq!(bad.answers.len(), 1, "a forged cookie is still answered: {}", bad.text);
+    assert_ne!(cookie_of(&bad.text)[16..], forged[16..], "with a fresh server cookie");
+    let s1 = stats(&e);
+    let d = |n: &str| xdp(&s1, n) - xdp(&s0, n);
+    assert_eq!((d("cookie_client_only"), d("cookie_valid"), d("cookie_bad")), (1, 1, 1), "{s1}");
+    assert_eq!(d("answered_stripe"), 3, "{s1}");
+    assert_eq!(userspace_queries(&s1), userspace_queries(&s0), "all three in XDP: {s1}");
+}

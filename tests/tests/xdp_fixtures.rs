@@ -424,3 +424,44 @@ fn corrupt_checksums_are_dropped_and_a_zero_udp_checksum_only_over_ipv4_is_accep
         assert_ne!(v, edns_tests::xdp::XDP_DROP, "{name}: a correct checksum was refused; {:?}", x.counters());
     }
 }
+
+/// A query with `cookie` (8 or 24 bytes) in its OPT.
+fn cookie_query(id: u16, name: &str, cookie: &[u8]) -> Vec<u8> {
+    let mut q = dns_query(id, false, name, 1, Some(1232));
+    let n = q.len();
+    let rdlen = (4 + cookie.len()) as u16;
+    q[n - 2..].copy_from_slice(&rdlen.to_be_bytes());
+    q.extend_from_slice(&[0, 10]);
+    q.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    q.extend_from_slice(cookie);
+    q
+}
+
+#[test]
+fn cookies_are_answered_in_xdp_with_a_fresh_server_cookie() {
+    let mut x = setup();
+    let secrets = edns_common::CookieSecrets {
+        current: [7; 16],
+        enabled: 1,
+        wall_offset_secs: edns_user::cookies::wall_secs() - (now_ns() / 1_000_000_000) as i64,
+        ..Default::default()
+    };
+    x.dataplane.set_cookie_secrets(&secrets).unwrap();
+    let client = [1, 2, 3, 4, 5, 6, 7, 8];
+    let ldns = edns_user::model::ip16(ip("198.18.3.7"));
+    for (what, cookie, counter) in [
+        ("client cookie alone", client.to_vec(), "cookie_client_only"),
+        ("valid server cookie", [&client[..], &edns_common::server_cookie(&[7; 16], &client, &ldns, edns_user::cookies::wall_secs() as u32)].concat(), "cookie_valid"),
+        ("forged server cookie", [&client[..], &[1, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0]].concat(), "cookie_bad"),
+    ] {
+        let f = frame("198.18.3.7", cookie_query(80, "www.gslb.example.", &cookie));
+        let (v, out) = x.run(&f.build()).unwrap();
+        assert_eq!(v, XDP_TX, "{what}: {:?}", x.counters());
+        let dns = check_answer(&f, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let opt = &dns[dns.len() - 28..];
+        assert_eq!(&opt[..12], &[0, 10, 0, 24, 1, 2, 3, 4, 5, 6, 7, 8], "{what}: option header and client cookie");
+        let server: [u8; 16] = opt[12..].try_into().unwrap();
+        assert!(edns_common::server_cookie_valid(&[7; 16], &client, &server, &ldns, edns_user::cookies::wall_secs() as u32), "{what}: {server:02x?}");
+        assert_eq!(x.counter(counter), 1, "{what}");
+    }
+}
