@@ -29,9 +29,9 @@ pub struct CookieSecrets {
     pub has_previous: u32,
     /// Non-zero when cookies are on (a secret is set).
     pub enabled: u32,
-    /// Wall-clock seconds minus CLOCK_BOOTTIME seconds: the kernel's
-    /// `bpf_ktime_get_boot_ns` plus this is the cookie timestamp.
-    pub wall_offset_secs: i64,
+    /// Wall-clock minus CLOCK_BOOTTIME, nanoseconds: the kernel's
+    /// `bpf_ktime_get_boot_ns` plus this, in seconds, is the cookie timestamp.
+    pub wall_offset_ns: i64,
 }
 
 #[inline(always)]

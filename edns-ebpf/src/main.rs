@@ -168,7 +168,8 @@ fn cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), u32> {
     if s.enabled == 0 {
         return Ok(()); // cookies off: answered without one, as the controller does
     }
-    let now = ((unsafe { bpf_ktime_get_boot_ns() } / 1_000_000_000) as i64 + s.wall_offset_secs) as u32;
+    // Wall time is positive: unsigned arithmetic (BPF has no signed division).
+    let now = (unsafe { bpf_ktime_get_boot_ns() }.wrapping_add(s.wall_offset_ns as u64) / 1_000_000_000) as u32;
     // References into the scratch, never copies: the stack is small.
     let Scratch { q, cookie, fresh, msg, .. } = scratch;
     let (client, server) = cookie.split_at(CLIENT_COOKIE_LEN);

@@ -48,8 +48,11 @@ pub fn wall_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn wall_offset() -> i64 {
-    wall_secs() - (crate::store::now_ns() / 1_000_000_000) as i64
+/// Wall-clock minus CLOCK_BOOTTIME in nanoseconds, what the kernel adds to
+/// `bpf_ktime_get_boot_ns` for cookie timestamps.
+pub fn wall_offset_ns() -> i64 {
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    wall - crate::store::now_ns() as i64
 }
 
 impl Cookies {
@@ -60,7 +63,7 @@ impl Cookies {
             previous: [0; 16],
             has_previous: 0,
             enabled: enabled as u32,
-            wall_offset_secs: wall_offset(),
+            wall_offset_ns: wall_offset_ns(),
         };
         Cookies { secrets: RwLock::new(s), sinks: RwLock::new(Vec::new()), stats: CookieStats::default() }
     }
@@ -87,7 +90,7 @@ impl Cookies {
             s.previous = s.current;
             s.has_previous = 1;
             s.current = rand::random();
-            s.wall_offset_secs = wall_offset();
+            s.wall_offset_ns = wall_offset_ns();
             *s
         };
         self.stats.rotations.fetch_add(1, Ordering::Relaxed);

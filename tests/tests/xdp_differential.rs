@@ -1,7 +1,7 @@
 //! The kernel and userspace paths agree byte for byte.
 //!
 //! Thousands of random valid queries (random LDNS addresses v4 and v6, name
-//! case, qtype, with and without OPT, DO, VLAN tags, RD/CD) go through the XDP
+//! case, qtype, with and without OPT, DO, cookies, VLAN tags, RD/CD) go through the XDP
 //! program (BPF_PROG_TEST_RUN, state in its maps) and through the userspace
 //! responder with its own in-memory state, both started from the same config.
 //! An XDP answer must equal the userspace answer byte for byte; a query XDP
@@ -17,6 +17,7 @@ use edns_common::{VS_AVAILABLE, VS_MARKED_UP, VS_UP};
 use edns_tests::packet::{check_answer, dns_query, Frame};
 use edns_tests::require_root;
 use edns_tests::xdp::{XdpUnderTest, XDP_DROP, XDP_PASS, XDP_TX};
+use edns_user::cookies::Cookies;
 use edns_user::dns::{Responder, Transport};
 use edns_user::select::Selector;
 use edns_user::store::{MemoryStore, Store};
@@ -139,6 +140,54 @@ fn random_ldns(rng: &mut impl Rng, pool: &[IpAddr]) -> IpAddr {
     }
 }
 
+/// A COOKIE option for some queries: a client cookie alone, with a valid
+/// server cookie for this source, or with a forged one.
+fn random_cookie(rng: &mut impl Rng, secret: &[u8; 16], src: IpAddr) -> Option<Vec<u8>> {
+    let client: [u8; 8] = rng.random();
+    match rng.random_range(0..10) {
+        0..=2 => Some(client.to_vec()),
+        3 | 4 => {
+            let now = edns_user::cookies::wall_secs() as u32 - rng.random_range(0..1800);
+            let server = edns_common::server_cookie(secret, &client, &edns_user::model::ip16(src), now);
+            Some([&client[..], &server].concat())
+        }
+        5 => Some([&client[..], &rng.random::<[u8; 16]>()].concat()),
+        _ => None,
+    }
+}
+
+/// Appends a COOKIE option to a query's option-less OPT (the last RR).
+fn add_cookie(dns: &mut Vec<u8>, cookie: &[u8]) {
+    let n = dns.len();
+    dns[n - 2..].copy_from_slice(&((4 + cookie.len()) as u16).to_be_bytes());
+    dns.extend_from_slice(&[0, 10]);
+    dns.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    dns.extend_from_slice(cookie);
+}
+
+/// An answer to a query with a cookie ends with the COOKIE option: the
+/// client cookie and a fresh server cookie, whose timestamp may differ by a
+/// second between paths. Checks it (made with `secret` for this client and
+/// source, and fresh), then blanks it so the rest compares byte for byte.
+fn server_cookie_checked(mut answer: Vec<u8>, cookie: Option<&[u8]>, secret: &[u8; 16], src: IpAddr) -> Vec<u8> {
+    let Some(sent) = cookie else { return answer };
+    if answer[3] & 0x0f != 0 || answer.len() < 28 {
+        return answer; // an error answer carries what it carries
+    }
+    let n = answer.len();
+    let opt = &answer[n - 28..];
+    assert_eq!(&opt[..4], &[0, 10, 0, 24], "COOKIE option at the end: {answer:02x?}");
+    assert_eq!(&opt[4..12], &sent[..8], "the client cookie echoed");
+    let client: [u8; 8] = opt[4..12].try_into().unwrap();
+    let server: [u8; 16] = opt[12..].try_into().unwrap();
+    let now = edns_user::cookies::wall_secs() as u32;
+    assert!(edns_common::server_cookie_valid(secret, &client, &server, &edns_user::model::ip16(src), now), "a fresh, valid server cookie");
+    let ts = u32::from_be_bytes(server[4..8].try_into().unwrap());
+    assert!(now.wrapping_sub(ts) <= 2, "fresh: made {} s ago", now.wrapping_sub(ts) as i32);
+    answer[n - 16..].fill(0);
+    answer
+}
+
 /// An independent statement of the ingress policy's source rule: addresses
 /// no resolver can send from (RFC 6890), and our own.
 fn martian(src: IpAddr) -> bool {
@@ -158,8 +207,12 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     let maps: Arc<dyn Store> = x.dataplane.clone();
     let initial = vec![VS_UP; model.vss.len()];
     let mem: Arc<dyn Store> = Arc::new(MemoryStore::new(initial, model.wide_ips.len(), 1 << 20));
-    let slow_path = Responder::new(model.clone(), Selector::new(model.clone(), maps.clone()));
-    let reference = Responder::new(model.clone(), Selector::new(model.clone(), mem.clone()));
+    // One cookie secret for the kernel and both userspace responders.
+    let cookies = Arc::new(Cookies::new(true, None));
+    x.dataplane.set_cookie_secrets(&cookies.secrets()).unwrap();
+    let slow_path = Responder::with_cookies(model.clone(), Selector::new(model.clone(), maps.clone()), cookies.clone());
+    let reference = Responder::with_cookies(model.clone(), Selector::new(model.clone(), mem.clone()), cookies.clone());
+    let secret = cookies.secrets().current;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xed45);
     // Resolvers that come back (persistence hits); fresh random sources
@@ -210,6 +263,10 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
             let n = dns.len();
             dns[n - 4] |= 0x80; // DO, in the OPT's flags
         }
+        let cookie = edns.and_then(|_| random_cookie(&mut rng, &secret, src));
+        if let Some(c) = &cookie {
+            add_cookie(&mut dns, c);
+        }
         let dst: IpAddr = if src.is_ipv4() { "198.18.0.1".parse().unwrap() } else { "fd00::1".parse().unwrap() };
         let mut f = Frame::udp(src, dst, 53, dns.clone());
         f.sport = rng.random_range(1024..65535);
@@ -225,18 +282,23 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
         }
         // The reference answers what XDP did not drop (in production the
         // kernel's own checks stop the dropped ones before any socket).
-        let want = || reference.respond(&dns, src, Transport::Udp).expect("userspace answers every valid query");
+        let want = || {
+            let a = reference.respond(&dns, src, Transport::Udp).expect("userspace answers every valid query");
+            server_cookie_checked(a, cookie.as_deref(), &secret, src)
+        };
         let ctx = || format!("query #{i}: {name} type {qtype} from {src} edns {edns:?} vlans {:?}", f.vlans);
         match verdict {
             XDP_TX => {
                 tx += 1;
                 let got = check_answer(&f, &out).unwrap_or_else(|e| panic!("{}: {e}", ctx()));
+                let got = server_cookie_checked(got, cookie.as_deref(), &secret, src);
                 assert_eq!(got, want(), "{}: XDP answer differs from userspace", ctx());
             }
             XDP_PASS => {
                 pass += 1;
                 assert_eq!(out, frame, "{}: passed frame changed", ctx());
                 let got = slow_path.respond(&dns, src, Transport::Udp).unwrap();
+                let got = server_cookie_checked(got, cookie.as_deref(), &secret, src);
                 assert_eq!(got, want(), "{}: controller answer over the maps differs", ctx());
             }
             XDP_DROP => {
@@ -254,7 +316,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     for n in ["answered_stripe", "answered_topology", "answered_persistence", "answered_fallback_rr", "answered_consistent", "pass_all_down"] {
         assert!(c(n) >= 20, "{n} = {}: the run must exercise it", c(n));
     }
-    for n in ["pass_unknown_name", "pass_persist_miss", "pass_no_address"] {
+    for n in ["pass_unknown_name", "pass_persist_miss", "pass_no_address", "cookie_client_only", "cookie_valid", "cookie_bad"] {
         assert!(c(n) >= 20, "{n} = {}: the run must exercise it", c(n));
     }
     // Same selection state on both sides.

@@ -443,7 +443,7 @@ fn cookies_are_answered_in_xdp_with_a_fresh_server_cookie() {
     let secrets = edns_common::CookieSecrets {
         current: [7; 16],
         enabled: 1,
-        wall_offset_secs: edns_user::cookies::wall_secs() - (now_ns() / 1_000_000_000) as i64,
+        wall_offset_ns: edns_user::cookies::wall_offset_ns(),
         ..Default::default()
     };
     x.dataplane.set_cookie_secrets(&secrets).unwrap();
