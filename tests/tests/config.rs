@@ -131,6 +131,8 @@ fn syntax_errors_unknown_keys_and_bad_addresses_are_refused() {
     refused(&t, line_of(&t, "192.0.2.300"), "is not an IPv4 address");
     let t = example().replace("answer_ttl = 30", "answer_ttl = 30\nnsid = \"\"");
     refused(&t, line_of(&t, "nsid"), "nsid \"\" must be 1 to 64 printable ASCII characters");
+    let t = example().replace("answer_ttl = 30", "answer_ttl = 30\ncookie_secret = \"abc\"");
+    refused(&t, line_of(&t, "cookie_secret"), "cookie_secret must be 32 hex digits");
     let t = example().replace("127.0.0.1:5353", "127.0.0.1");
     refused(&t, line_of(&t, "listen"), "is not IP:PORT");
 }

@@ -478,3 +478,36 @@ fn nsid_is_returned_only_when_asked() {
     let d = kdig(None, bare.dns, None, &["www.gslb.example.", "A", "+nsid"]).unwrap();
     assert!(!d.text.contains("edns-test"), "{}", d.text);
 }
+
+/// Cookies in userspace: a fresh server cookie for a client cookie; a
+/// malformed option is FORMERR; `cookies = false` turns them off; a fixed
+/// `cookie_secret` makes cookies another node with the same secret accepts.
+#[test]
+fn cookies_are_answered_with_fresh_server_cookies_and_malformed_ones_get_formerr() {
+    let (dns, control) = loopback_ports();
+    let secret = "00112233445566778899aabbccddeeff";
+    let cfg = example_config(dns, control).replace("[server]\n", &format!("[server]\ncookie_secret = \"{secret}\"\n"));
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    let d = kdig(None, e.dns, Some("127.0.0.9".parse().unwrap()), &["www.gslb.example.", "A", "+cookie=a1b2c3d4e5f60718"]).unwrap();
+    let line = d.text.lines().find(|l| l.starts_with(";; COOKIE: ")).unwrap_or_else(|| panic!("{}", d.text)).to_string();
+    let hex = line.split_whitespace().nth(2).unwrap();
+    assert_eq!(hex.len(), 48, "{line}");
+    let bytes: Vec<u8> = (0..24).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let key: [u8; 16] = (0..16).map(|i| u8::from_str_radix(&secret[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>().try_into().unwrap();
+    let server: [u8; 16] = bytes[8..].try_into().unwrap();
+    let ldns = edns_user::model::ip16("127.0.0.9".parse().unwrap());
+    let now = edns_user::cookies::wall_secs() as u32;
+    assert!(edns_common::server_cookie_valid(&key, &bytes[..8].try_into().unwrap(), &server, &ldns, now), "{line}");
+    // A malformed COOKIE option (12 bytes: neither 8 nor 16..=40).
+    let mut q = b"\x03www\x04gslb\x07example\x00\x00\x01\x00\x01\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x10\x00\x0a\x00\x0c".to_vec();
+    q.extend_from_slice(&[7; 12]);
+    let r = udp_exchange(e.dns, &raw_query(11, 0, 1, 0, 0, 1, &q)).expect("an answer");
+    assert_eq!(r[3] & 0x0f, 1, "FORMERR: {r:02x?}");
+    let s = e.ctl(&["stats"]).unwrap();
+    assert_eq!((s["cookies"]["client_only"].as_u64(), s["cookies"]["malformed"].as_u64()), (Some(1), Some(1)), "{s}");
+    // Off: no option in the answer.
+    let (dns, control) = loopback_ports();
+    let off = EdnsProc::start(&example_config(dns, control).replace("[server]\n", "[server]\ncookies = false\n"), None, &[]).unwrap();
+    let d = kdig(None, off.dns, None, &["www.gslb.example.", "A", "+cookie"]).unwrap();
+    assert!(!d.text.contains(";; COOKIE:"), "{}", d.text);
+}
