@@ -73,6 +73,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("haproxy", "haproxy"),
     ("prometheus-node-exporter", "prometheus-node-exporter"),
     ("openssl", "openssl"),
+    // BIND 9 as an LDNS that sends DNS cookies.
+    ("bind9", "named"),
 ];
 
 fn setup() -> anyhow::Result<()> {
@@ -87,7 +89,7 @@ fn setup() -> anyhow::Result<()> {
             .args(&pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         // Packaged daemons must not hold port 53 or run beside the tests.
-        for svc in ["knot", "unbound", "haproxy", "prometheus-node-exporter"] {
+        for svc in ["knot", "unbound", "haproxy", "prometheus-node-exporter", "named", "bind9"] {
             let _ = Command::new("sh").arg("-c").arg(format!("service {svc} stop >/dev/null 2>&1")).status();
         }
     }
