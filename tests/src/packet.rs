@@ -195,3 +195,15 @@ pub fn dns_query(id: u16, rd: bool, name: &str, qtype: u16, edns: Option<u16>) -
     }
     q
 }
+
+/// A query built by [`dns_query`] with an OPT, given a COOKIE option
+/// carrying `cookie` (8 or 8 + 16 bytes).
+pub fn with_cookie(mut dns: Vec<u8>, cookie: &[u8]) -> Vec<u8> {
+    let n = dns.len();
+    assert_eq!(&dns[n - 11..n - 8], &[0, 0, 41], "the query ends with an option-less OPT");
+    dns[n - 2..].copy_from_slice(&((4 + cookie.len()) as u16).to_be_bytes());
+    dns.extend_from_slice(&[0, 10]);
+    dns.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    dns.extend_from_slice(cookie);
+    dns
+}

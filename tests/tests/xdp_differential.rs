@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use edns_common::{VS_AVAILABLE, VS_MARKED_UP, VS_UP};
-use edns_tests::packet::{check_answer, dns_query, Frame};
+use edns_tests::packet::{check_answer, dns_query, with_cookie, Frame};
 use edns_tests::require_root;
 use edns_tests::xdp::{XdpUnderTest, XDP_DROP, XDP_PASS, XDP_TX};
 use edns_user::cookies::Cookies;
@@ -156,15 +156,6 @@ fn random_cookie(rng: &mut impl Rng, secret: &[u8; 16], src: IpAddr) -> Option<V
     }
 }
 
-/// Appends a COOKIE option to a query's option-less OPT (the last RR).
-fn add_cookie(dns: &mut Vec<u8>, cookie: &[u8]) {
-    let n = dns.len();
-    dns[n - 2..].copy_from_slice(&((4 + cookie.len()) as u16).to_be_bytes());
-    dns.extend_from_slice(&[0, 10]);
-    dns.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
-    dns.extend_from_slice(cookie);
-}
-
 /// An answer to a query with a cookie ends with the COOKIE option: the
 /// client cookie and a fresh server cookie, whose timestamp may differ by a
 /// second between paths. Checks it (made with `secret` for this client and
@@ -265,7 +256,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
         }
         let cookie = edns.and_then(|_| random_cookie(&mut rng, &secret, src));
         if let Some(c) = &cookie {
-            add_cookie(&mut dns, c);
+            dns = with_cookie(dns, c);
         }
         let dst: IpAddr = if src.is_ipv4() { "198.18.0.1".parse().unwrap() } else { "fd00::1".parse().unwrap() };
         let mut f = Frame::udp(src, dst, 53, dns.clone());

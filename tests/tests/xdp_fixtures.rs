@@ -427,14 +427,7 @@ fn corrupt_checksums_are_dropped_and_a_zero_udp_checksum_only_over_ipv4_is_accep
 
 /// A query with `cookie` (8 or 24 bytes) in its OPT.
 fn cookie_query(id: u16, name: &str, cookie: &[u8]) -> Vec<u8> {
-    let mut q = dns_query(id, false, name, 1, Some(1232));
-    let n = q.len();
-    let rdlen = (4 + cookie.len()) as u16;
-    q[n - 2..].copy_from_slice(&rdlen.to_be_bytes());
-    q.extend_from_slice(&[0, 10]);
-    q.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
-    q.extend_from_slice(cookie);
-    q
+    edns_tests::packet::with_cookie(dns_query(id, false, name, 1, Some(1232)), cookie)
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use edns_common::{LdnsKey, PersistKey, PersistRecord};
-use edns_tests::packet::{dns_query, Frame};
+use edns_tests::packet::{dns_query, with_cookie, Frame};
 use edns_tests::xdp::{XdpUnderTest, XDP_PASS, XDP_TX};
 use edns_tests::{edns_bin, example_config, free_port, kdig, tmpdir, EdnsProc, Netns, VethHarness};
 use edns_user::store::{now_ns, Store};
@@ -173,6 +173,23 @@ fn testrun_costs() -> anyhow::Result<Vec<(String, Duration, Duration)>> {
         Ok(())
     };
     let floor = ("XDP_PASS floor (edns_pass)".to_string(), "edns_pass", www.clone(), XDP_PASS);
+    // Cookies on, as `edns run` has them: a client cookie alone, and one
+    // with the server cookie we made (BIND's second query onwards).
+    let secrets = edns_common::CookieSecrets {
+        current: [7; 16],
+        enabled: 1,
+        wall_offset_ns: edns_user::cookies::wall_offset_ns(),
+        ..Default::default()
+    };
+    x.dataplane.set_cookie_secrets(&secrets)?;
+    let client = [1u8, 2, 3, 4, 5, 6, 7, 8];
+    let src = "198.18.3.7";
+    let server_cookie = edns_common::server_cookie(&[7; 16], &client, &edns_user::model::ip16(v4(src)), edns_user::cookies::wall_secs() as u32);
+    let cookie_frame = |cookie: &[u8]| {
+        Frame::udp(v4(src), server, 53, with_cookie(dns_query(0x1234, true, "www.gslb.example.", 1, Some(1232)), cookie)).build()
+    };
+    let client_only = cookie_frame(&client);
+    let valid = cookie_frame(&[&client[..], &server_cookie].concat());
     fill(0, 1_000)?;
     let small = interleaved(
         &mut x,
@@ -180,6 +197,8 @@ fn testrun_costs() -> anyhow::Result<Vec<(String, Duration, Duration)>> {
             floor.clone(),
             ("unknown name, parsed and passed".to_string(), "edns", frame("198.18.3.7", "nope.gslb.example."), XDP_PASS),
             ("stripe answer".to_string(), "edns", www.clone(), XDP_TX),
+            ("stripe answer, client cookie".to_string(), "edns", client_only, XDP_TX),
+            ("stripe answer, valid server cookie".to_string(), "edns", valid, XDP_TX),
             ("topology answer".to_string(), "edns", frame("198.18.1.9", "geo.gslb.example."), XDP_TX),
             ("persistence hit, 1000 records".to_string(), "edns", shop_frame.clone(), XDP_TX),
         ],
