@@ -144,6 +144,8 @@ struct RawServer {
     persistence_capacity: Spanned<u32>,
     /// Name server identifier returned to queries that ask (RFC 5001).
     nsid: Option<Spanned<String>>,
+    /// An RFC 1035 master file of static data (relative to this config).
+    zone_file: Option<Spanned<String>>,
     /// DNS cookies (default on).
     #[serde(default = "default_true")]
     cookies: bool,
@@ -417,7 +419,12 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
         secret,
         rotate: std::time::Duration::from_secs(*server.cookie_rotate_secs.get_ref()),
     };
+    let static_zone = match &server.zone_file {
+        None => crate::zone::StaticZone::default(),
+        Some(f) => load_zone_file(cx, f, &zone)?,
+    };
     Ok(crate::model::ServerConfig {
+        static_zone,
         cookies,
         nsid,
         listen,
@@ -430,6 +437,15 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
         persistence_capacity: *server.persistence_capacity.get_ref(),
         soa,
     })
+}
+
+/// Reads the zone file named at `f` (relative to the config); its errors
+/// name the zone file and its line.
+fn load_zone_file(cx: &Cx, f: &Spanned<String>, zone: &Name) -> Result<crate::zone::StaticZone, ConfigError> {
+    let p = Path::new(f.get_ref());
+    let path = cx.path.parent().map(|d| d.join(p)).unwrap_or_else(|| p.to_owned());
+    let text = std::fs::read_to_string(&path).map_err(|e| cx.err(f, format!("cannot read zone_file {}: {e}", path.display())))?;
+    crate::zone::StaticZone::parse(&text, &path, zone).map_err(|e| ConfigError { file: path.clone(), line: e.line, column: 1, message: e.message })
 }
 
 fn name_ok(cx: &Cx, s: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
@@ -855,6 +871,12 @@ fn build_wide_ip(
     }
     if pool.len() > MAX_POOL {
         return Err(cx.err(&w.pool, format!("wide IP {name} has {} pool entries; at most {MAX_POOL}", pool.len())));
+    }
+    if server.static_zone.names().any(|n| *n == name.to_lowercase()) {
+        return Err(cx.err(&w.name, format!("wide IP {name} also has static data in the zone_file")));
+    }
+    if let Some(cut) = server.static_zone.cut_of(&name) {
+        return Err(cx.err(&w.name, format!("wide IP {name} lies in {cut}, delegated in the zone_file")));
     }
     let mode_name = w.mode.get_ref().as_str();
     let mode = match mode_name {

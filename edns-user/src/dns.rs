@@ -8,11 +8,12 @@ use std::sync::Arc;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use serde::Serialize;
 
 use crate::cookies::{Cookies, Verdict};
 use crate::model::Model;
+use crate::zone::Lookup;
 use crate::select::{Outcome, Selector};
 use crate::store::now_ns;
 
@@ -230,6 +231,18 @@ impl Responder {
             if matches!(qtype, RecordType::NS | RecordType::ANY) {
                 for ns in &self.model.server.nameservers {
                     resp.add_answer(Record::from_rdata(qname.clone(), ttl, RData::NS(NS(ns.clone()))));
+                    // In-zone name servers' addresses, so a resolver needs no second query.
+                    for a in self.model.server.static_zone.addresses(ns) {
+                        resp.add_additional(a.clone());
+                    }
+                }
+            }
+            // Other apex data (MX, TXT, CAA, ...) from the zone file.
+            if let Lookup::Records(rs) = self.model.server.static_zone.lookup(qname, qtype) {
+                if !matches!(qtype, RecordType::SOA | RecordType::NS) {
+                    for r in rs {
+                        resp.add_answer(r.clone());
+                    }
                 }
             }
             if resp.answers.is_empty() {
@@ -238,10 +251,70 @@ impl Responder {
             return ResponseCode::NoError;
         }
         let Some(w) = self.model.wide_ip(qname) else {
-            resp.add_authority(self.soa_record());
-            // An empty non-terminal exists (NODATA); anything else does not.
-            return if self.model.has_names_below(qname) { ResponseCode::NoError } else { ResponseCode::NXDomain };
+            return self.resolve_static(qname, qtype, src, resp);
         };
+        self.answer_wide_ip(w, qname, qtype, src, resp)
+    }
+
+    /// Static data: a referral below a zone cut, a CNAME (followed once into
+    /// a wide IP or static data of the zone), records, NODATA or NXDOMAIN.
+    fn resolve_static(&self, qname: &Name, qtype: RecordType, src: IpAddr, resp: &mut Message) -> ResponseCode {
+        let zone = &self.model.server.static_zone;
+        match zone.lookup(qname, qtype) {
+            Lookup::Delegation { ns, glue } => {
+                // A referral: not authoritative for the child's data.
+                resp.metadata.authoritative = false;
+                for r in ns {
+                    resp.add_authority(r.clone());
+                }
+                for r in glue {
+                    resp.add_additional(r.clone());
+                }
+                ResponseCode::NoError
+            }
+            Lookup::Cname(c) => {
+                let mut c = c.clone();
+                c.name = qname.clone(); // the question's spelling, so it compresses
+                resp.add_answer(c.clone());
+                let RData::CNAME(target) = &c.data else { return ResponseCode::NoError };
+                let target = &target.0;
+                if !self.model.server.zone.zone_of(target) {
+                    return ResponseCode::NoError; // the resolver follows it elsewhere
+                }
+                if let Some(w) = self.model.wide_ip(target) {
+                    return self.answer_wide_ip(w, target, qtype, src, resp);
+                }
+                // One step only: the resolver asks again for anything further.
+                if let Lookup::Records(rs) = zone.lookup(target, qtype) {
+                    for r in rs {
+                        resp.add_answer(r.clone());
+                    }
+                }
+                ResponseCode::NoError
+            }
+            Lookup::Records(rs) => {
+                if rs.is_empty() {
+                    resp.add_authority(self.soa_record());
+                }
+                for r in rs {
+                    resp.add_answer(r.clone());
+                }
+                ResponseCode::NoError
+            }
+            Lookup::None => {
+                resp.add_authority(self.soa_record());
+                // An empty non-terminal exists (NODATA); anything else does not.
+                if self.model.has_names_below(qname) || zone.has_names_below(qname) {
+                    ResponseCode::NoError
+                } else {
+                    ResponseCode::NXDomain
+                }
+            }
+        }
+    }
+
+    /// The wide IP's answer for `owner` (the question, or a CNAME's target).
+    fn answer_wide_ip(&self, w: &crate::model::WideIp, qname: &Name, qtype: RecordType, src: IpAddr, resp: &mut Message) -> ResponseCode {
         if !matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) {
             resp.add_authority(self.soa_record());
             return ResponseCode::NoError;

@@ -12,3 +12,4 @@ pub mod select;
 pub mod server;
 pub mod store;
 pub mod xdp;
+pub mod zone;

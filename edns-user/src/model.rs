@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// RFC 5001 name server identifier, when configured.
     pub nsid: Option<Vec<u8>>,
     pub cookies: CookieConfig,
+    /// Static records beside the wide IPs (`zone_file`).
+    pub static_zone: crate::zone::StaticZone,
 }
 
 /// DNS cookies (RFC 7873, RFC 9018 server cookies).

@@ -454,6 +454,8 @@ pub fn example_config(dns: SocketAddr, control: SocketAddr) -> String {
         .unwrap()
         .replace("127.0.0.1:5353", &dns.to_string())
         .replace("127.0.0.1:8053", &control.to_string())
+        // The config is written elsewhere: the zone file by its full path.
+        .replace("zone_file = \"gslb.example.zone\"", &format!("zone_file = {:?}", workspace().join("examples/gslb.example.zone").display().to_string()))
 }
 
 /// A loopback edns on fresh ports.

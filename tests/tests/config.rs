@@ -9,6 +9,8 @@ fn check(text: &str) -> (bool, String) {
     let dir = tmpdir();
     let p = dir.join("bad.toml");
     std::fs::write(&p, text).unwrap();
+    // The example's zone file, beside the config as the example has it.
+    std::fs::copy(workspace().join("examples/gslb.example.zone"), dir.join("gslb.example.zone")).unwrap();
     let out = Command::new(edns_bin(false)).arg("check-config").arg(&p).output().unwrap();
     let msg = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.success(), msg.replace(&p.display().to_string(), "FILE"))
@@ -135,6 +137,38 @@ fn syntax_errors_unknown_keys_and_bad_addresses_are_refused() {
     refused(&t, line_of(&t, "cookie_secret"), "cookie_secret must be 32 hex digits");
     let t = example().replace("127.0.0.1:5353", "127.0.0.1");
     refused(&t, line_of(&t, "listen"), "is not IP:PORT");
+}
+
+/// A zone file's errors name the zone file and its line; a name that is
+/// both a wide IP and static data, apex SOA/NS in the file, a CNAME with
+/// other data, and a wide IP under a delegation are refused.
+#[test]
+fn zone_file_errors_name_the_zone_file_and_line_and_conflicts_are_refused() {
+    let dir = tmpdir();
+    let check_with_zone = |zone: &str, config_edit: &dyn Fn(String) -> String| -> (bool, String) {
+        std::fs::write(dir.join("z.zone"), zone).unwrap();
+        let cfg = config_edit(example().replace("zone_file = \"gslb.example.zone\"", "zone_file = \"z.zone\""));
+        let p = dir.join("c.toml");
+        std::fs::write(&p, cfg).unwrap();
+        let out = Command::new(edns_bin(false)).arg("check-config").arg(&p).output().unwrap();
+        let msg = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        (out.status.success(), msg.replace(&dir.display().to_string(), "DIR"))
+    };
+    let same = |c: String| c;
+    let good = "$ORIGIN gslb.example.\n$TTL 60\nns1 A 127.0.0.1\n";
+    assert!(check_with_zone(good, &same).0);
+    let (ok, msg) = check_with_zone("$ORIGIN gslb.example.\n$TTL 60\nns1 A 127.0.0.1\nmail A 300.1.1.1\n", &same);
+    assert!(!ok && msg.contains("DIR/z.zone:4:"), "{msg}");
+    let (ok, msg) = check_with_zone("$ORIGIN gslb.example.\n$TTL 60\nwww A 192.0.2.1\n", &same);
+    assert!(!ok && msg.contains("wide IP www.gslb.example. also has static data"), "{msg}");
+    let (ok, msg) = check_with_zone("$ORIGIN gslb.example.\n$TTL 60\n@ NS ns9.example.\n", &same);
+    assert!(!ok && msg.contains("the apex SOA and NS come from [server]"), "{msg}");
+    let (ok, msg) = check_with_zone("$ORIGIN gslb.example.\n$TTL 60\na CNAME b\na TXT \"x\"\n", &same);
+    assert!(!ok && msg.contains("has a CNAME and other data"), "{msg}");
+    let (ok, msg) = check_with_zone("$ORIGIN gslb.example.\n$TTL 60\nwww NS ns.other.example.\n", &same);
+    assert!(!ok && msg.contains("also has static data"), "{msg}");
+    let (ok, msg) = check_with_zone("$ORIGIN gslb.example.\n$TTL 60\nx NS ns.other.example.\n", &|c: String| c.replace("name = \"geo.gslb.example.\"", "name = \"geo.x.gslb.example.\""));
+    assert!(!ok && msg.contains("lies in x.gslb.example., delegated in the zone_file"), "{msg}");
 }
 
 #[test]

@@ -511,3 +511,35 @@ fn cookies_are_answered_with_fresh_server_cookies_and_malformed_ones_get_formerr
     let d = kdig(None, off.dns, None, &["www.gslb.example.", "A", "+cookie"]).unwrap();
     assert!(!d.text.contains(";; COOKIE:"), "{}", d.text);
 }
+
+/// Static data of the example zone file beside the wide IPs: the name
+/// server's address (also as additional data of the apex NS), MX, TXT, CAA,
+/// SRV, a CNAME followed into a wide IP, a CNAME out of the zone, a
+/// referral with glue for a delegated child, NODATA and NXDOMAIN.
+#[test]
+fn static_zone_data_answers_beside_the_wide_ips() {
+    let e = start_example();
+    let ask = |name: &str, t: &str| kdig(None, e.dns, None, &[name, t, "+norec"]).unwrap();
+    assert_eq!(ask("ns1.gslb.example.", "A").answer(), "127.0.0.1");
+    let ns = ask("gslb.example.", "NS");
+    assert_eq!(ns.answer(), "ns1.gslb.example.");
+    assert!(ns.text.contains("ADDITIONAL: 1") && ns.text.contains("ns1.gslb.example.   \t300\tIN\tA\t127.0.0.1"), "glue: {}", ns.text);
+    assert_eq!(ask("gslb.example.", "MX").answer(), "10 mail.gslb.example.");
+    assert_eq!(ask("gslb.example.", "TXT").answer(), "\"v=spf1 -all\"");
+    assert!(ask("gslb.example.", "CAA").answer().contains("letsencrypt.org"));
+    assert_eq!(ask("_sip._udp.gslb.example.", "SRV").answer(), "10 5 5060 sip.gslb.example.");
+    let store = ask("store.gslb.example.", "A");
+    assert_eq!(store.answers, ["shop.gslb.example.", "192.0.2.10"], "CNAME then the wide IP's answer: {}", store.text);
+    assert_eq!(ask("docs.gslb.example.", "A").answers, ["docs.other.example."]);
+    let referral = ask("host.lab.gslb.example.", "A");
+    assert_eq!((referral.status.as_str(), referral.answers.len()), ("NOERROR", 0));
+    assert!(!referral.flags.contains(&"aa".to_string()), "a referral is not authoritative: {}", referral.text);
+    assert!(referral.authority.iter().any(|a| a.contains("ns.lab.gslb.example.")), "{}", referral.text);
+    assert!(referral.text.contains("192.0.2.53"), "glue: {}", referral.text);
+    let nodata = ask("mail.gslb.example.", "AAAA");
+    assert_eq!((nodata.status.as_str(), nodata.answers.len()), ("NOERROR", 0));
+    assert_eq!(ask("_udp.gslb.example.", "A").status, "NOERROR", "an empty non-terminal");
+    assert_eq!(ask("nothere.gslb.example.", "A").status, "NXDOMAIN");
+    // The wide IPs still answer as before.
+    assert_eq!(ask("geo.gslb.example.", "A").status, "NOERROR");
+}
