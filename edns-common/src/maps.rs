@@ -198,6 +198,26 @@ pub struct Settings {
     pub mac: [u8; 6],
     /// Non-zero when `mac` is set (BPF_PROG_TEST_RUN without an interface may leave it unset).
     pub check_mac: u16,
+    /// Response rate limiting: nanoseconds one response costs a source
+    /// prefix (1 s / responses_per_second); 0 = off.
+    pub rrl_interval_ns: u64,
+    /// How far ahead of now a prefix may run: (burst - 1) × interval.
+    pub rrl_tolerance_ns: u64,
+    /// Every `rrl_slip`-th limited query gets a TC=1 answer (0: none).
+    pub rrl_slip: u32,
+    /// Prefix lengths that form one requester.
+    pub rrl_v4_prefix: u8,
+    pub rrl_v6_prefix: u8,
+    pub _pad: u16,
+}
+
+/// Rate-limit state of one source prefix (GCRA: the theoretical arrival
+/// time of the next response) and its count of limited queries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RrlBucket {
+    pub tat_ns: u64,
+    pub limited: u64,
 }
 
 /// Per-CPU counter indices (the `COUNTERS` array).
@@ -239,7 +259,16 @@ pub mod counter {
     pub const COOKIE_CLIENT_ONLY: u32 = 19;
     pub const COOKIE_VALID: u32 = 20;
     pub const COOKIE_BAD: u32 = 21;
-    pub const COUNT: u32 = 22;
+    /// Rate limited: dropped, or answered with TC=1 (slip) so a real
+    /// resolver retries over TCP.
+    pub const DROP_RATE_LIMITED: u32 = 22;
+    pub const ANSWERED_RRL_SLIP: u32 = 23;
+    pub const COUNT: u32 = 24;
+
+    /// Outcomes that end in XDP_DROP.
+    pub const fn is_drop(c: u32) -> bool {
+        (c >= FIRST_DROP && c <= LAST_DROP) || c == DROP_RATE_LIMITED
+    }
 
     pub const NAMES: [&str; COUNT as usize] = [
         "packets",
@@ -264,6 +293,8 @@ pub mod counter {
         "cookie_client_only",
         "cookie_valid",
         "cookie_bad",
+        "drop_rate_limited",
+        "answered_rrl_slip",
     ];
 }
 
@@ -279,4 +310,5 @@ mod pod {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for ListenKey {}
     unsafe impl aya::Pod for crate::cookie::CookieSecrets {}
+    unsafe impl aya::Pod for RrlBucket {}
 }

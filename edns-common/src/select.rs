@@ -51,6 +51,41 @@ pub fn is_group_destination(addr: &[u8; 16]) -> bool {
     addr[0] == 0xff
 }
 
+/// The response-rate-limiting key of a source: its address cut to the
+/// prefix that counts as one requester (IPv4 mapped: `v4` bits of the
+/// IPv4 address; IPv6: `v6` bits).
+#[inline(always)]
+pub fn rrl_key(addr: &[u8; 16], v4: u8, v6: u8) -> [u8; 16] {
+    let bits = if is_v4_mapped(addr) { 96 + v4.min(32) as u32 } else { v6.min(128) as u32 };
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        let from = 8 * i as u32;
+        let keep = if bits >= from + 8 {
+            0xff
+        } else if bits <= from {
+            0
+        } else {
+            0xffu8 << (8 - (bits - from))
+        };
+        out[i] = addr[i] & keep;
+        i += 1;
+    }
+    out
+}
+
+/// GCRA: may a response go out at `now` when the prefix's theoretical
+/// arrival time is `tat`? Each response costs `interval`; a prefix may run
+/// `tolerance` ahead of now (the burst). Returns the new `tat` when allowed.
+#[inline(always)]
+pub fn rrl_allow(tat: u64, now: u64, interval: u64, tolerance: u64) -> Option<u64> {
+    let t = if tat > now { tat } else { now };
+    if t - now > tolerance {
+        return None;
+    }
+    Some(t + interval)
+}
+
 /// The LDNS address read as a big-endian integer, modulo `n` (n > 0).
 /// IPv4 (mapped) addresses are read as their 32-bit value, so 127.0.0.1 is
 /// 2130706433 as Fig. 3 says; IPv6 as the full 128-bit value, reduced 32 bits
@@ -406,6 +441,24 @@ mod tests {
         assert!(is_group_destination(&v4(224, 0, 0, 1)) && is_group_destination(&v4(255, 255, 255, 255)));
         assert!(!is_group_destination(&v4(198, 18, 0, 1)) && !is_group_destination(&v4(240, 0, 0, 1)));
         assert!(is_group_destination(&v6(0xff02 << 112 | 1)) && !is_group_destination(&v6(0xfd00 << 112 | 1)));
+    }
+
+    #[test]
+    fn rrl_keys_cut_sources_to_their_prefix_and_gcra_allows_a_burst_then_the_rate() {
+        assert_eq!(rrl_key(&v4(198, 18, 3, 7), 24, 56), v4(198, 18, 3, 0));
+        assert_eq!(rrl_key(&v4(198, 18, 3, 7), 20, 56), v4(198, 18, 0, 0));
+        let a = 0x2001_0db8_1234_56ff_0000_0000_0000_0001u128.to_be_bytes();
+        assert_eq!(rrl_key(&a, 24, 56), 0x2001_0db8_1234_5600_0000_0000_0000_0000u128.to_be_bytes());
+        // 10 per second, burst 3: three at once, then one per 100 ms.
+        let (interval, tolerance) = (100_000_000, 2 * 100_000_000);
+        let mut tat = 0;
+        let now = 5_000_000_000;
+        for _ in 0..3 {
+            tat = rrl_allow(tat, now, interval, tolerance).expect("within the burst");
+        }
+        assert_eq!(rrl_allow(tat, now, interval, tolerance), None);
+        assert_eq!(rrl_allow(tat, now + 99_000_000, interval, tolerance), None);
+        assert!(rrl_allow(tat, now + 100_000_000, interval, tolerance).is_some());
     }
 
     #[test]

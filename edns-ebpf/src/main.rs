@@ -20,11 +20,11 @@ use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use edns_common::{
-    counter, server_cookie_valid_with, server_cookie_with, unspecified, ListenKey, CLIENT_COOKIE_LEN, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6,
+    counter, rrl_allow, rrl_key, server_cookie_valid_with, server_cookie_with, unspecified, ListenKey, RrlBucket, CLIENT_COOKIE_LEN, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6,
     SERVER_COOKIE_LEN,
 };
 
-use crate::maps::{count, COOKIE_SECRETS, JUMPS, JUMP_ANSWER, JUMP_COOKIE, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
+use crate::maps::{count, COOKIE_SECRETS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
 
 /// Counts the outcome (a `counter` index: how it was answered, or why it
@@ -33,7 +33,7 @@ use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, OPTION_HL
 fn verdict(ctx: &XdpContext, r: Result<u32, u32>) -> u32 {
     let (action, outcome) = match r {
         Ok(how) => (xdp_action::XDP_TX, how),
-        Err(reason) if (counter::FIRST_DROP..=counter::LAST_DROP).contains(&reason) => (xdp_action::XDP_DROP, reason),
+        Err(reason) if counter::is_drop(reason) => (xdp_action::XDP_DROP, reason),
         Err(reason) => (xdp_action::XDP_PASS, reason),
     };
     count(outcome);
@@ -56,20 +56,21 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
-    let next = if scratch.q.cookie_len != 0 { JUMP_COOKIE } else { JUMP_ANSWER };
+    let next = if scratch.q.cookie_len != 0 || settings.rrl_interval_ns != 0 { JUMP_ADMIT } else { JUMP_ANSWER };
     unsafe { JUMPS.tail_call(ctx, next) };
     Err(counter::PASS_INTERNAL) // the tail call returned: no such program
 }
 
-/// Between parsing and answering when the query has a COOKIE option: the
-/// fresh server cookie and the verdict on the received one, into scratch.
-/// A program of its own for the stack: SipHash beside the answer's
-/// selection and rewrite would not fit one 512-byte frame.
+/// Between parsing and answering, for a query with a COOKIE option or
+/// when rate limiting is on: the fresh server cookie and the verdict on the
+/// received one, then the rate limit (drop, or answer TC=1), into scratch.
+/// A program of its own for the stack: SipHash and the bucket beside the
+/// answer's selection and rewrite would not fit one 512-byte frame.
 #[xdp]
-pub fn edns_cookie(ctx: XdpContext) -> u32 {
-    let r = match SCRATCH.get_ptr_mut(0) {
-        Some(s) => cookie(&ctx, unsafe { &mut *s }),
-        None => Err(counter::PASS_INTERNAL),
+pub fn edns_admit(ctx: XdpContext) -> u32 {
+    let r = match (SCRATCH.get_ptr_mut(0), SETTINGS.get(0)) {
+        (Some(s), Some(settings)) => admit(&ctx, unsafe { &mut *s }, settings),
+        _ => Err(counter::PASS_INTERNAL),
     };
     if let Err(reason) = r {
         return verdict(&ctx, Err(reason));
@@ -103,6 +104,13 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
         return Err(counter::PASS_NOT_OURS);
     }
+    if scratch.rrl_slip != 0 {
+        // Rate limited, this one slips: TC=1 and no data, whatever the name.
+        let Scratch { cookie, fresh, prefix, cookie_verdict, .. } = scratch;
+        let cookie = if *cookie_verdict != 0 { Some((&*cookie, &*fresh)) } else { None };
+        reply::build(ctx, &q, &[0; 16], 0, settings.edns_payload, cookie, prefix, true)?;
+        return Ok(counter::ANSWERED_RRL_SLIP);
+    }
     let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
     let choice = select::choose(w, &q.ldns)?;
     let pos = choice.pos as usize;
@@ -122,12 +130,55 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     let judged = scratch.cookie_verdict;
     let Scratch { cookie, fresh, prefix, .. } = scratch;
     let cookie = if judged != 0 { Some((&*cookie, &*fresh)) } else { None };
-    reply::build(ctx, &q, &rdata, w.answer_ttl, settings.edns_payload, cookie, prefix)?;
-    select::commit(&choice);
+    reply::build(ctx, &q, &rdata, w.answer_ttl, settings.edns_payload, cookie, prefix, false)?;
     if judged != 0 {
         count(judged);
     }
+    select::commit(&choice);
     Ok(choice.how)
+}
+
+/// The admission of `edns_admit`: cookie, then rate limit.
+#[inline(always)]
+fn admit(ctx: &XdpContext, scratch: &mut Scratch, settings: &edns_common::Settings) -> Result<(), u32> {
+    cookie(ctx, scratch)?;
+    scratch.rrl_slip = rate_limit(settings, &scratch.q.ldns, scratch.cookie_verdict)? as u32;
+    Ok(())
+}
+
+/// Response rate limiting per source prefix (GCRA in `edns-common`):
+/// `Ok(false)` answers, `Ok(true)` answers with TC=1 only (every
+/// `rrl_slip`-th limited query, so a real resolver retries over TCP),
+/// `Err` drops. A query with our valid server cookie is not limited: its
+/// source is not spoofed.
+#[inline(always)]
+fn rate_limit(settings: &edns_common::Settings, ldns: &[u8; 16], cookie: u32) -> Result<bool, u32> {
+    if settings.rrl_interval_ns == 0 || cookie == counter::COOKIE_VALID {
+        return Ok(false);
+    }
+    let key = rrl_key(ldns, settings.rrl_v4_prefix, settings.rrl_v6_prefix);
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let Some(b) = RRL.get_ptr_mut(&key) else {
+        // A new prefix: its first response, and the bucket starts from it.
+        let fresh = RrlBucket { tat_ns: now + settings.rrl_interval_ns, limited: 0 };
+        let _ = RRL.insert(&key, &fresh, 0);
+        return Ok(false);
+    };
+    let b = unsafe { &mut *b };
+    match rrl_allow(b.tat_ns, now, settings.rrl_interval_ns, settings.rrl_tolerance_ns) {
+        Some(tat) => {
+            b.tat_ns = tat;
+            Ok(false)
+        }
+        None => {
+            b.limited += 1;
+            if settings.rrl_slip != 0 && b.limited % settings.rrl_slip as u64 == 0 {
+                Ok(true)
+            } else {
+                Err(counter::DROP_RATE_LIMITED)
+            }
+        }
+    }
 }
 
 /// Copies the cookie's bytes (after the OPT and the option header) into

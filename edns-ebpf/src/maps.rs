@@ -4,7 +4,7 @@
 use crate::parse::Scratch;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
-use edns_common::{counter, CookieSecrets, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
+use edns_common::{counter, CookieSecrets, ListenKey, RrlBucket, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
 
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
@@ -47,12 +47,16 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static OPAQUE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
-/// Tail-call targets: [`JUMP_ANSWER`] is `edns_answer`, [`JUMP_COOKIE`]
-/// is `edns_cookie` (each program has its own 512-byte stack).
+/// Tail-call targets: [`JUMP_ANSWER`] is `edns_answer`, [`JUMP_ADMIT`]
+/// is `edns_admit` (each program has its own 512-byte stack).
 #[map]
 pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 pub const JUMP_ANSWER: u32 = 0;
-pub const JUMP_COOKIE: u32 = 1;
+pub const JUMP_ADMIT: u32 = 1;
+
+/// Response rate limiting: source prefix -> bucket; the controller sets the capacity.
+#[map]
+pub static RRL: LruHashMap<[u8; 16], RrlBucket> = LruHashMap::with_max_entries(65536, 0);
 
 /// DNS cookie secrets and the wall-clock offset (one entry, the controller's).
 #[map]

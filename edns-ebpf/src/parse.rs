@@ -105,11 +105,13 @@ pub struct Scratch {
     pub cookie: [u8; COOKIE_MAX],
     pub fresh: [u8; SERVER_COOKIE_LEN],
     pub msg: [u8; 32],
-    /// What `edns_cookie` judged the query's cookie (a `counter`), 0 when
+    /// Non-zero: rate limited, answer with TC=1 only (set by `edns_admit`).
+    pub rrl_slip: u32,
+    /// What `edns_admit` judged the query's cookie (a `counter`), 0 when
     /// there is no cookie to answer with.
     pub cookie_verdict: u32,
     /// With a cookie: the UDP checksum's sum without the cookie's bytes,
-    /// for `edns_cookie` to finish (0: no checksum to verify).
+    /// for `edns_admit` to finish (0: no checksum to verify).
     pub pending_sum: u32,
     /// Room to move a frame's headers and question when it grows at the head.
     pub prefix: [u8; MAX_PREFIX],
@@ -162,7 +164,7 @@ fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16
 
 /// Checks a COOKIE option's header at `off` (`rdlen` bytes with it);
 /// returns the cookie's length (8 or 24) and the header's sum. The cookie
-/// bytes are read by `edns_cookie`, whose single state is cheap to verify
+/// bytes are read by `edns_admit`, whose single state is cheap to verify
 /// (here every qname length is a state of its own).
 #[inline(always)]
 fn cookie_header(ctx: &XdpContext, off: usize, rdlen: usize, odd: bool) -> Result<(usize, u32), u32> {
@@ -221,6 +223,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     let q = &mut s.q;
     q.cookie_len = 0;
     s.cookie_verdict = 0;
+    s.rrl_slip = 0;
     let mut l3_off = ETH_HLEN;
     let mut proto = be16(read::<2>(ctx, 12).map_err(|_| counter::PASS_NOT_DNS)?);
     let mut tags = 0;
@@ -359,7 +362,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     } else if dns_len != q_end {
         return Err(counter::PASS_UNPARSED);
     }
-    // Verified here, or with the cookie's bytes by `edns_cookie`.
+    // Verified here, or with the cookie's bytes by `edns_admit`.
     s.pending_sum = 0;
     if let Some(partial) = udp_partial_sum(&q.ldns, &q.dst, v6, &udp, &h)? {
         let sum = partial + qsum + opt_sum;

@@ -12,6 +12,8 @@ use crate::parse::{ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, I
 use edns_common::{CLIENT_COOKIE_LEN, OPTION_COOKIE};
 
 const DNS_QR_AA: u16 = 0x8400;
+/// Truncated: the resolver retries over TCP.
+const DNS_TC: u16 = 0x0200;
 /// Query flags carried into the answer: RD and CD.
 const DNS_KEEP: u16 = 0x0110;
 /// Answer RR without RDATA: pointer, type, class, TTL, RDLENGTH.
@@ -70,13 +72,16 @@ pub fn build(
     edns_payload: u16,
     cookie: Option<(&[u8; COOKIE_MAX], &[u8; 16])>,
     prefix_buf: &mut [u8; MAX_PREFIX],
+    truncated: bool,
 ) -> Result<(), u32> {
     let v6_answer = q.qtype == QTYPE_AAAA;
     let rdlen: usize = if v6_answer { 16 } else { 4 };
+    // TC=1 (a rate-limit slip): the question and OPT, no answer RR.
+    let rr_len = if truncated { 0 } else { RR_HLEN + rdlen };
     // The COOKIE option: client cookie and a fresh server cookie.
     let cookie_rdlen = if cookie.is_some() { OPTION_HLEN + COOKIE_MAX } else { 0 };
     let opt_len = if q.has_opt { OPT_LEN + cookie_rdlen } else { 0 };
-    let dns_len = q.q_end + RR_HLEN + rdlen + opt_len;
+    let dns_len = q.q_end + rr_len + opt_len;
     // Through the stack, so LLVM cannot fold the pointers into 32-bit
     // arithmetic ("32-bit pointer arithmetic prohibited").
     let frame_len = unsafe { core::ptr::read_volatile(&(ctx.data_end() - ctx.data())) };
@@ -92,8 +97,9 @@ pub fn build(
     let h = ptr_at::<[u8; DNS_HLEN]>(ctx, q.dns_off).ok_or(counter::PASS_NO_ROOM)?;
     unsafe {
         let old = *h;
-        let f = (DNS_QR_AA | (u16::from_be_bytes([old[2], old[3]]) & DNS_KEEP)).to_be_bytes();
-        let new = [old[0], old[1], f[0], f[1], 0, 1, 0, 1, 0, 0, 0, q.has_opt as u8];
+        let tc = if truncated { DNS_TC } else { 0 };
+        let f = (DNS_QR_AA | tc | (u16::from_be_bytes([old[2], old[3]]) & DNS_KEEP)).to_be_bytes();
+        let new = [old[0], old[1], f[0], f[1], 0, 1, 0, !truncated as u8, 0, 0, 0, q.has_opt as u8];
         sum += sum_bytes(&new, false);
         *h = new;
     }
@@ -101,27 +107,31 @@ pub fn build(
 
     // Answer: owner is a pointer to the question name (offset 12).
     let odd = q.q_end & 1 == 1;
-    let t = ttl.to_be_bytes();
-    let rr = [0xc0, 0x0c, 0, q.qtype as u8, 0, 1, t[0], t[1], t[2], t[3], 0, rdlen as u8];
-    let a = ptr_at::<[u8; RR_HLEN]>(ctx, q.dns_off + q.q_end).ok_or(counter::PASS_NO_ROOM)?;
-    unsafe { *a = rr };
-    sum += sum_bytes(&rr, odd);
-    let rd_off = q.dns_off + q.q_end + RR_HLEN;
-    if v6_answer {
-        let r = ptr_at::<[u8; 16]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
-        unsafe { *r = *rdata };
-        sum += sum_bytes(rdata, odd);
-    } else {
-        let v4 = [rdata[0], rdata[1], rdata[2], rdata[3]];
-        let r = ptr_at::<[u8; 4]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
-        unsafe { *r = v4 };
-        sum += sum_bytes(&v4, odd);
+    if !truncated {
+        let t = ttl.to_be_bytes();
+        let rr = [0xc0, 0x0c, 0, q.qtype as u8, 0, 1, t[0], t[1], t[2], t[3], 0, rdlen as u8];
+        let a = ptr_at::<[u8; RR_HLEN]>(ctx, q.dns_off + q.q_end).ok_or(counter::PASS_NO_ROOM)?;
+        unsafe { *a = rr };
+        sum += sum_bytes(&rr, odd);
+        let rd_off = q.dns_off + q.q_end + RR_HLEN;
+        if v6_answer {
+            let r = ptr_at::<[u8; 16]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
+            unsafe { *r = *rdata };
+            sum += sum_bytes(rdata, odd);
+        } else {
+            let v4 = [rdata[0], rdata[1], rdata[2], rdata[3]];
+            let r = ptr_at::<[u8; 4]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
+            unsafe { *r = v4 };
+            sum += sum_bytes(&v4, odd);
+        }
     }
+    // The answer RR is even in length: the OPT has the question end's parity.
+    let opt_off = q.dns_off + q.q_end + rr_len;
     if q.has_opt {
         let p = edns_payload.to_be_bytes();
         // DO copied (RFC 3225): the high bit of the flags.
         let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, cookie_rdlen as u8];
-        let o = ptr_at::<[u8; OPT_LEN]>(ctx, rd_off + rdlen).ok_or(counter::PASS_NO_ROOM)?;
+        let o = ptr_at::<[u8; OPT_LEN]>(ctx, opt_off).ok_or(counter::PASS_NO_ROOM)?;
         // Byte stores: a copy with zero runs would become a memset call.
         let mut i = 0;
         while i < OPT_LEN {
@@ -130,7 +140,7 @@ pub fn build(
         }
         sum += sum_bytes(&opt, odd); // rdlen is even: same parity as the RR
         if let Some((client, server)) = cookie {
-            sum += write_cookie(ctx, rd_off + rdlen + OPT_LEN, client, server, !odd)?;
+            sum += write_cookie(ctx, opt_off + OPT_LEN, client, server, !odd)?;
             // after 11 bytes: parity flips
         }
     }

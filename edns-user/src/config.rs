@@ -50,6 +50,64 @@ struct RawConfig {
     monitor: Vec<Spanned<RawMonitor>>,
     #[serde(default)]
     exporter: Vec<Spanned<RawExporter>>,
+    rrl: Option<Spanned<RawRrl>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRrl {
+    responses_per_second: Spanned<u32>,
+    /// Responses a prefix may get at once (default: one second's worth).
+    burst: Option<Spanned<u32>>,
+    #[serde(default = "default_slip")]
+    slip: Spanned<u32>,
+    #[serde(default = "default_v4_prefix")]
+    ipv4_prefix: Spanned<u8>,
+    #[serde(default = "default_v6_prefix")]
+    ipv6_prefix: Spanned<u8>,
+    #[serde(default = "default_rrl_capacity")]
+    capacity: Spanned<u32>,
+}
+
+fn default_slip() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+fn default_v4_prefix() -> Spanned<u8> {
+    Spanned::new(0..0, 24)
+}
+fn default_v6_prefix() -> Spanned<u8> {
+    Spanned::new(0..0, 56)
+}
+fn default_rrl_capacity() -> Spanned<u32> {
+    Spanned::new(0..0, 65536)
+}
+
+fn build_rrl(cx: &Cx, raw: &RawRrl) -> Result<crate::model::RrlConfig, ConfigError> {
+    let rate = *raw.responses_per_second.get_ref();
+    if rate == 0 || rate > 1_000_000 {
+        return Err(cx.err(&raw.responses_per_second, "responses_per_second must be 1 to 1000000"));
+    }
+    let burst = raw.burst.as_ref().map(|b| *b.get_ref()).unwrap_or(rate);
+    if burst == 0 {
+        return Err(cx.err(raw.burst.as_ref().unwrap(), "burst must be at least 1"));
+    }
+    if *raw.ipv4_prefix.get_ref() > 32 {
+        return Err(cx.err(&raw.ipv4_prefix, "ipv4_prefix must be 0 to 32"));
+    }
+    if *raw.ipv6_prefix.get_ref() > 128 {
+        return Err(cx.err(&raw.ipv6_prefix, "ipv6_prefix must be 0 to 128"));
+    }
+    if *raw.capacity.get_ref() == 0 {
+        return Err(cx.err(&raw.capacity, "capacity must be at least 1"));
+    }
+    Ok(crate::model::RrlConfig {
+        responses_per_second: rate,
+        burst,
+        slip: *raw.slip.get_ref(),
+        ipv4_prefix: *raw.ipv4_prefix.get_ref(),
+        ipv6_prefix: *raw.ipv6_prefix.get_ref(),
+        capacity: *raw.capacity.get_ref(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -326,6 +384,8 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
         wide_ips.push(wide_ip);
     }
     let topology = build_topology(cx, &raw.topology, &sac_ids)?;
+    let mut server = server;
+    server.rrl = raw.rrl.as_ref().map(|r| build_rrl(cx, r.get_ref())).transpose()?;
     let mut model = Model::new(server, sacs, vss, wide_ips, topology);
     model.monitors = monitors;
     model.exporters = exporters;
@@ -424,6 +484,7 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
         Some(f) => load_zone_file(cx, f, &zone)?,
     };
     Ok(crate::model::ServerConfig {
+        rrl: None,
         static_zone,
         cookies,
         nsid,

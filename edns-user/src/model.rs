@@ -28,6 +28,21 @@ pub struct ServerConfig {
     pub cookies: CookieConfig,
     /// Static records beside the wide IPs (`zone_file`).
     pub static_zone: crate::zone::StaticZone,
+    /// Response rate limiting in XDP (`[rrl]`), off when absent.
+    pub rrl: Option<RrlConfig>,
+}
+
+/// Response rate limiting per source prefix, as Knot and BIND have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RrlConfig {
+    pub responses_per_second: u32,
+    pub burst: u32,
+    /// Every `slip`-th limited query gets a TC=1 answer; 0 drops them all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Source prefixes tracked at once (LRU).
+    pub capacity: u32,
 }
 
 /// DNS cookies (RFC 7873, RFC 9018 server cookies).

@@ -46,6 +46,7 @@ pub fn load(model: &Model, object: &[u8]) -> anyhow::Result<Ebpf> {
     }
     EbpfLoader::new()
         .map_max_entries("PERSISTENCE", model.server.persistence_capacity)
+        .map_max_entries("RRL", model.server.rrl.map(|r| r.capacity).unwrap_or(1))
         .load(object)
         .context("cannot load the eBPF object (verifier log above, if any)")
 }
@@ -62,11 +63,11 @@ pub struct DataPlane {
     cookie_secrets: Mutex<Array<MapData, CookieSecrets>>,
 }
 
-/// Loads the programs, links `edns` to `edns_answer` and `edns_cookie`
+/// Loads the programs, links `edns` to `edns_answer` and `edns_admit`
 /// through JUMPS, and returns the entry program (to attach or to run with
 /// BPF_PROG_TEST_RUN).
 pub fn load_programs(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
-    for (slot, name) in [(0u32, "edns_answer"), (1, "edns_cookie")] {
+    for (slot, name) in [(0u32, "edns_answer"), (1, "edns_admit")] {
         let p: &mut Xdp = ebpf.program_mut(name).with_context(|| format!("eBPF object has no program {name}"))?.try_into()?;
         p.load().with_context(|| format!("the verifier refused {name}"))?;
         let fd = p.fd()?.try_clone()?;
@@ -96,7 +97,7 @@ pub fn verify(model: &Model, object: Option<&Path>) -> anyhow::Result<Vec<(Strin
     let mut ebpf = load(model, &bytes)?;
     load_programs(&mut ebpf)?;
     let mut out = Vec::new();
-    for name in ["edns", "edns_answer", "edns_cookie"] {
+    for name in ["edns", "edns_answer", "edns_admit"] {
         let p: &Xdp = ebpf.program(name).context("missing program")?.try_into()?;
         out.push((name.to_string(), p.info()?.verified_instruction_count().unwrap_or(0)));
     }
@@ -156,6 +157,16 @@ impl DataPlane {
                 log: log as u32,
                 mac: mac.unwrap_or_default(),
                 check_mac: mac.is_some() as u16,
+                rrl_interval_ns: model.server.rrl.map(|r| 1_000_000_000 / r.responses_per_second as u64).unwrap_or(0),
+                rrl_tolerance_ns: model
+                    .server
+                    .rrl
+                    .map(|r| (r.burst as u64 - 1) * (1_000_000_000 / r.responses_per_second as u64))
+                    .unwrap_or(0),
+                rrl_slip: model.server.rrl.map(|r| r.slip).unwrap_or(0),
+                rrl_v4_prefix: model.server.rrl.map(|r| r.ipv4_prefix).unwrap_or(24),
+                rrl_v6_prefix: model.server.rrl.map(|r| r.ipv6_prefix).unwrap_or(56),
+                _pad: 0,
             },
             0,
         )?;

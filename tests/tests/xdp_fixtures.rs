@@ -458,3 +458,46 @@ fn cookies_are_answered_in_xdp_with_a_fresh_server_cookie() {
         assert_eq!(x.counter(counter), 1, "{what}");
     }
 }
+
+/// Response rate limiting in XDP: a prefix gets its burst, then limited
+/// queries are dropped except every `slip`-th, answered TC=1 with no data;
+/// another prefix and a query with our valid server cookie are not limited.
+#[test]
+fn rate_limiting_drops_past_the_burst_slips_every_second_and_spares_other_prefixes_and_valid_cookies() {
+    require_root();
+    let text = std::fs::read_to_string(edns_tests::workspace().join("examples/demo.toml")).unwrap()
+        + "\n[rrl]\nresponses_per_second = 1\nburst = 5\nslip = 2\n";
+    let m = edns_user::config::parse(std::path::Path::new("rrl.toml"), &text).unwrap();
+    let mut x = XdpUnderTest::new(&m).unwrap();
+    let secrets = edns_common::CookieSecrets { current: [9; 16], enabled: 1, wall_offset_ns: edns_user::cookies::wall_offset_ns(), ..Default::default() };
+    x.dataplane.set_cookie_secrets(&secrets).unwrap();
+    let q = |id: u16| dns_query(id, false, "www.gslb.example.", 1, None);
+    for i in 0..5 {
+        let f = frame("198.18.3.7", q(i));
+        answers(&mut x, &format!("burst #{i}"), &f, answer_dns(&q(i), 1, &EAST, 30, false));
+    }
+    let mut verdicts = Vec::new();
+    for i in 0..6 {
+        let f = frame("198.18.3.7", q(100 + i));
+        let (v, out) = x.run(&f.build()).unwrap();
+        if v == XDP_TX {
+            let dns = check_answer(&f, &out).unwrap();
+            assert_eq!(dns[2] & 0x02, 0x02, "TC set");
+            assert_eq!(&dns[6..8], &[0, 0], "no answer RR");
+            assert_eq!(&dns[12..], &q(100 + i)[12..], "the question echoed");
+        }
+        verdicts.push(v);
+    }
+    assert_eq!(verdicts, [edns_tests::xdp::XDP_DROP, XDP_TX, edns_tests::xdp::XDP_DROP, XDP_TX, edns_tests::xdp::XDP_DROP, XDP_TX]);
+    assert_eq!((x.counter("drop_rate_limited"), x.counter("answered_rrl_slip")), (3, 3));
+    // Another /24: its own bucket.
+    answers(&mut x, "another prefix", &frame("198.18.4.9", q(200)), answer_dns(&q(200), 1, &EAST, 30, false));
+    // Our valid server cookie proves the source: not limited.
+    let client = [5u8; 8];
+    let ldns = edns_user::model::ip16(ip("198.18.3.7"));
+    let server = edns_common::server_cookie(&[9; 16], &client, &ldns, edns_user::cookies::wall_secs() as u32);
+    let f = frame("198.18.3.7", cookie_query(201, "www.gslb.example.", &[&client[..], &server].concat()));
+    let (v, _) = x.run(&f.build()).unwrap();
+    assert_eq!(v, XDP_TX, "{:?}", x.counters());
+    assert_eq!(x.counter("cookie_valid"), 1);
+}
