@@ -192,27 +192,7 @@ impl VethHarness {
     }
 
     fn attach_client_pass(&self) -> anyhow::Result<()> {
-        let h = self;
-        // XDP_TX on a veth delivers only when the peer runs NAPI; GRO alone
-        // did not turn it on here, an XDP program on the peer does.
-        let log = h.logs.join("xdp-pass.log");
-        let mut pass = h.client.cmd(edns_bin_any());
-        pass.args(["xdp-pass", "--iface", &h.client_if]).stderr(std::fs::File::create(&log)?);
-        let mut child = pass.spawn().context("cannot start edns xdp-pass")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let link = h.client.ip(&["link", "show", &h.client_if])?;
-            if String::from_utf8_lossy(&link.stdout).contains("prog/xdp") {
-                break;
-            }
-            if child.try_wait()?.is_some() || Instant::now() > deadline {
-                bail!("edns xdp-pass did not attach: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The namespace's drop kills it.
-        std::mem::forget(child);
-        Ok(())
+        attach_xdp_pass(&self.client, &self.client_if, &self.logs.join("xdp-pass.log"))
     }
 
     /// Routes replies for a generator's source range (e.g. kxdpgun -l) to
@@ -238,6 +218,30 @@ impl VethHarness {
         }
         Ok(())
     }
+}
+
+/// Attaches `edns xdp-pass` to `iface` in `ns` and waits until it is
+/// attached. XDP_TX (or AF_XDP transmit) on a veth delivers only when the
+/// peer runs NAPI; GRO alone did not turn it on here, an XDP program on the
+/// peer does. The process lives until the namespace is dropped.
+pub fn attach_xdp_pass(ns: &Netns, iface: &str, log: &Path) -> anyhow::Result<()> {
+    let mut pass = ns.cmd(edns_bin_any());
+    pass.args(["xdp-pass", "--iface", iface]).stderr(std::fs::File::create(log)?);
+    let mut child = pass.spawn().context("cannot start edns xdp-pass")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let link = ns.ip(&["link", "show", iface])?;
+        if String::from_utf8_lossy(&link.stdout).contains("prog/xdp") {
+            break;
+        }
+        if child.try_wait()?.is_some() || Instant::now() > deadline {
+            bail!("edns xdp-pass did not attach to {iface}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The namespace's drop kills it.
+    std::mem::forget(child);
+    Ok(())
 }
 
 /// A running `edns run`, killed on drop.

@@ -172,6 +172,18 @@ fn zone_file_errors_name_the_zone_file_and_line_and_conflicts_are_refused() {
 }
 
 #[test]
+fn rate_limiting_settings_are_checked() {
+    let ok = example() + "\n[rrl]\nresponses_per_second = 20\n";
+    assert!(check(&ok).0, "defaults: burst 20, slip 2, /24 and /56");
+    let t = example() + "\n[rrl]\nresponses_per_second = 0\n";
+    refused(&t, line_of(&t, "responses_per_second = 0"), "responses_per_second must be 1 to 1000000");
+    let t = example() + "\n[rrl]\nresponses_per_second = 5\nipv4_prefix = 33\n";
+    refused(&t, line_of(&t, "ipv4_prefix"), "ipv4_prefix must be 0 to 32");
+    let t = example() + "\n[rrl]\nresponses_per_second = 5\nwindow = 3\n";
+    refused(&t, line_of(&t, "window"), "unknown field `window`");
+}
+
+#[test]
 fn a_missing_file_is_reported_by_name() {
     let out = Command::new(edns_bin(false)).args(["check-config", "/nonexistent/edns.toml"]).output().unwrap();
     assert!(!out.status.success());

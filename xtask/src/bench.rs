@@ -102,12 +102,16 @@ fn dnsperf(ns: Option<&Netns>, server: SocketAddr, queries: &Path, passes: u64, 
 
 /// kxdpgun from the client veth, random sources in `local`, at `qps` offered.
 fn kxdpgun(h: &VethHarness, queries: &Path, qps: u64, seconds: u64, local: &str) -> anyhow::Result<Perf> {
-    let out = h
-        .client
+    kxdpgun_on(&h.client, &h.client_if, h.server_ip, queries, qps, seconds, local)
+}
+
+/// kxdpgun in `ns` on `iface` against `server`.
+fn kxdpgun_on(ns: &Netns, iface: &str, server: IpAddr, queries: &Path, qps: u64, seconds: u64, local: &str) -> anyhow::Result<Perf> {
+    let out = ns
         .cmd("kxdpgun")
-        .args(["-t", &seconds.to_string(), "-Q", &qps.to_string(), "-I", &h.client_if, "-l", local, "-i"])
+        .args(["-t", &seconds.to_string(), "-Q", &qps.to_string(), "-I", iface, "-l", local, "-i"])
         .arg(queries)
-        .arg(h.server_ip.to_string())
+        .arg(server.to_string())
         .output()
         .context("cannot run kxdpgun")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -147,6 +151,82 @@ fn interleaved(
             (name.clone(), m[m.len() / 2])
         })
         .collect())
+}
+
+/// Section 2b: response rate limiting. kxdpgun floods from one /24 (as a
+/// spoofer aiming at one victim network would) while a real LDNS in
+/// another /24 asks with kdig; the data plane's counters say how the flood
+/// was answered.
+/// Just the rate-limiting run.
+pub fn rrl_only(seconds: u64) -> anyhow::Result<()> {
+    let dir = tmpdir();
+    let mix = dir.join("mix.txt");
+    std::fs::write(&mix, "www.gslb.example. A\ngeo.gslb.example. A\n")?;
+    rrl_under_a_spoofed_flood(&mix, seconds)
+}
+
+fn rrl_under_a_spoofed_flood(queries: &Path, seconds: u64) -> anyhow::Result<()> {
+    const RATE: u64 = 1000;
+    println!("\n### Rate limiting under a spoofed flood ({seconds} s)\n");
+    println!("[rrl] responses_per_second = {RATE}, slip = 2, per /24. kxdpgun floods from 198.19.7.0/24 as fast as it can; a real LDNS (kdig, 198.18.0.2) asks every 10 ms.\n");
+    // The client side becomes a bridge: the LDNS on it (198.18.0.2), the
+    // generator in a namespace of its own behind it (198.18.0.3), so that
+    // kxdpgun's XDP program, which takes every DNS reply on its interface,
+    // does not take the LDNS's too.
+    let h = VethHarness::bare()?;
+    let gen = Netns::new("ednsG")?;
+    let (g_br, g_gen) = (edns_tests::unique("gb"), edns_tests::unique("gg"));
+    h.client.ip(&["link", "add", "br0", "type", "bridge"])?;
+    h.client.ip(&["link", "set", &h.client_if, "master", "br0"])?;
+    h.client.ip(&["addr", "del", "198.18.0.2/15", "dev", &h.client_if])?;
+    h.client.ip(&["addr", "add", "198.18.0.2/15", "dev", "br0"])?;
+    h.client.ip(&["link", "set", "br0", "up"])?;
+    edns_tests::sh(Command::new("ip").args(["link", "add", &g_br, "netns", &h.client.name, "type", "veth", "peer", "name", &g_gen, "netns", &gen.name]))?;
+    h.client.ip(&["link", "set", &g_br, "master", "br0"])?;
+    h.client.ip(&["link", "set", &g_br, "up"])?;
+    gen.ip(&["addr", "add", "198.18.0.3/15", "dev", &g_gen])?;
+    gen.ip(&["link", "set", &g_gen, "up"])?;
+    let dir = tmpdir();
+    edns_tests::attach_xdp_pass(&h.client, &h.client_if, &dir.join("pass-client.log"))?;
+    edns_tests::attach_xdp_pass(&h.client, &g_br, &dir.join("pass-bridge.log"))?;
+    edns_tests::sh(h.client.cmd("ethtool").args(["-K", "br0", "tx", "off"]))?;
+    h.server.ip(&["route", "add", "198.19.0.0/16", "via", "198.18.0.3"])?;
+    let config = std::fs::read_to_string(crate::root().join("examples/demo.toml"))? + &format!("\n[rrl]\nresponses_per_second = {RATE}\nslip = 2\n");
+    let e = EdnsProc::start_bin(&edns_bin(true), &config, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"])?;
+    let counters = |e: &EdnsProc| -> anyhow::Result<serde_json::Value> { Ok(e.ctl(&["stats"])?["xdp"].clone()) };
+    let before = counters(&e)?;
+    let (flood, ldns) = std::thread::scope(|s| {
+        let ldns = s.spawn(|| {
+            let (mut asked, mut answered) = (0u32, 0u32);
+            let end = Instant::now() + Duration::from_secs(seconds.saturating_sub(1).max(1));
+            std::thread::sleep(Duration::from_millis(500)); // the flood is under way
+            while Instant::now() < end {
+                asked += 1;
+                if kdig(Some(&h.client), SocketAddr::new(h.server_ip, 53), Some(h.client_ip), &["www.gslb.example.", "A"]).is_ok_and(|d| d.answers.len() == 1) {
+                    answered += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (asked, answered)
+        });
+        let flood = kxdpgun_on(&gen, &g_gen, h.server_ip, queries, 2_000_000, seconds, "198.19.7.0/24");
+        (flood, ldns.join().expect("the LDNS thread"))
+    });
+    let flood = flood?;
+    let after = counters(&e)?;
+    let d = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+    // The LDNS's answers are counted there too.
+    let full = (d("answered_stripe") + d("answered_topology")).saturating_sub(ldns.1 as u64);
+    println!("| | queries | full answers | TC=1 (slip) | dropped |\n| --- | --- | --- | --- | --- |");
+    println!(
+        "| flood, 198.19.7.0/24 | {:.0}/s offered | {:.0}/s | {:.0}/s | {:.0}/s |",
+        flood.sent_qps,
+        full as f64 / seconds as f64,
+        d("answered_rrl_slip") as f64 / seconds as f64,
+        d("drop_rate_limited") as f64 / seconds as f64
+    );
+    println!("| real LDNS, 198.18.0.2 | {} asked | {} answered ({:.1}%) | | |", ldns.0, ldns.1, 100.0 * ldns.1 as f64 / ldns.0.max(1) as f64);
+    Ok(())
 }
 
 /// Section 1: per-query cost through BPF_PROG_TEST_RUN, 1,000,000 runs per
@@ -340,6 +420,8 @@ pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
     for n in notes {
         println!("- {n}");
     }
+
+    rrl_under_a_spoofed_flood(&mix, seconds)?;
 
     println!("\n## 3. dnsperf on loopback, userspace against knotd (3 alternating rounds)\n");
     let qfile = dir.join("queries.txt");

@@ -37,6 +37,9 @@ enum Cmd {
         /// Seconds per flood run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Only the rate-limiting run (the README's figures come from a full run).
+        #[arg(long)]
+        rrl_only: bool,
     },
 }
 
@@ -196,10 +199,13 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             demo::run()
         }
-        Cmd::Bench { passes, seconds } => {
+        Cmd::Bench { passes, seconds, rrl_only } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
+            if rrl_only {
+                return bench::rrl_only(seconds);
+            }
             bench::run(passes, seconds)
         }
     }
