@@ -316,3 +316,83 @@ fn bind9_as_the_ldns_is_answered_in_xdp_cookies_and_all() {
     let _ = named.kill();
     let _ = named.wait();
 }
+
+/// Hostile and malformed frames over the veth, as an attacker in the
+/// client's network would send them: none is answered (every one is
+/// dropped in XDP, counted by reason), while a well-formed control query in
+/// the same batch is answered.
+#[test]
+fn crafted_frames_of_every_refused_class_get_no_answer_over_the_veth() {
+    use edns_tests::packet::{dns_query, Frame};
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let e = start(&h);
+    let mac = |ns: &edns_tests::Netns, iface: &str| -> [u8; 6] {
+        let out = ns.ip(&["-br", "link", "show", iface]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let m = text.split_whitespace().nth(2).unwrap().to_string();
+        let v: Vec<u8> = m.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+        v.try_into().unwrap()
+    };
+    let (server_mac, client_mac) = (mac(&h.server, &h.server_if), mac(&h.client, &h.client_if));
+    let q = dns_query(0x5150, false, "www.gslb.example.", 1, None);
+    let frame = |src: &str, dst: &str| {
+        let mut b = Frame::udp(src.parse().unwrap(), dst.parse().unwrap(), 53, q.clone()).build();
+        b[..6].copy_from_slice(&server_mac);
+        b[6..12].copy_from_slice(&client_mac);
+        b
+    };
+    let mut refused: Vec<(&str, Vec<u8>)> = Vec::new();
+    for src in ["127.0.0.1", "0.1.2.3", "224.0.0.251", "240.0.0.9", "255.255.255.255", "198.18.0.1"] {
+        refused.push((src, frame(src, "198.18.0.1")));
+    }
+    refused.push(("::1 over IPv6", frame("::1", "fd00:edd5::1")));
+    refused.push(("ff02::1 over IPv6", frame("ff02::1", "fd00:edd5::1")));
+    let mut b = frame("198.18.5.5", "198.18.0.1");
+    b[6] |= 1;
+    refused.push(("group source MAC", b));
+    let mut f = Frame::udp("198.18.5.5".parse().unwrap(), "198.18.0.1".parse().unwrap(), 53, q.clone());
+    f.sport = 0;
+    let mut b = f.build();
+    b[..6].copy_from_slice(&server_mac);
+    b[6..12].copy_from_slice(&client_mac);
+    refused.push(("source port 0", b));
+    let mut b = frame("198.18.5.5", "198.18.0.1");
+    b[5] ^= 0x20;
+    refused.push(("another host's MAC", b));
+    let mut b = frame("198.18.5.5", "255.255.255.255");
+    b[..6].copy_from_slice(&[0xff; 6]);
+    refused.push(("broadcast", b));
+    let mut b = frame("198.18.5.5", "198.18.0.1");
+    b[25] ^= 1;
+    refused.push(("bad IPv4 header checksum", b));
+    let mut b = frame("198.18.5.5", "198.18.0.1");
+    b[41] ^= 1;
+    refused.push(("bad UDP checksum", b));
+    let mut b = frame("fd00:edd5::5", "fd00:edd5::1");
+    b[60] = 0;
+    b[61] = 0;
+    refused.push(("zero UDP checksum over IPv6", b));
+    let dir = tmpdir();
+    let file = dir.join("frames.hex");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut lines: Vec<String> = refused.iter().map(|(_, b)| hex(b)).collect();
+    lines.push(hex(&frame(&h.client_ip.to_string(), "198.18.0.1"))); // the control query
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let s0 = stats(&e);
+    let out = h
+        .client
+        .cmd("python3")
+        .arg(workspace().join("tests/fixtures/send_frames.py"))
+        .args([&h.client_if, file.to_str().unwrap(), "1.5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().next(), Some("answers 1"), "only the control query is answered:\n{text}");
+    assert!(text.contains(&format!("to {}", h.client_ip)), "{text}");
+    let s1 = stats(&e);
+    let d = |n: &str| xdp(&s1, n) - xdp(&s0, n);
+    assert_eq!(d("drop_martian_source") + d("drop_not_for_us") + d("drop_bad_checksum"), refused.len() as u64, "every refused frame dropped in XDP: {s1}");
+    assert_eq!(userspace_queries(&s1), userspace_queries(&s0), "none reached userspace: {s1}");
+}
