@@ -29,6 +29,11 @@ enum Cmd {
     },
     /// Set up, build, and run edns on a veth harness, querying it in each mode.
     Demo,
+    /// Run the fuzz targets (cargo fuzz, nightly; root for the XDP one), each for a bounded time.
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Set up, build (release), and run the benchmarks.
     Bench {
         /// Passes over the query file per dnsperf run (each run also stops after --seconds).
@@ -111,6 +116,26 @@ fn setup() -> anyhow::Result<()> {
     if !Command::new("bpf-linker").arg("--version").output().map(|o| o.status.success()).unwrap_or(false) {
         install_bpf_linker()?;
     }
+    if !Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("setup: installing cargo-fuzz");
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}
+
+/// Fuzz targets in `fuzz/`, run in turn for `seconds` each; a crash fails.
+const FUZZ_TARGETS: [&str; 2] = ["responder", "xdp_frames"];
+
+fn fuzz(seconds: u64) -> anyhow::Result<()> {
+    for target in FUZZ_TARGETS {
+        eprintln!("fuzz: {target} for {seconds} s");
+        run(cargo()
+            .args(["+nightly", "fuzz", "run", "-O", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .current_dir(root().join("fuzz")))
+        .with_context(|| format!("fuzz target {target} failed (its crash input is under fuzz/artifacts/{target}/)"))?;
+    }
     Ok(())
 }
 
@@ -191,7 +216,16 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--workspace", "--bins"]).current_dir(root()))?;
+            // A short bounded fuzz run of each target first (CI has 90 minutes),
+            // so the test summary stays the closing line.
+            let secs: u64 = std::env::var("EDNS_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+            fuzz(secs)?;
             test_with_summary(cargo().args(["test", "--workspace"]).args(&args).current_dir(root()))
+        }
+        Cmd::Fuzz { seconds } => {
+            setup()?;
+            build_ebpf()?;
+            fuzz(seconds)
         }
         Cmd::Demo => {
             setup()?;
