@@ -11,5 +11,6 @@ pub mod model;
 pub mod select;
 pub mod server;
 pub mod store;
+pub mod udp;
 pub mod xdp;
 pub mod zone;

@@ -26,6 +26,7 @@ fn udp_sockets(addr: &SocketAddr) -> anyhow::Result<Vec<UdpSocket>> {
         }
         s.set_reuse_port(reuse_port)?;
         s.set_nonblocking(true)?;
+        crate::udp::enable_pktinfo(&s, addr.is_ipv6())?;
         s.bind(&(*addr).into())?;
         Ok(s)
     };
@@ -72,7 +73,7 @@ pub async fn serve(responder: Arc<Responder>, listen: &[SocketAddr]) -> anyhow::
 async fn udp_loop(responder: Arc<Responder>, sock: UdpSocket) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65535];
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
+        let (n, peer, dst) = match crate::udp::recv(&sock, &mut buf).await {
             Ok(x) => x,
             Err(e) => {
                 // ICMP errors from earlier sends surface here; they are not fatal.
@@ -80,8 +81,16 @@ async fn udp_loop(responder: Arc<Responder>, sock: UdpSocket) -> anyhow::Result<
                 continue;
             }
         };
+        // Never an answer to a broadcast or multicast query: it would come
+        // once per socket and reflect to whoever the source claims to be.
+        if dst.is_some_and(|d| !d.is_unicast_to_us()) {
+            responder.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%peer, ?dst, "query to a broadcast or multicast address dropped");
+            continue;
+        }
         if let Some(out) = responder.respond(&buf[..n], peer.ip(), Transport::Udp) {
-            if let Err(e) = sock.send_to(&out, peer).await {
+            // From the address the query went to (a wildcard bind would pick one by route).
+            if let Err(e) = crate::udp::send(&sock, &out, peer, dst.map(|d| d.addr)).await {
                 tracing::debug!(%peer, error = %e, "UDP send failed");
             }
         }

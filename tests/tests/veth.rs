@@ -396,3 +396,33 @@ fn crafted_frames_of_every_refused_class_get_no_answer_over_the_veth() {
     assert_eq!(d("drop_martian_source") + d("drop_not_for_us") + d("drop_bad_checksum"), refused.len() as u64, "every refused frame dropped in XDP: {s1}");
     assert_eq!(userspace_queries(&s1), userspace_queries(&s0), "none reached userspace: {s1}");
 }
+
+/// Userspace with a wildcard listen: a query sent to the subnet's broadcast
+/// address or to a multicast group is not answered (once per socket, and
+/// to whoever the source claims to be); a query to a second address of the
+/// server is answered from that address.
+#[test]
+fn wildcard_userspace_answers_from_the_queried_address_and_never_to_broadcast_or_multicast() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    h.server.ip(&["addr", "add", "198.18.0.9/15", "dev", &h.server_if]).unwrap();
+    let cfg = demo_config().replace("listen = [\"198.18.0.1:53\", \"[fd00:edd5::1]:53\"]", "listen = [\"0.0.0.0:53\", \"[::]:53\"]");
+    assert!(cfg.contains("0.0.0.0:53"), "{cfg}");
+    let e = EdnsProc::start(&cfg, Some(&h.server), &[]).unwrap();
+    // kdig checks the answer's source: an answer from another address would be ignored.
+    let d = kdig(Some(&h.client), "198.18.0.9:53".parse().unwrap(), None, &["www.gslb.example.", "A"]).unwrap();
+    assert_eq!(d.answers.len(), 1, "{}", d.text);
+    assert!(d.text.contains("From 198.18.0.9@53"), "{}", d.text);
+    let q = edns_tests::packet::dns_query(0x4242, false, "www.gslb.example.", 1, None);
+    let hex: String = q.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket,sys\nq=bytes.fromhex('{hex}')\nn=0\nfor dst in ['198.19.255.255','255.255.255.255','224.0.0.251']:\n    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n    s.setsockopt(socket.SOL_SOCKET,socket.SO_BROADCAST,1)\n    s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('{c}'))\n    s.bind(('{c}',0))\n    s.settimeout(1.0)\n    s.sendto(q,(dst,53))\n    try:\n        s.recvfrom(4096); n+=1; print('answered',dst)\n    except socket.timeout:\n        pass\nprint('answers',n)\n",
+        c = h.client_ip
+    );
+    let before = e.ctl(&["stats"]).unwrap()["dns"]["dropped"].as_u64().unwrap();
+    let out = h.client.cmd("python3").args(["-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("answers 0"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let after = e.ctl(&["stats"]).unwrap()["dns"]["dropped"].as_u64().unwrap();
+    assert!(after > before, "the broadcast queries that reached a socket were dropped and counted ({before} -> {after})");
+}
