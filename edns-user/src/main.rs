@@ -153,6 +153,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
         anyhow::bail!("--xdp-log needs --xdp native or skb");
     }
     let model = Arc::new(config::load(&path)?);
+    let xdp_iface = iface.clone();
     let initial = model.initial_vs_states();
     let (store, dataplane): (Arc<dyn Store>, Option<Arc<xdp::DataPlane>>) = match (mode, iface) {
         (XdpMode::Off, None) => (
@@ -186,6 +187,11 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     rt.block_on(async move {
         if model.server.cookies.enabled && model.server.cookies.secret.is_none() {
             edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
+        }
+        if let (Some(dp), Some(ifname)) = (&dataplane, &xdp_iface) {
+            if dp.has_wildcard_listen() {
+                xdp::spawn_listen_sync(dp.clone(), ifname.clone())?;
+            }
         }
         let monitored = spawn_monitors(health.clone())?;
         spawn_scrapers(metrics)?;

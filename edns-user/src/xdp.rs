@@ -2,6 +2,7 @@
 //! the model, and serves as the [`Store`] so the kernel and the controller
 //! share one copy of VS states, round-robin counters and persistence records.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -61,6 +62,11 @@ pub struct DataPlane {
     persistence: Mutex<HashMap<MapData, PersistKey, PersistRecord>>,
     counters: PerCpuArray<MapData, u64>,
     cookie_secrets: Mutex<Array<MapData, CookieSecrets>>,
+    listen: Mutex<HashMap<MapData, ListenKey, u32>>,
+    /// Wildcard listen entries (IPv6?, port): answered for the interface's addresses only.
+    wildcard: Vec<(bool, u16)>,
+    /// LISTEN keys `sync_listen` put there.
+    synced: Mutex<Vec<ListenKey>>,
 }
 
 /// Loads the programs, links `edns` to `edns_answer` and `edns_admit`
@@ -135,6 +141,7 @@ impl DataPlane {
         let logger = if log { Some(aya_log::EbpfLogger::init(&mut ebpf).context("cannot set up aya-log")?) } else { None };
         let mut dp = DataPlane::fill(model, &mut ebpf, vs_states, log, Some(iface_mac(iface)?))?;
         dp.logger = Mutex::new(logger);
+        dp.sync_listen(iface)?;
         let prog = load_programs(&mut ebpf)?;
         let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
         prog.attach(iface, mode)
@@ -171,10 +178,16 @@ impl DataPlane {
             0,
         )?;
 
-        let mut listen: HashMap<_, ListenKey, u32> = borrow(ebpf, "LISTEN")?;
+        let mut listen: HashMap<_, ListenKey, u32> = take(ebpf, "LISTEN")?;
+        let mut wildcard = Vec::new();
         for a in &model.server.listen {
             if a.port() != dns_port {
                 tracing::warn!(listen = %a, dns_port, "the XDP fast path answers on one port; queries to this address go to userspace");
+                continue;
+            }
+            if a.ip().is_unspecified() {
+                // Only the interface's own addresses, kept by `sync_listen`.
+                wildcard.push((a.is_ipv6(), dns_port));
                 continue;
             }
             listen.insert(ListenKey { addr: ip16(a.ip()), port: dns_port, _pad: 0 }, 1, 0)?;
@@ -212,7 +225,51 @@ impl DataPlane {
             persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),
             counters: take(ebpf, "COUNTERS")?,
             cookie_secrets: Mutex::new(take(ebpf, "COOKIE_SECRETS")?),
+            listen: Mutex::new(listen),
+            wildcard,
+            synced: Mutex::new(Vec::new()),
         })
+    }
+
+    /// True when a wildcard `listen` makes the LISTEN map follow the interface's addresses.
+    pub fn has_wildcard_listen(&self) -> bool {
+        !self.wildcard.is_empty()
+    }
+
+    /// Puts the addresses `iface` has now into LISTEN for each wildcard
+    /// listen of their family, and takes out those it no longer has. A
+    /// wildcard listen never answers for broadcast, multicast or another
+    /// host's address: only for what the interface holds.
+    pub fn sync_listen(&self, iface: &str) -> anyhow::Result<Vec<IpAddr>> {
+        if self.wildcard.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        for ifa in nix::ifaddrs::getifaddrs()?.filter(|i| i.interface_name == iface) {
+            let Some(a) = ifa.address else { continue };
+            if let Some(v4) = a.as_sockaddr_in() {
+                addrs.push(IpAddr::V4(v4.ip()));
+            } else if let Some(v6) = a.as_sockaddr_in6() {
+                addrs.push(IpAddr::V6(v6.ip()));
+            }
+        }
+        let want: Vec<ListenKey> = self
+            .wildcard
+            .iter()
+            .flat_map(|(v6, port)| {
+                addrs.iter().filter(move |a| a.is_ipv6() == *v6).map(move |a| ListenKey { addr: ip16(*a), port: *port, _pad: 0 })
+            })
+            .collect();
+        let mut map = self.listen.lock().unwrap();
+        let mut synced = self.synced.lock().unwrap();
+        for k in synced.iter().filter(|k| !want.contains(k)) {
+            found(map.remove(k))?;
+        }
+        for k in &want {
+            map.insert(*k, 1, 0)?;
+        }
+        *synced = want;
+        Ok(addrs)
     }
 
     /// The cookie secrets the kernel makes and checks server cookies with.
@@ -288,4 +345,30 @@ impl Store for DataPlane {
         v.sort_by_key(|(k, _)| *k);
         Ok(v)
     }
+}
+
+/// Keeps LISTEN in step with `iface`'s addresses while edns runs: resyncs
+/// on every address notification from netlink (RTNLGRP_IPV4_IFADDR and
+/// RTNLGRP_IPV6_IFADDR), and every 30 s in case one was missed.
+pub fn spawn_listen_sync(dp: std::sync::Arc<DataPlane>, iface: String) -> anyhow::Result<()> {
+    use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
+    let mut s = TokioSocket::new(NETLINK_ROUTE)?;
+    s.socket_mut().bind(&SocketAddr::new(0, 0))?;
+    s.socket_mut().add_membership(libc::RTNLGRP_IPV4_IFADDR)?;
+    s.socket_mut().add_membership(libc::RTNLGRP_IPV6_IFADDR)?;
+    tokio::spawn(async move {
+        loop {
+            let changed = tokio::time::timeout(std::time::Duration::from_secs(30), s.recv_from_full()).await;
+            if let Ok(Err(e)) = &changed {
+                tracing::warn!(error = %e, "netlink address notifications failed; resyncing every 30 s");
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            }
+            match dp.sync_listen(&iface) {
+                Ok(addrs) if changed.is_ok() => tracing::info!(%iface, ?addrs, "XDP answers for the interface's addresses"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(%iface, error = %e, "cannot update the LISTEN map"),
+            }
+        }
+    });
+    Ok(())
 }

@@ -426,3 +426,58 @@ fn wildcard_userspace_answers_from_the_queried_address_and_never_to_broadcast_or
     let after = e.ctl(&["stats"]).unwrap()["dns"]["dropped"].as_u64().unwrap();
     assert!(after > before, "the broadcast queries that reached a socket were dropped and counted ({before} -> {after})");
 }
+
+/// XDP with a wildcard listen answers for the interface's own addresses
+/// only, following them as they change (netlink); a query to the subnet's
+/// broadcast address, even in a unicast frame, is answered by nobody.
+#[test]
+fn xdp_wildcard_listen_follows_the_interface_addresses_and_never_answers_broadcast() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let cfg = demo_config().replace("listen = [\"198.18.0.1:53\", \"[fd00:edd5::1]:53\"]", "listen = [\"0.0.0.0:53\", \"[::]:53\"]");
+    let e = EdnsProc::start(&cfg, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
+    let ask = |server: &str| kdig(Some(&h.client), SocketAddr::new(server.parse().unwrap(), 53), None, &["www.gslb.example.", "A"]);
+    let s0 = stats(&e);
+    assert_eq!(ask("198.18.0.1").unwrap().answers.len(), 1);
+    let s1 = stats(&e);
+    assert_eq!(xdp(&s1, "answered_stripe") - xdp(&s0, "answered_stripe"), 1, "{s1}");
+    // A new address: XDP answers for it once netlink has told edns.
+    h.server.ip(&["addr", "add", "198.18.0.10/15", "dev", &h.server_if]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = xdp(&stats(&e), "answered_stripe");
+        let d = ask("198.18.0.10").unwrap();
+        assert_eq!(d.answers.len(), 1, "{}", d.text);
+        if xdp(&stats(&e), "answered_stripe") == before + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new address was never answered in XDP: {}", e.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The directed broadcast in a frame to the server's own MAC.
+    let mac = |ns: &edns_tests::Netns, iface: &str| -> Vec<u8> {
+        let out = ns.ip(&["-br", "link", "show", iface]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace().nth(2).unwrap().split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect()
+    };
+    let q = edns_tests::packet::dns_query(0x7777, false, "www.gslb.example.", 1, None);
+    let mut b = edns_tests::packet::Frame::udp(h.client_ip, "198.19.255.255".parse().unwrap(), 53, q).build();
+    b[..6].copy_from_slice(&mac(&h.server, &h.server_if));
+    b[6..12].copy_from_slice(&mac(&h.client, &h.client_if));
+    let dir = tmpdir();
+    let file = dir.join("frames.hex");
+    std::fs::write(&file, b.iter().map(|x| format!("{x:02x}")).collect::<String>()).unwrap();
+    let s2 = stats(&e);
+    let out = h.client.cmd("python3").arg(workspace().join("tests/fixtures/send_frames.py")).args([&h.client_if, file.to_str().unwrap(), "1.0"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("answers 0"), "{text}");
+    let s3 = stats(&e);
+    assert_eq!(xdp(&s3, "pass_not_ours") - xdp(&s2, "pass_not_ours"), 1, "not ours in XDP: {s3}");
+    // Removed again: no longer answered in XDP.
+    h.server.ip(&["addr", "del", "198.18.0.10/15", "dev", &h.server_if]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let s4 = stats(&e);
+    let _ = ask("198.18.0.10");
+    let s5 = stats(&e);
+    assert_eq!(xdp(&s5, "answered_stripe"), xdp(&s4, "answered_stripe"), "{s5}");
+}
