@@ -481,3 +481,37 @@ fn xdp_wildcard_listen_follows_the_interface_addresses_and_never_answers_broadca
     let s5 = stats(&e);
     assert_eq!(xdp(&s5, "answered_stripe"), xdp(&s4, "answered_stripe"), "{s5}");
 }
+
+/// Zonemaster (Debian's zonemaster-cli) checks the delegation of the zone
+/// served by edns with two in-zone name servers whose addresses come from
+/// the zone file: nothing at WARNING or above but what this harness's
+/// addresses cause (RFC 2544 benchmarking space, no reverse zone).
+#[test]
+fn zonemaster_finds_nothing_wrong_with_a_delegation_to_edns() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    h.server.ip(&["addr", "add", "198.18.0.3/15", "dev", &h.server_if]).unwrap();
+    let dir = tmpdir();
+    std::fs::write(
+        dir.join("gslb.example.zone"),
+        "$ORIGIN gslb.example.\n$TTL 300\nns1 A 198.18.0.1\nns2 A 198.18.0.3\n@ MX 10 mail\nmail A 192.0.2.25\n",
+    )
+    .unwrap();
+    let cfg = demo_config()
+        .replace("listen = [\"198.18.0.1:53\", \"[fd00:edd5::1]:53\"]", "listen = [\"198.18.0.1:53\", \"198.18.0.3:53\"]")
+        .replace("nameservers = [\"ns1.gslb.example.\"]", "nameservers = [\"ns1.gslb.example.\", \"ns2.gslb.example.\"]")
+        .replace("[server]\n", &format!("[server]\nzone_file = {:?}\n", dir.join("gslb.example.zone").display().to_string()));
+    let _e = EdnsProc::start(&cfg, Some(&h.server), &[]).unwrap();
+    let out = h
+        .client
+        .cmd("zonemaster-cli")
+        .args(["--no-ipv6", "--ns", "ns1.gslb.example/198.18.0.1", "--ns", "ns2.gslb.example/198.18.0.3", "gslb.example", "--level", "WARNING", "--show-testcase", "--no-count"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let findings: Vec<&str> = text.lines().filter(|l| l.contains("WARNING") || l.contains("ERROR") || l.contains("CRITICAL")).collect();
+    assert!(text.contains("Testcase"), "zonemaster ran: {text}{}", String::from_utf8_lossy(&out.stderr));
+    // ADDRESS01: the harness's 198.18.0.0/15; ADDRESS02: no reverse zone for it.
+    let unexpected: Vec<&&str> = findings.iter().filter(|l| !l.contains("ADDRESS01") && !l.contains("ADDRESS02")).collect();
+    assert!(unexpected.is_empty(), "zonemaster found:\n{}", unexpected.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"));
+}

@@ -83,6 +83,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     // BIND 9 as an LDNS that sends DNS cookies.
     ("bind9", "named"),
+    // A delegation checker.
+    ("zonemaster-cli", "zonemaster-cli"),
 ];
 
 fn setup() -> anyhow::Result<()> {
