@@ -223,6 +223,9 @@ async fn set_vs(
 async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>, HttpError> {
     let exporters: Vec<ExporterStatus> = c.responder.selector.metrics.exporters();
     let mut v = serde_json::json!({ "dns": &c.responder.stats, "cookies": &c.responder.cookies.stats, "exporters": exporters });
+    if let Some(l) = &c.responder.rrl {
+        v["rrl"] = serde_json::to_value(&l.stats).map_err(|e| internal(e.into()))?;
+    }
     if let Some(f) = &c.xdp_counters {
         let counters = f().map_err(internal)?;
         v["xdp"] = counters.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect();

@@ -101,6 +101,19 @@ impl Cookies {
         Ok(())
     }
 
+    /// True for a client cookie with our valid server cookie (not counted).
+    pub fn is_valid(&self, data: &[u8], ldns: &[u8; 16]) -> bool {
+        if data.len() != CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN {
+            return false;
+        }
+        let s = self.secrets();
+        let client: [u8; 8] = data[..8].try_into().unwrap();
+        let server: [u8; 16] = data[8..].try_into().unwrap();
+        let now = wall_secs() as u32;
+        server_cookie_valid(&s.current, &client, &server, ldns, now)
+            || (s.has_previous != 0 && server_cookie_valid(&s.previous, &client, &server, ldns, now))
+    }
+
     /// Judges a query's COOKIE option data from `ldns` (IPv4 mapped).
     pub fn judge(&self, data: &[u8], ldns: &[u8; 16]) -> Verdict {
         let v = match data.len() {

@@ -60,6 +60,8 @@ pub struct Responder {
     pub selector: Selector,
     pub stats: Stats,
     pub cookies: Arc<Cookies>,
+    /// Rate limiting of UDP answers (`[rrl]`).
+    pub rrl: Option<crate::rrl::Limiter>,
 }
 
 /// Header flag bits (second and third header bytes as one u16).
@@ -77,7 +79,8 @@ impl Responder {
     }
 
     pub fn with_cookies(model: Arc<Model>, selector: Selector, cookies: Arc<Cookies>) -> Responder {
-        Responder { model, selector, stats: Stats::default(), cookies }
+        let rrl = model.server.rrl.map(crate::rrl::Limiter::new);
+        Responder { model, selector, stats: Stats::default(), cookies, rrl }
     }
 
     /// Answers one query; `None` means drop it (too short to carry an ID, or
@@ -95,7 +98,22 @@ impl Responder {
                 return Some(self.bare_error(query, ResponseCode::FormErr));
             }
         };
+        // Rate limiting (UDP only), unless our valid server cookie proves the source.
+        let mut slip = false;
+        if let (Transport::Udp, Some(l)) = (transport, &self.rrl) {
+            if !self.has_valid_cookie(&req, src) {
+                match l.admit(src, now_ns()) {
+                    crate::rrl::Admit::Answer => {}
+                    crate::rrl::Admit::Slip => slip = true,
+                    crate::rrl::Admit::Drop => return None,
+                }
+            }
+        }
         let resp = self.answer(&req, src);
+        if slip {
+            // TC=1 and no data: a real resolver asks again over TCP.
+            return resp.truncate().to_vec().ok();
+        }
         self.stats.count(resp.metadata.response_code);
         let limit = match (transport, &req.edns) {
             (Transport::Tcp, _) => u16::MAX as usize,
@@ -176,6 +194,12 @@ impl Responder {
         let q = &req.queries[0];
         resp.metadata.response_code = self.resolve(q, src, &mut resp);
         resp
+    }
+
+    /// True when the query carries our valid server cookie (not counted).
+    fn has_valid_cookie(&self, req: &Message, src: IpAddr) -> bool {
+        let Some(EdnsOption::Unknown(_, data)) = req.edns.as_ref().and_then(|e| e.option(EdnsCode::Cookie)) else { return false };
+        self.cookies.enabled() && self.cookies.is_valid(data, &crate::model::ip16(src))
     }
 
     /// The response's COOKIE option data for a query that sent one:

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod rrl;
 pub mod select;
 pub mod server;
 pub mod store;

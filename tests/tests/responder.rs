@@ -543,3 +543,28 @@ fn static_zone_data_answers_beside_the_wide_ips() {
     // The wide IPs still answer as before.
     assert_eq!(ask("geo.gslb.example.", "A").status, "NOERROR");
 }
+
+/// Rate limiting in userspace (the queries that reach the controller):
+/// a prefix gets its burst over UDP, then every other limited query is
+/// dropped and every second one gets TC=1 with no data; TCP is not limited.
+#[test]
+fn userspace_rate_limiting_drops_and_slips_past_the_burst_but_not_over_tcp() {
+    let (dns, control) = loopback_ports();
+    let cfg = example_config(dns, control) + "\n[rrl]\nresponses_per_second = 1\nburst = 3\nslip = 2\n";
+    let e = EdnsProc::start(&cfg, None, &[]).unwrap();
+    let mut got = Vec::new();
+    for i in 0..7u16 {
+        let r = udp_exchange(e.dns, &raw_query(100 + i, 0, 1, 0, 0, 0, WWW_WIRE));
+        got.push(match r {
+            None => "drop",
+            Some(r) if r[2] & 0x02 != 0 && r[6..8] == [0, 0] => "tc",
+            Some(r) if r[6..8] == [0, 1] => "answer",
+            Some(r) => panic!("unexpected {r:02x?}"),
+        });
+    }
+    assert_eq!(got, ["answer", "answer", "answer", "drop", "tc", "drop", "tc"]);
+    let t = kdig(None, e.dns, None, &["www.gslb.example.", "A", "+tcp"]).unwrap();
+    assert_eq!(t.answers.len(), 1, "TCP is not limited: {}", t.text);
+    let s = e.ctl(&["stats"]).unwrap();
+    assert_eq!((s["rrl"]["dropped"].as_u64(), s["rrl"]["slipped"].as_u64()), (Some(2), Some(2)), "{s}");
+}
