@@ -186,7 +186,7 @@ pub const fn unspecified(v6: bool) -> [u8; 16] {
 
 /// Data-plane settings, one entry in the `SETTINGS` array.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// UDP port the data plane answers on (host byte order).
     pub dns_port: u16,
@@ -209,7 +209,20 @@ pub struct Settings {
     pub rrl_v4_prefix: u8,
     pub rrl_v6_prefix: u8,
     pub _pad: u16,
+    /// NSID (RFC 5001) returned to queries that ask: `nsid_len` bytes of `nsid` (0: none).
+    pub nsid: [u8; MAX_NSID],
+    pub nsid_len: u32,
+    /// Sum of the NSID's bytes as 16-bit words when it starts at an even
+    /// and at an odd offset (for the UDP checksum).
+    pub nsid_sum_even: u32,
+    pub nsid_sum_odd: u32,
+    pub _pad2: u32,
 }
+
+/// Longest NSID the data plane returns.
+pub const MAX_NSID: usize = 64;
+/// EDNS option code of NSID.
+pub const OPTION_NSID: u16 = 3;
 
 /// Rate-limit state of one source prefix (GCRA: the theoretical arrival
 /// time of the next response) and its count of limited queries.

@@ -56,6 +56,15 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
+    // Only queries to an address edns listens on: never answer for a
+    // destination that is someone else's. (Here, not in `edns_answer`,
+    // whose stack is full.)
+    let q = &scratch.q;
+    let exact = ListenKey { addr: q.dst, port: q.dport, _pad: 0 };
+    let any = ListenKey { addr: unspecified(q.v6), ..exact };
+    if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
+        return Err(counter::PASS_NOT_OURS);
+    }
     let next = if scratch.q.cookie_len != 0 || settings.rrl_interval_ns != 0 { JUMP_ADMIT } else { JUMP_ANSWER };
     unsafe { JUMPS.tail_call(ctx, next) };
     Err(counter::PASS_INTERNAL) // the tail call returned: no such program
@@ -97,18 +106,11 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     {
         return Err(counter::PASS_INTERNAL);
     }
-    // Only queries to an address edns listens on: never answer for a
-    // destination that is someone else's.
-    let exact = ListenKey { addr: q.dst, port: q.dport, _pad: 0 };
-    let any = ListenKey { addr: unspecified(q.v6), ..exact };
-    if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
-        return Err(counter::PASS_NOT_OURS);
-    }
     if scratch.rrl_slip != 0 {
         // Rate limited, this one slips: TC=1 and no data, whatever the name.
         let Scratch { cookie, fresh, prefix, cookie_verdict, .. } = scratch;
         let cookie = if *cookie_verdict != 0 { Some((&*cookie, &*fresh)) } else { None };
-        reply::build(ctx, &q, &[0; 16], 0, settings.edns_payload, cookie, prefix, true)?;
+        reply::build(ctx, &q, &[0; 16], 0, settings, cookie, prefix, true)?;
         return Ok(counter::ANSWERED_RRL_SLIP);
     }
     let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
@@ -130,7 +132,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     let judged = scratch.cookie_verdict;
     let Scratch { cookie, fresh, prefix, .. } = scratch;
     let cookie = if judged != 0 { Some((&*cookie, &*fresh)) } else { None };
-    reply::build(ctx, &q, &rdata, w.answer_ttl, settings.edns_payload, cookie, prefix, false)?;
+    reply::build(ctx, &q, &rdata, w.answer_ttl, settings, cookie, prefix, false)?;
     if judged != 0 {
         count(judged);
     }
@@ -187,11 +189,11 @@ fn rate_limit(settings: &edns_common::Settings, ldns: &[u8; 16], cookie: u32) ->
 fn read_cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), u32> {
     let q = &scratch.q;
     // Re-establish for the verifier the bounds `edns` checked.
-    if q.dns_off > ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN || q.q_end > DNS_HLEN + MAX_QNAME_WIRE + 4 {
+    if q.dns_off > ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN || q.cookie_at > DNS_HLEN + MAX_QNAME_WIRE + 4 + OPT_LEN + 2 * OPTION_HLEN {
         return Err(counter::PASS_INTERNAL);
     }
-    let off = q.dns_off + q.q_end + OPT_LEN + OPTION_HLEN;
-    let odd = (q.q_end + OPT_LEN + OPTION_HLEN) & 1 == 1;
+    let off = q.dns_off + q.cookie_at;
+    let odd = q.cookie_at & 1 == 1;
     let c = parse::read::<CLIENT_COOKIE_LEN>(ctx, off)?;
     let mut sum = parse::sum_at(&c, odd);
     scratch.cookie[..CLIENT_COOKIE_LEN].copy_from_slice(&c);

@@ -4,7 +4,7 @@
 use aya_ebpf::programs::XdpContext;
 use edns_common::{
     counter, is_group_destination, is_martian_source, ListenKey, QnameKey, Settings, CLIENT_COOKIE_LEN, MAX_QNAME_WIRE, OPTION_COOKIE,
-    SERVER_COOKIE_LEN,
+    OPTION_NSID, SERVER_COOKIE_LEN,
 };
 
 use crate::maps::LISTEN;
@@ -86,6 +86,10 @@ pub struct Query {
     /// COOKIE option data: 0 (none), 8 (client cookie) or 24 (client and
     /// a 16-byte server cookie) bytes of [`Scratch::cookie`].
     pub cookie_len: usize,
+    /// Where the cookie's data starts, from the start of the DNS message.
+    pub cookie_at: usize,
+    /// The query asked for the NSID (an empty NSID option).
+    pub nsid: bool,
     /// The LDNS: source address, IPv4 mapped into IPv6.
     pub ldns: [u8; 16],
     /// Destination address, IPv4 mapped into IPv6.
@@ -162,6 +166,46 @@ fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16
     Ok(())
 }
 
+/// The OPT's options at `at` (from the DNS message start), `rdlen` bytes:
+/// an empty NSID, a COOKIE of 8 or 24 bytes, or both in either order.
+/// Anything else goes up. Returns the sum of the option headers.
+#[inline(always)]
+fn options(ctx: &XdpContext, dns_off: usize, at: usize, rdlen: usize, q: &mut Query) -> Result<u32, u32> {
+    // Bounded first, so the offsets below stay small for the verifier.
+    if rdlen > 2 * OPTION_HLEN + COOKIE_MAX {
+        return Err(counter::PASS_UNPARSED);
+    }
+    let first = read::<OPTION_HLEN>(ctx, dns_off + at)?;
+    let mut sum = sum_at(&first, at & 1 == 1);
+    let nsid = [0, OPTION_NSID as u8, 0, 0];
+    if first == nsid {
+        q.nsid = true;
+        if rdlen == OPTION_HLEN {
+            return Ok(sum);
+        }
+        let (len, s) = cookie_header(ctx, dns_off + at + OPTION_HLEN, rdlen - OPTION_HLEN, (at + OPTION_HLEN) & 1 == 1)?;
+        q.cookie_len = len;
+        q.cookie_at = at + 2 * OPTION_HLEN;
+        return Ok(sum + s);
+    }
+    let cookie_only = rdlen.wrapping_sub(OPTION_HLEN) as u16 == u16::from_be_bytes([first[2], first[3]]);
+    let cookie_rdlen = if cookie_only { rdlen } else { rdlen.wrapping_sub(OPTION_HLEN) };
+    let (len, s) = cookie_header(ctx, dns_off + at, cookie_rdlen, at & 1 == 1)?;
+    sum = s; // `first` was this cookie's header
+    q.cookie_len = len;
+    q.cookie_at = at + OPTION_HLEN;
+    if !cookie_only {
+        let after = at + OPTION_HLEN + len;
+        let last = read::<OPTION_HLEN>(ctx, dns_off + after)?;
+        if last != nsid {
+            return Err(counter::PASS_UNPARSED);
+        }
+        q.nsid = true;
+        sum += sum_at(&last, after & 1 == 1);
+    }
+    Ok(sum)
+}
+
 /// Checks a COOKIE option's header at `off` (`rdlen` bytes with it);
 /// returns the cookie's length (8 or 24) and the header's sum. The cookie
 /// bytes are read by `edns_admit`, whose single state is cheap to verify
@@ -222,6 +266,8 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     let key = &mut s.key;
     let q = &mut s.q;
     q.cookie_len = 0;
+    q.cookie_at = 0;
+    q.nsid = false;
     s.cookie_verdict = 0;
     s.rrl_slip = 0;
     let mut l3_off = ETH_HLEN;
@@ -348,9 +394,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
             return Err(counter::PASS_UNPARSED);
         }
         if rdlen != 0 {
-            let (len, sum) = cookie_header(ctx, dns_off + q_end + OPT_LEN, rdlen, (q_end + OPT_LEN) & 1 == 1)?;
-            q.cookie_len = len;
-            opt_sum += sum;
+            opt_sum += options(ctx, dns_off, q_end + OPT_LEN, rdlen, q)?;
         }
         dnssec_ok = o[7] & 0x80 != 0;
         // The OPT starts where the question ends: odd when the name length is.

@@ -9,7 +9,7 @@ use aya_ebpf::programs::XdpContext;
 use edns_common::counter;
 
 use crate::parse::{ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
-use edns_common::{CLIENT_COOKIE_LEN, OPTION_COOKIE};
+use edns_common::{Settings, CLIENT_COOKIE_LEN, MAX_NSID, OPTION_COOKIE, OPTION_NSID};
 
 const DNS_QR_AA: u16 = 0x8400;
 /// Truncated: the resolver retries over TCP.
@@ -69,7 +69,7 @@ pub fn build(
     q: &Query,
     rdata: &[u8; 16],
     ttl: u32,
-    edns_payload: u16,
+    settings: &Settings,
     cookie: Option<(&[u8; COOKIE_MAX], &[u8; 16])>,
     prefix_buf: &mut [u8; MAX_PREFIX],
     truncated: bool,
@@ -80,7 +80,10 @@ pub fn build(
     let rr_len = if truncated { 0 } else { RR_HLEN + rdlen };
     // The COOKIE option: client cookie and a fresh server cookie.
     let cookie_rdlen = if cookie.is_some() { OPTION_HLEN + COOKIE_MAX } else { 0 };
-    let opt_len = if q.has_opt { OPT_LEN + cookie_rdlen } else { 0 };
+    // The NSID option, when asked and configured (RFC 5001).
+    let nsid_len = if q.nsid && settings.nsid_len as usize <= MAX_NSID { settings.nsid_len as usize } else { 0 };
+    let nsid_rdlen = if nsid_len > 0 { OPTION_HLEN + nsid_len } else { 0 };
+    let opt_len = if q.has_opt { OPT_LEN + nsid_rdlen + cookie_rdlen } else { 0 };
     let dns_len = q.q_end + rr_len + opt_len;
     // Through the stack, so LLVM cannot fold the pointers into 32-bit
     // arithmetic ("32-bit pointer arithmetic prohibited").
@@ -128,9 +131,9 @@ pub fn build(
     // The answer RR is even in length: the OPT has the question end's parity.
     let opt_off = q.dns_off + q.q_end + rr_len;
     if q.has_opt {
-        let p = edns_payload.to_be_bytes();
+        let p = settings.edns_payload.to_be_bytes();
         // DO copied (RFC 3225): the high bit of the flags.
-        let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, cookie_rdlen as u8];
+        let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, (nsid_rdlen + cookie_rdlen) as u8];
         let o = ptr_at::<[u8; OPT_LEN]>(ctx, opt_off).ok_or(counter::PASS_NO_ROOM)?;
         // Byte stores: a copy with zero runs would become a memset call.
         let mut i = 0;
@@ -139,9 +142,16 @@ pub fn build(
             i += 1;
         }
         sum += sum_bytes(&opt, odd); // rdlen is even: same parity as the RR
+        // After 11 bytes of OPT the parity flips.
+        let mut at = opt_off + OPT_LEN;
+        let mut at_odd = !odd;
+        if nsid_len > 0 {
+            sum += write_nsid(ctx, at, settings, nsid_len, at_odd)?;
+            at += OPTION_HLEN + nsid_len;
+            at_odd ^= nsid_len & 1 == 1;
+        }
         if let Some((client, server)) = cookie {
-            sum += write_cookie(ctx, opt_off + OPT_LEN, client, server, !odd)?;
-            // after 11 bytes: parity flips
+            sum += write_cookie(ctx, at, client, server, at_odd)?;
         }
     }
 
@@ -172,21 +182,32 @@ pub fn build(
             }
         }
     } else {
-        let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)?;
+        // In place, as for IPv6: no copies of the header on the stack.
+        let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? as *mut u8;
         unsafe {
-            let h = *ip;
-            let mut n = h;
-            n[2..4].copy_from_slice(&((IPV4_HLEN + udp_len) as u16).to_be_bytes());
-            n[8] = 64;
-            n[10] = 0;
-            n[11] = 0;
-            n[12..16].copy_from_slice(&h[16..20]);
-            n[16..20].copy_from_slice(&h[12..16]);
-            let c = fold(sum_bytes(&n, false)).to_be_bytes();
-            n[10] = c[0];
-            n[11] = c[1];
-            *ip = n;
-            sum += sum_bytes(&[h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]], false);
+            let l = ((IPV4_HLEN + udp_len) as u16).to_be_bytes();
+            *ip.add(2) = l[0];
+            *ip.add(3) = l[1];
+            *ip.add(8) = 64;
+            *ip.add(10) = 0;
+            *ip.add(11) = 0;
+            let mut i = 0;
+            while i < 4 {
+                let (s, d) = (*ip.add(12 + i), *ip.add(16 + i));
+                *ip.add(12 + i) = d;
+                *ip.add(16 + i) = s;
+                sum += (s as u32 + d as u32) << (8 * ((i & 1) ^ 1));
+                i += 1;
+            }
+            let mut hsum = 0u32;
+            let mut j = 0;
+            while j < IPV4_HLEN {
+                hsum += ((*ip.add(j) as u32) << 8) | *ip.add(j + 1) as u32;
+                j += 2;
+            }
+            let c = fold(hsum).to_be_bytes();
+            *ip.add(10) = c[0];
+            *ip.add(11) = c[1];
         }
     }
 
@@ -204,6 +225,26 @@ pub fn build(
         *udp = [h[2], h[3], h[0], h[1], l[0], l[1], c[0], c[1]];
     }
     Ok(())
+}
+
+/// Writes the NSID option (header, then the configured identifier copied
+/// from the settings map by the helper: it checks the bounds) at `off`;
+/// returns its sum for the UDP checksum, the identifier's precomputed.
+#[inline(always)]
+fn write_nsid(ctx: &XdpContext, off: usize, settings: &Settings, len: usize, odd: bool) -> Result<u32, u32> {
+    let l = (len as u16).to_be_bytes();
+    let head = [0, OPTION_NSID as u8, l[0], l[1]];
+    let h = ptr_at::<[u8; OPTION_HLEN]>(ctx, off).ok_or(counter::PASS_NO_ROOM)?;
+    unsafe { *h = head };
+    if len == 0 || len > MAX_NSID {
+        return Err(counter::PASS_INTERNAL);
+    }
+    let src = settings.nsid.as_ptr() as *mut core::ffi::c_void;
+    if unsafe { bpf_xdp_store_bytes(ctx.ctx, (off + OPTION_HLEN) as u32, src, len as u32) } != 0 {
+        return Err(counter::PASS_NO_ROOM);
+    }
+    // The data starts 4 bytes on: same parity as the header.
+    Ok(sum_bytes(&head, odd) + if odd { settings.nsid_sum_odd } else { settings.nsid_sum_even })
 }
 
 /// Writes the COOKIE option (header, the client cookie of `client`,

@@ -174,6 +174,11 @@ impl DataPlane {
                 rrl_v4_prefix: model.server.rrl.map(|r| r.ipv4_prefix).unwrap_or(24),
                 rrl_v6_prefix: model.server.rrl.map(|r| r.ipv6_prefix).unwrap_or(56),
                 _pad: 0,
+                nsid: nsid_bytes(model),
+                nsid_len: model.server.nsid.as_ref().map(|n| n.len().min(edns_common::MAX_NSID) as u32).unwrap_or(0),
+                nsid_sum_even: nsid_sum(model, false),
+                nsid_sum_odd: nsid_sum(model, true),
+                _pad2: 0,
             },
             0,
         )?;
@@ -287,6 +292,21 @@ impl DataPlane {
         }
         Ok(out)
     }
+}
+
+fn nsid_bytes(model: &Model) -> [u8; edns_common::MAX_NSID] {
+    let mut out = [0u8; edns_common::MAX_NSID];
+    if let Some(n) = &model.server.nsid {
+        let l = n.len().min(out.len());
+        out[..l].copy_from_slice(&n[..l]);
+    }
+    out
+}
+
+/// The NSID's bytes summed as 16-bit words from an even (or odd) offset.
+fn nsid_sum(model: &Model, odd: bool) -> u32 {
+    let n = model.server.nsid.as_deref().unwrap_or(&[]);
+    n.iter().enumerate().map(|(i, b)| (*b as u32) << if (i % 2 == 0) != odd { 8 } else { 0 }).sum()
 }
 
 /// The MAC address of an interface, from sysfs.

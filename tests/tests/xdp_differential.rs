@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 const CONFIG: &str = r#"
 [server]
 listen = ["198.18.0.1:53", "[fd00::1]:53"]
+nsid = "edns-differential-7"
 zone = "gslb.example."
 nameservers = ["ns1.gslb.example."]
 answer_ttl = 30
@@ -156,6 +157,18 @@ fn random_cookie(rng: &mut impl Rng, secret: &[u8; 16], src: IpAddr) -> Option<V
     }
 }
 
+/// Adds an empty NSID option to the query's OPT (the last RR), before or
+/// after the options it has.
+fn add_nsid(dns: &mut Vec<u8>, first: bool) {
+    let n = dns.len();
+    // The OPT: from the end, the root name and type 41 whose RDLENGTH reaches the end.
+    let opt = (0..n - 10).rev().find(|&i| dns[i..i + 3] == [0, 0, 41] && u16::from_be_bytes([dns[i + 9], dns[i + 10]]) as usize == n - i - 11).unwrap();
+    let rdlen = u16::from_be_bytes([dns[opt + 9], dns[opt + 10]]) + 4;
+    dns[opt + 9..opt + 11].copy_from_slice(&rdlen.to_be_bytes());
+    let at = if first { opt + 11 } else { n };
+    dns.splice(at..at, [0, 3, 0, 0]);
+}
+
 /// An answer to a query with a cookie ends with the COOKIE option: the
 /// client cookie and a fresh server cookie, whose timestamp may differ by a
 /// second between paths. Checks it (made with `secret` for this client and
@@ -217,7 +230,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
             }
         })
         .collect();
-    let (mut tx, mut pass, mut dropped) = (0u32, 0u32, 0u32);
+    let (mut tx, mut pass, mut dropped, mut with_nsid) = (0u32, 0u32, 0u32, 0u32);
     const QUERIES: u32 = 4000;
     for i in 0..QUERIES {
         // Every 250 queries, change a VS's state in both stores alike.
@@ -258,6 +271,9 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
         if let Some(c) = &cookie {
             dns = with_cookie(dns, c);
         }
+        if edns.is_some() && rng.random_bool(0.2) {
+            add_nsid(&mut dns, rng.random_bool(0.5));
+        }
         let dst: IpAddr = if src.is_ipv4() { "198.18.0.1".parse().unwrap() } else { "fd00::1".parse().unwrap() };
         let mut f = Frame::udp(src, dst, 53, dns.clone());
         f.sport = rng.random_range(1024..65535);
@@ -283,6 +299,9 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
                 tx += 1;
                 let got = check_answer(&f, &out).unwrap_or_else(|e| panic!("{}: {e}", ctx()));
                 let got = server_cookie_checked(got, cookie.as_deref(), &secret, src);
+                if got.windows(19).any(|w| w == b"edns-differential-7") {
+                    with_nsid += 1;
+                }
                 assert_eq!(got, want(), "{}: XDP answer differs from userspace", ctx());
             }
             XDP_PASS => {
@@ -304,6 +323,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     let c = |n: &str| x.counter(n);
     println!("{tx} answered in XDP, {pass} passed up, {dropped} martian sources dropped; counters {:?}", x.counters());
     assert!(dropped >= 20 && c("drop_martian_source") == dropped as u64, "martian sources dropped: {dropped}");
+    assert!(with_nsid >= 20, "NSID answered in XDP {with_nsid} times");
     for n in ["answered_stripe", "answered_topology", "answered_persistence", "answered_fallback_rr", "answered_consistent", "pass_all_down"] {
         assert!(c(n) >= 20, "{n} = {}: the run must exercise it", c(n));
     }
