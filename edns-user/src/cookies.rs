@@ -83,6 +83,24 @@ impl Cookies {
         Ok(())
     }
 
+    /// Rewrites the wall-clock offset (after a clock step, the kernel's
+    /// timestamps follow within a minute).
+    pub fn refresh_offset(&self) -> anyhow::Result<()> {
+        let s = {
+            let mut s = self.secrets.write().unwrap();
+            let now = wall_offset_ns();
+            if (now - s.wall_offset_ns).abs() < 100_000_000 {
+                return Ok(()); // within 0.1 s: nothing to tell the kernel
+            }
+            s.wall_offset_ns = now;
+            *s
+        };
+        for sink in self.sinks.read().unwrap().iter() {
+            sink(&s)?;
+        }
+        Ok(())
+    }
+
     /// A new current secret; the old one stays accepted until the next rotation.
     pub fn rotate(&self) -> anyhow::Result<()> {
         let s = {
@@ -151,6 +169,19 @@ impl Cookies {
         out.extend_from_slice(&server_cookie(&s.current, client, ldns, wall_secs() as u32));
         out
     }
+}
+
+/// Keeps the kernel's wall-clock offset current (checked every minute).
+pub fn spawn_offset_refresh(cookies: Arc<Cookies>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = cookies.refresh_offset() {
+                tracing::error!(error = %e, "cannot update the cookie clock offset");
+            }
+        }
+    });
 }
 
 /// Rotates the secret every `every` (unless it is fixed by the config).

@@ -185,8 +185,11 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     let responder = Arc::new(Responder::with_cookies(model.clone(), selector, cookies.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        if model.server.cookies.enabled && model.server.cookies.secret.is_none() {
-            edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
+        if model.server.cookies.enabled {
+            edns_user::cookies::spawn_offset_refresh(cookies.clone());
+            if model.server.cookies.secret.is_none() {
+                edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
+            }
         }
         if let (Some(dp), Some(ifname)) = (&dataplane, &xdp_iface) {
             if dp.has_wildcard_listen() {
