@@ -77,6 +77,11 @@ pub struct WideIpEntry {
     /// (the patent's fallback, answered in the kernel) or another policy,
     /// which the kernel passes up to the controller.
     pub all_down: u32,
+    /// Persistence masks (dynamic mode): LDNSes in one /`persist_mask_v4`
+    /// (IPv4) or /`persist_mask_v6` share one record; 32 and 128 key by address.
+    pub persist_mask_v4: u8,
+    pub persist_mask_v6: u8,
+    pub _pad: u16,
     /// Global VS ids of the circular pool list, in config order.
     pub pool_vs: [u32; MAX_POOL],
     /// SAC id managing each pool entry (the answer is that SAC's address).

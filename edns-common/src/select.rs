@@ -1,7 +1,7 @@
 //! Selection logic of the patent, as pure functions over bit masks of pool
 //! positions (bit i = i-th VS of the wide IP's circular pool list).
 
-use crate::maps::MAX_POOL;
+use crate::maps::{LdnsKey, LDNS_KIND_PREFIX, MAX_POOL};
 
 /// Bit i set = pool position i.
 pub type PoolMask = u32;
@@ -52,10 +52,29 @@ pub fn is_group_destination(addr: &[u8; 16]) -> bool {
 }
 
 /// The response-rate-limiting key of a source: its address cut to the
-/// prefix that counts as one requester (IPv4 mapped: `v4` bits of the
-/// IPv4 address; IPv6: `v6` bits).
+/// prefix that counts as one requester (see [`mask_prefix`]).
 #[inline(always)]
 pub fn rrl_key(addr: &[u8; 16], v4: u8, v6: u8) -> [u8; 16] {
+    mask_prefix(addr, v4, v6)
+}
+
+/// The requester side of a persistence key (Fig. 6): the LDNS address, or
+/// with a persistence mask (`persist_mask_v4` / `_v6` below 32 / 128) the
+/// prefix it lies in, so LDNSes in one /24 or /56 share one record.
+#[inline(always)]
+pub fn persist_ldns(addr: &[u8; 16], mask_v4: u8, mask_v6: u8) -> LdnsKey {
+    let v4 = is_v4_mapped(addr);
+    let bits = if v4 { 96 + mask_v4.min(32) } else { mask_v6.min(128) };
+    if bits >= 128 {
+        return LdnsKey::addr(*addr);
+    }
+    LdnsKey { kind: LDNS_KIND_PREFIX, prefix_len: bits, _pad: [0; 2], group: 0, addr: mask_prefix(addr, mask_v4, mask_v6) }
+}
+
+/// An address cut to a prefix: IPv4 mapped to `v4` bits of the IPv4
+/// address, IPv6 to `v6` bits; the rest zero.
+#[inline(always)]
+pub fn mask_prefix(addr: &[u8; 16], v4: u8, v6: u8) -> [u8; 16] {
     let bits = if is_v4_mapped(addr) { 96 + v4.min(32) as u32 } else { v6.min(128) as u32 };
     let mut out = [0u8; 16];
     let mut i = 0;
@@ -459,6 +478,17 @@ mod tests {
         assert_eq!(rrl_allow(tat, now, interval, tolerance), None);
         assert_eq!(rrl_allow(tat, now + 99_000_000, interval, tolerance), None);
         assert!(rrl_allow(tat, now + 100_000_000, interval, tolerance).is_some());
+    }
+
+    #[test]
+    fn persistence_masks_make_one_key_per_prefix_and_full_masks_the_address() {
+        let a = persist_ldns(&v4(198, 18, 3, 7), 24, 56);
+        assert_eq!(a, persist_ldns(&v4(198, 18, 3, 200), 24, 56));
+        assert_ne!(a, persist_ldns(&v4(198, 18, 4, 7), 24, 56));
+        assert_eq!((a.kind, a.prefix_len, a.addr), (LDNS_KIND_PREFIX, 120, v4(198, 18, 3, 0)));
+        assert_eq!(persist_ldns(&v4(198, 18, 3, 7), 32, 128), LdnsKey::addr(v4(198, 18, 3, 7)));
+        let six = 0x2001_0db8_0000_1234_5678_0000_0000_0001u128.to_be_bytes();
+        assert_eq!(persist_ldns(&six, 24, 56).addr, 0x2001_0db8_0000_1200_0000_0000_0000_0000u128.to_be_bytes());
     }
 
     #[test]

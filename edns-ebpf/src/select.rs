@@ -6,7 +6,7 @@ use core::intrinsics::{atomic_and, atomic_xadd, AtomicOrdering};
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::lpm_trie::Key;
 use edns_common::{
-    counter, is_timely, ldns_hash, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, LdnsKey, Mode, PersistKey,
+    counter, is_timely, ldns_hash, persist_ldns, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, Mode, PersistKey,
     WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 
@@ -146,7 +146,7 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
 
 #[inline(always)]
 fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
-    let key = PersistKey { wide_ip: w.id, ldns: LdnsKey::addr(*ldns) };
+    let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6) };
     let rec = PERSISTENCE.get_ptr_mut(&key).ok_or(counter::PASS_PERSIST_MISS)?;
     let (vs, last, ttl) = unsafe { ((*rec).vs, (*rec).last_ns, (*rec).ttl_secs) };
     let now = unsafe { bpf_ktime_get_boot_ns() };

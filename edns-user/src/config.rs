@@ -312,6 +312,9 @@ struct RawWideIp {
     pool: Spanned<Vec<Spanned<String>>>,
     /// No VS up: "round_robin" (default), "fallback", "refused", "servfail".
     all_down: Option<Spanned<String>>,
+    /// Dynamic mode: LDNSes in one /N (IPv4) or /M (IPv6) share a persistence record.
+    persist_mask_v4: Option<Spanned<u8>>,
+    persist_mask_v6: Option<Spanned<u8>>,
     fallback_address: Option<Spanned<String>>,
     fallback_address6: Option<Spanned<String>>,
 }
@@ -973,7 +976,10 @@ fn build_wide_ip(
             ))
         }
     };
+    let (persist_mask_v4, persist_mask_v6) = build_persist_masks(cx, w, &mode)?;
     Ok(WideIp {
+        persist_mask_v4,
+        persist_mask_v6,
         id,
         name,
         mode,
@@ -982,6 +988,25 @@ fn build_wide_ip(
         answer_ttl: w.answer_ttl.unwrap_or(server.answer_ttl),
         all_down: build_all_down(cx, w, mode_name)?,
     })
+}
+
+fn build_persist_masks(cx: &Cx, w: &RawWideIp, mode: &ModeConfig) -> Result<(u8, u8), ConfigError> {
+    let mut out = (32u8, 128u8);
+    for (field, max, slot) in [(&w.persist_mask_v4, 32u8, 0), (&w.persist_mask_v6, 128u8, 1)] {
+        let Some(m) = field else { continue };
+        if !matches!(mode, ModeConfig::Dynamic { .. }) {
+            return Err(cx.err(m, "persistence masks apply to mode \"dynamic\" only"));
+        }
+        if *m.get_ref() > max {
+            return Err(cx.err(m, format!("a persistence mask is 0 to {max}")));
+        }
+        if slot == 0 {
+            out.0 = *m.get_ref();
+        } else {
+            out.1 = *m.get_ref();
+        }
+    }
+    Ok(out)
 }
 
 fn build_topology(cx: &Cx, raw: &[Spanned<RawTopology>], sac_ids: &HashMap<String, u32>) -> Result<Vec<TopologyRule>, ConfigError> {

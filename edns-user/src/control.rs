@@ -97,6 +97,17 @@ pub fn ldns_text(addr: [u8; 16]) -> IpAddr {
     v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
 }
 
+/// An LDNS key as text: the address, or a prefix as ADDR/LEN.
+pub fn ldns_key_text(k: &edns_common::LdnsKey) -> String {
+    let ip = ldns_text(k.addr);
+    if k.kind == edns_common::LDNS_KIND_PREFIX {
+        let len = if ip.is_ipv4() { k.prefix_len.saturating_sub(96) } else { k.prefix_len };
+        format!("{ip}/{len}")
+    } else {
+        ip.to_string()
+    }
+}
+
 type HttpError = (StatusCode, String);
 
 fn internal(e: anyhow::Error) -> HttpError {
@@ -118,7 +129,7 @@ fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
             let sac = vs.map(|v| &m.sacs[v.sac as usize]);
             RecordView {
                 wide_ip,
-                ldns: ldns_text(k.ldns.addr).to_string(),
+                ldns: ldns_key_text(&k.ldns),
                 vs: vs.map(|v| v.name.clone()).unwrap_or(format!("#{}", r.vs)),
                 sac: sac.map(|s| s.name.clone()).unwrap_or_default(),
                 address: sac.map(|s| s.address.to_string()).unwrap_or_default(),

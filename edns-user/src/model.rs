@@ -271,6 +271,9 @@ pub struct WideIp {
     pub pool_sac: Vec<u32>,
     pub answer_ttl: u32,
     pub all_down: AllDown,
+    /// Persistence masks (dynamic mode): 32 and 128 key records by address.
+    pub persist_mask_v4: u8,
+    pub persist_mask_v6: u8,
 }
 
 impl WideIp {
@@ -290,6 +293,9 @@ impl WideIp {
                 _ => 0,
             },
             all_down: self.all_down.code(),
+            persist_mask_v4: self.persist_mask_v4,
+            persist_mask_v6: self.persist_mask_v6,
+            _pad: 0,
             pool_vs,
             pool_sac,
         }

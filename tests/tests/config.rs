@@ -119,6 +119,10 @@ fn monitors_metrics_methods_and_all_down_policies_are_checked() {
     refused(&t, line_of(&t, "all_down"), "mode \"stripe\" keeps the patent's round-robin fallback");
     let t = example().replace("mode = \"topology\"", "mode = \"topology\"\nall_down = \"fallback\"");
     refused(&t, line_of(&t, "all_down"), "all_down = \"fallback\" needs fallback_address");
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\npersist_mask_v4 = 24");
+    refused(&t, line_of(&t, "persist_mask_v4"), "persistence masks apply to mode \"dynamic\" only");
+    let t = example().replace("persistence_ttl = 600", "persistence_ttl = 600\npersist_mask_v4 = 33");
+    refused(&t, line_of(&t, "persist_mask_v4"), "a persistence mask is 0 to 32");
     let t = example().replace("mode = \"topology\"", "mode = \"topology\"\nall_down = \"nxdomain\"");
     refused(&t, line_of(&t, "all_down"), "is not one of round_robin, fallback, refused, servfail");
 }

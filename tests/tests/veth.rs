@@ -518,3 +518,34 @@ fn zonemaster_finds_nothing_wrong_with_a_delegation_to_edns() {
     let unexpected: Vec<&&str> = findings.iter().filter(|l| !l.contains("ADDRESS01") && !l.contains("ADDRESS02")).collect();
     assert!(unexpected.is_empty(), "zonemaster found:\n{}", unexpected.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"));
 }
+
+/// Prefix persistence with XDP attached: LDNSes in one /24 share one record
+/// (created by the first, hit in the kernel by the others); another /24
+/// gets its own.
+#[test]
+fn ldnses_of_one_prefix_share_one_persistence_record_in_xdp() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let cfg = demo_config().replace("persistence_ttl = 600\n", "persistence_ttl = 600\npersist_mask_v4 = 24\n");
+    assert!(cfg.contains("persist_mask_v4 = 24"), "{cfg}");
+    let e = EdnsProc::start(&cfg, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
+    let same: Vec<IpAddr> = ["198.18.7.10", "198.18.7.20", "198.18.7.30"].iter().map(|s| s.parse().unwrap()).collect();
+    let other: IpAddr = "198.18.8.10".parse().unwrap();
+    h.add_client_addrs(&same).unwrap();
+    h.add_client_addrs(&[other]).unwrap();
+    let server = SocketAddr::new(h.server_ip, 53);
+    let ask = |src: IpAddr| kdig(Some(&h.client), server, Some(src), &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+    let s0 = stats(&e);
+    let first = ask(same[0]);
+    for src in &same[1..] {
+        assert_eq!(ask(*src), first, "{src} shares the /24's record");
+    }
+    let s1 = stats(&e);
+    assert_eq!(xdp(&s1, "answered_persistence") - xdp(&s0, "answered_persistence"), 2, "kernel hits: {s1}");
+    ask(other);
+    let recs = e.ctl(&["records"]).unwrap();
+    let prefixes: Vec<&str> = recs.as_array().unwrap().iter().map(|r| r["ldns"].as_str().unwrap()).collect();
+    assert!(prefixes.contains(&"198.18.7.0/24") && prefixes.contains(&"198.18.8.0/24"), "{recs}");
+    let rec = recs.as_array().unwrap().iter().find(|r| r["ldns"] == "198.18.7.0/24").unwrap();
+    assert_eq!(rec["hits"], 3, "{rec}");
+}

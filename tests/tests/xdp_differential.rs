@@ -78,6 +78,15 @@ mode = "topology"
 pool = ["west/vs1", "east/vs3"]
 
 [[wide_ip]]
+name = "pfx.gslb.example."
+mode = "dynamic"
+method = "round_robin"
+persistence_ttl = 600
+persist_mask_v4 = 24
+persist_mask_v6 = 56
+pool = ["east/vs2", "west/vs2", "north/vs1"]
+
+[[wide_ip]]
 name = "ring.gslb.example."
 mode = "stripe_consistent"
 pool = ["east/vs1", "east/vs2", "west/vs1", "north/vs1", "west/vs2", "east/vs3"]
@@ -112,7 +121,7 @@ ldns = "fd00:1::/32"
 sac = "north"
 "#;
 
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     "www.gslb.example.",
     "one.gslb.example.",
     "shop.gslb.example.",
@@ -122,6 +131,7 @@ const NAMES: [&str; 9] = [
     "ring.gslb.example.",
     "safe.gslb.example.",
     "strict.gslb.example.",
+    "pfx.gslb.example.",
 ];
 
 fn random_case(rng: &mut impl Rng, name: &str) -> String {
@@ -339,6 +349,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     };
     let (a, b) = (strip(maps.persist_list().unwrap()), strip(mem.persist_list().unwrap()));
     assert!(!a.is_empty());
+    assert!(a.iter().any(|(k, ..)| k.ldns.kind == edns_common::LDNS_KIND_PREFIX), "prefix records (persist masks) exercised");
     assert_eq!(a, b, "persistence records (key, VS, hits, TTL, node)");
     for w in 0..model.wide_ips.len() as u32 {
         assert_eq!(maps.next_counter(w).unwrap(), mem.next_counter(w).unwrap(), "round-robin counter of wide IP {w}");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use edns_common::{
-    is_timely, ldns_hash, rendezvous, round_robin_any, stripe, topology_pick, LdnsKey, PersistKey, PersistRecord, PoolMask,
+    is_timely, ldns_hash, persist_ldns, rendezvous, round_robin_any, stripe, topology_pick, PersistKey, PersistRecord, PoolMask,
     MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 use serde::Serialize;
@@ -167,7 +167,7 @@ impl Selector {
                 self.stripe(w, &addr, How::TopologyFallbackStripe)
             }
             ModeConfig::Dynamic { methods, persistence_ttl } => {
-                let key = PersistKey { wide_ip: w.id, ldns: LdnsKey::addr(addr) };
+                let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(&addr, w.persist_mask_v4, w.persist_mask_v6) };
                 // Fig. 9: a timely record whose VS is still available is refreshed and used.
                 if let Some(mut rec) = self.store.persist_get(&key)? {
                     let pos = w.pool.iter().position(|v| *v == rec.vs);
