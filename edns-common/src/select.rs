@@ -1,7 +1,7 @@
 //! Selection logic of the patent, as pure functions over bit masks of pool
 //! positions (bit i = i-th VS of the wide IP's circular pool list).
 
-use crate::maps::{LdnsKey, LDNS_KIND_PREFIX, MAX_POOL};
+use crate::maps::{LdnsKey, LDNS_KIND_GROUP, LDNS_KIND_PREFIX, MAX_POOL};
 
 /// Bit i set = pool position i.
 pub type PoolMask = u32;
@@ -61,14 +61,30 @@ pub fn rrl_key(addr: &[u8; 16], v4: u8, v6: u8) -> [u8; 16] {
 /// The requester side of a persistence key (Fig. 6): the LDNS address, or
 /// with a persistence mask (`persist_mask_v4` / `_v6` below 32 / 128) the
 /// prefix it lies in, so LDNSes in one /24 or /56 share one record.
+/// An LDNS group (Fig. 5) is one requester: its members share one record
+/// keyed by the group's id (`group` non-zero), before any mask applies.
 #[inline(always)]
-pub fn persist_ldns(addr: &[u8; 16], mask_v4: u8, mask_v6: u8) -> LdnsKey {
+pub fn persist_ldns(addr: &[u8; 16], mask_v4: u8, mask_v6: u8, group: u32) -> LdnsKey {
+    if group != 0 {
+        return LdnsKey { kind: LDNS_KIND_GROUP, prefix_len: 0, _pad: [0; 2], group, addr: [0; 16] };
+    }
     let v4 = is_v4_mapped(addr);
     let bits = if v4 { 96 + mask_v4.min(32) } else { mask_v6.min(128) };
     if bits >= 128 {
         return LdnsKey::addr(*addr);
     }
     LdnsKey { kind: LDNS_KIND_PREFIX, prefix_len: bits, _pad: [0; 2], group: 0, addr: mask_prefix(addr, mask_v4, mask_v6) }
+}
+
+/// What the stripe walks (both kinds) read as the requester: the LDNS
+/// address, or for a member of an LDNS group the group's id as an IPv4-mapped
+/// value, so that every member gets the same SAC.
+#[inline(always)]
+pub fn stripe_key(addr: &[u8; 16], group: u32) -> [u8; 16] {
+    if group == 0 {
+        return *addr;
+    }
+    ((0xffffu128 << 32) | group as u128).to_be_bytes()
 }
 
 /// An address cut to a prefix: IPv4 mapped to `v4` bits of the IPv4
@@ -482,13 +498,17 @@ mod tests {
 
     #[test]
     fn persistence_masks_make_one_key_per_prefix_and_full_masks_the_address() {
-        let a = persist_ldns(&v4(198, 18, 3, 7), 24, 56);
-        assert_eq!(a, persist_ldns(&v4(198, 18, 3, 200), 24, 56));
-        assert_ne!(a, persist_ldns(&v4(198, 18, 4, 7), 24, 56));
+        let a = persist_ldns(&v4(198, 18, 3, 7), 24, 56, 0);
+        assert_eq!(a, persist_ldns(&v4(198, 18, 3, 200), 24, 56, 0));
+        assert_ne!(a, persist_ldns(&v4(198, 18, 4, 7), 24, 56, 0));
         assert_eq!((a.kind, a.prefix_len, a.addr), (LDNS_KIND_PREFIX, 120, v4(198, 18, 3, 0)));
-        assert_eq!(persist_ldns(&v4(198, 18, 3, 7), 32, 128), LdnsKey::addr(v4(198, 18, 3, 7)));
+        assert_eq!(persist_ldns(&v4(198, 18, 3, 7), 32, 128, 0), LdnsKey::addr(v4(198, 18, 3, 7)));
         let six = 0x2001_0db8_0000_1234_5678_0000_0000_0001u128.to_be_bytes();
-        assert_eq!(persist_ldns(&six, 24, 56).addr, 0x2001_0db8_0000_1200_0000_0000_0000_0000u128.to_be_bytes());
+        assert_eq!(persist_ldns(&six, 24, 56, 0).addr, 0x2001_0db8_0000_1200_0000_0000_0000_0000u128.to_be_bytes());
+        // A group member: the group, whatever the address and masks.
+        assert_eq!(persist_ldns(&six, 24, 56, 7), persist_ldns(&v4(1, 2, 3, 4), 32, 128, 7));
+        assert_eq!(stripe_key(&six, 7), v4(0, 0, 0, 7));
+        assert_eq!(stripe_key(&six, 0), six);
     }
 
     #[test]

@@ -17,14 +17,15 @@ mod reply;
 mod select;
 
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
+use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use edns_common::{
-    counter, rrl_allow, rrl_key, server_cookie_valid_with, server_cookie_with, unspecified, ListenKey, RrlBucket, CLIENT_COOKIE_LEN, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6,
+    counter, rrl_allow, rrl_key, stripe_key, server_cookie_valid_with, server_cookie_with, unspecified, ListenKey, RrlBucket, CLIENT_COOKIE_LEN, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6,
     SERVER_COOKIE_LEN,
 };
 
-use crate::maps::{count, COOKIE_SECRETS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
+use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
 
 /// Counts the outcome (a `counter` index: how it was answered, or why it
@@ -65,6 +66,10 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
         return Err(counter::PASS_NOT_OURS);
     }
+    // The source's LDNS group, for the stripe key and the persistence key.
+    let group = GROUPS.get(Key::new(128, scratch.q.ldns)).copied().unwrap_or(0);
+    scratch.group = group;
+    scratch.ident = stripe_key(&scratch.q.ldns, group);
     let next = if scratch.q.cookie_len != 0 || settings.rrl_interval_ns != 0 { JUMP_ADMIT } else { JUMP_ANSWER };
     unsafe { JUMPS.tail_call(ctx, next) };
     Err(counter::PASS_INTERNAL) // the tail call returned: no such program
@@ -114,7 +119,10 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         return Ok(counter::ANSWERED_RRL_SLIP);
     }
     let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
-    let choice = select::choose(w, &q.ldns)?;
+    // A copy: the walks read it many times, and one value keeps the
+    // verifier's states few.
+    let ident = scratch.ident;
+    let choice = select::choose(w, &q.ldns, &ident, scratch.group)?;
     let pos = choice.pos as usize;
     if pos >= MAX_POOL {
         return Err(counter::PASS_INTERNAL);

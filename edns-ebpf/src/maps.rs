@@ -54,6 +54,10 @@ pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 pub const JUMP_ANSWER: u32 = 0;
 pub const JUMP_ADMIT: u32 = 1;
 
+/// LDNS address prefix (IPv4 mapped into IPv6) -> LDNS group id (Fig. 5).
+#[map]
+pub static GROUPS: LpmTrie<TopologyAddr, u32> = LpmTrie::with_max_entries(65536, 1);
+
 /// Response rate limiting: source prefix -> bucket; the controller sets the capacity.
 #[map]
 pub static RRL: LruHashMap<[u8; 16], RrlBucket> = LruHashMap::with_max_entries(65536, 0);

@@ -119,6 +119,10 @@ pub struct Scratch {
     pub pending_sum: u32,
     /// Room to move a frame's headers and question when it grows at the head.
     pub prefix: [u8; MAX_PREFIX],
+    /// The LDNS group of the source (0: none) and what the stripe walks
+    /// read as the requester (the source, or the group's id).
+    pub group: u32,
+    pub ident: [u8; 16],
 }
 
 /// Sum of the 16-bit words of `n` bytes of `b` from `from` (n even).

@@ -124,7 +124,9 @@ fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Result<Choice, u
 
 /// Chooses the pool position for `ldns`, or `Err(counter)` to pass up.
 #[inline(always)]
-pub fn choose(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
+/// `ident` is what the stripe walks read (the source, or its group's id);
+/// topology matches the source's own address; `group` keys persistence.
+pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], group: u32) -> Result<Choice, u32> {
     let how = match Mode::from_u32(w.mode) {
         Some(Mode::Stripe) => counter::ANSWERED_STRIPE,
         Some(Mode::Topology) => {
@@ -136,17 +138,17 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
             }
             counter::ANSWERED_TOPOLOGY // no match or no VS up: the stripe walk below
         }
-        Some(Mode::Dynamic) => return persistence_hit(w, ldns),
-        Some(Mode::StripeConsistent) => return consistent_choice(w, ldns),
+        Some(Mode::Dynamic) => return persistence_hit(w, ldns, group),
+        Some(Mode::StripeConsistent) => return consistent_choice(w, ident),
         None => return Err(counter::PASS_INTERNAL),
     };
     // One inlined stripe walk serves stripe mode and the topology fallback.
-    stripe_choice(w, ldns, how)
+    stripe_choice(w, ident, how)
 }
 
 #[inline(always)]
-fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
-    let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6) };
+fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], group: u32) -> Result<Choice, u32> {
+    let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6, group) };
     let rec = PERSISTENCE.get_ptr_mut(&key).ok_or(counter::PASS_PERSIST_MISS)?;
     let (vs, last, ttl) = unsafe { ((*rec).vs, (*rec).last_ns, (*rec).ttl_secs) };
     let now = unsafe { bpf_ktime_get_boot_ns() };

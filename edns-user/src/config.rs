@@ -51,6 +51,62 @@ struct RawConfig {
     #[serde(default)]
     exporter: Vec<Spanned<RawExporter>>,
     rrl: Option<Spanned<RawRrl>>,
+    #[serde(default)]
+    ldns_group: Vec<Spanned<RawLdnsGroup>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdnsGroup {
+    name: Spanned<String>,
+    /// The stable integer the stripe walks read for every member (default: position, from 1).
+    id: Option<Spanned<u32>>,
+    #[serde(default)]
+    members: Vec<Spanned<String>>,
+}
+
+fn build_groups(cx: &Cx, raw: &[Spanned<RawLdnsGroup>]) -> Result<Vec<crate::model::LdnsGroup>, ConfigError> {
+    let mut out: Vec<crate::model::LdnsGroup> = Vec::new();
+    let mut seen: Vec<(IpNet, String)> = Vec::new();
+    for (i, g) in raw.iter().enumerate() {
+        let g = g.get_ref();
+        let name = name_ok(cx, &g.name, "LDNS group")?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(cx.err(&g.name, format!("duplicate LDNS group {name:?}")));
+        }
+        let id = g.id.as_ref().map(|v| *v.get_ref()).unwrap_or(i as u32 + 1);
+        if id == 0 {
+            return Err(cx.err(g.id.as_ref().unwrap(), "an LDNS group id is at least 1"));
+        }
+        if let Some(o) = out.iter().find(|o| o.id == id) {
+            let at = g.id.as_ref().map(|v| v.span().start).unwrap_or(g.name.span().start);
+            return Err(cx.err_at(at, format!("LDNS group id {id} is {:?}'s too", o.name)));
+        }
+        let mut members = Vec::new();
+        for m in &g.members {
+            let net = parse_member(m.get_ref()).map_err(|e| cx.err(m, e))?;
+            if let Some((other, owner)) = seen.iter().find(|(o, _)| o.contains(&net.addr()) || net.contains(&o.addr())) {
+                return Err(cx.err(m, format!("{net} overlaps {other} of LDNS group {owner:?}: groups must not overlap")));
+            }
+            seen.push((net, name.clone()));
+            members.push(net);
+        }
+        out.push(crate::model::LdnsGroup { name, id, members });
+    }
+    Ok(out)
+}
+
+/// An LDNS group member: an address or a prefix.
+fn parse_member(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    let net: IpNet = s.parse().map_err(|e| format!("member {s:?} is not an address or prefix: {e}"))?;
+    if net.trunc() != net {
+        return Err(format!("member prefix {net} has host bits set (did you mean {}?)", net.trunc()));
+    }
+    Ok(net)
 }
 
 #[derive(Deserialize)]
@@ -389,7 +445,9 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
     let topology = build_topology(cx, &raw.topology, &sac_ids)?;
     let mut server = server;
     server.rrl = raw.rrl.as_ref().map(|r| build_rrl(cx, r.get_ref())).transpose()?;
+    let groups = build_groups(cx, &raw.ldns_group)?;
     let mut model = Model::new(server, sacs, vss, wide_ips, topology);
+    model.groups = groups;
     model.monitors = monitors;
     model.exporters = exporters;
     Ok(model)

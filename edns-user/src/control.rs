@@ -129,7 +129,12 @@ fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
             let sac = vs.map(|v| &m.sacs[v.sac as usize]);
             RecordView {
                 wide_ip,
-                ldns: ldns_key_text(&k.ldns),
+                ldns: if k.ldns.kind == edns_common::LDNS_KIND_GROUP {
+                    let name = m.groups.iter().find(|g| g.id == k.ldns.group).map(|g| g.name.clone()).unwrap_or(format!("#{}", k.ldns.group));
+                    format!("group {name}")
+                } else {
+                    ldns_key_text(&k.ldns)
+                },
                 vs: vs.map(|v| v.name.clone()).unwrap_or(format!("#{}", r.vs)),
                 sac: sac.map(|s| s.name.clone()).unwrap_or_default(),
                 address: sac.map(|s| s.address.to_string()).unwrap_or_default(),

@@ -217,6 +217,13 @@ impl DataPlane {
         for (i, s) in vs_states.iter().enumerate() {
             states.set(i as u32, *s, 0)?;
         }
+        let mut groups: LpmTrie<_, TopologyAddr, u32> = borrow(ebpf, "GROUPS")?;
+        for g in &model.groups {
+            for m in &g.members {
+                let bits = if m.addr().is_ipv4() { 96 } else { 0 } + m.prefix_len() as u32;
+                groups.insert(&Key::new(bits, ip16(m.addr())), g.id, 0)?;
+            }
+        }
         let mut topo: LpmTrie<_, TopologyAddr, u32> = borrow(ebpf, "TOPOLOGY")?;
         for r in &model.topology {
             let (addr, len) = r.mapped();

@@ -188,6 +188,18 @@ fn rate_limiting_settings_are_checked() {
 }
 
 #[test]
+fn ldns_groups_are_checked_for_overlaps_ids_and_members() {
+    let g = |body: &str| format!("{}\n[[ldns_group]]\nname = \"a\"\nmembers = [\"192.0.2.0/24\"]\n\n[[ldns_group]]\nname = \"b\"\n{body}\n", example());
+    assert!(check(&g("members = [\"198.51.100.7\"]")).0);
+    let t = g("members = [\"192.0.2.128/25\"]");
+    refused(&t, line_of(&t, "192.0.2.128/25"), "overlaps 192.0.2.0/24 of LDNS group \"a\": groups must not overlap");
+    let t = g("id = 1\nmembers = [\"198.51.100.7\"]");
+    refused(&t, line_of(&t, "id = 1"), "LDNS group id 1 is \"a\"'s too");
+    let t = g("members = [\"198.51.100.7/24\"]");
+    refused(&t, line_of(&t, "198.51.100.7/24"), "has host bits set");
+}
+
+#[test]
 fn a_missing_file_is_reported_by_name() {
     let out = Command::new(edns_bin(false)).args(["check-config", "/nonexistent/edns.toml"]).output().unwrap();
     assert!(!out.status.success());

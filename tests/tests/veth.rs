@@ -549,3 +549,36 @@ fn ldnses_of_one_prefix_share_one_persistence_record_in_xdp() {
     let rec = recs.as_array().unwrap().iter().find(|r| r["ldns"] == "198.18.7.0/24").unwrap();
     assert_eq!(rec["hits"], 3, "{rec}");
 }
+
+/// An LDNS group (Fig. 5) with XDP attached: members asking from several
+/// addresses get one SAC from the stripe and share one persistence record
+/// (kernel hits after the first); topology still matches each member's own
+/// address.
+#[test]
+fn members_of_an_ldns_group_are_one_requester_in_xdp() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let members: Vec<IpAddr> = ["198.18.1.10", "198.18.2.10", "198.18.9.1", "198.18.9.2"].iter().map(|s| s.parse().unwrap()).collect();
+    h.add_client_addrs(&members).unwrap();
+    let cfg = demo_config() + "\n[[ldns_group]]\nname = \"resolvers\"\nid = 7\nmembers = [\"198.18.1.10\", \"198.18.2.10\", \"198.18.9.0/24\"]\n";
+    let e = EdnsProc::start(&cfg, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
+    let server = SocketAddr::new(h.server_ip, 53);
+    let ask = |src: IpAddr, name: &str| kdig(Some(&h.client), server, Some(src), &[name, "A"]).unwrap().answer().to_string();
+    // Stripe over [east/vs1, east/vs2, west/vs1] reads the group id 7: 7 mod 3 = 1 -> east/vs2 -> east.
+    for m in &members {
+        assert_eq!(ask(*m, "www.gslb.example."), "192.0.2.10", "{m}");
+    }
+    let s0 = stats(&e);
+    let first = ask(members[0], "shop.gslb.example.");
+    for m in &members[1..] {
+        assert_eq!(ask(*m, "shop.gslb.example."), first, "{m} shares the group's record");
+    }
+    let s1 = stats(&e);
+    assert_eq!(xdp(&s1, "answered_persistence") - xdp(&s0, "answered_persistence"), 3, "{s1}");
+    let recs = e.ctl(&["records"]).unwrap();
+    let rec = recs.as_array().unwrap().iter().find(|r| r["ldns"] == "group resolvers").unwrap_or_else(|| panic!("{recs}"));
+    assert_eq!(rec["hits"], 4);
+    // Topology: each member's own address (198.18.1.0/24 -> east, 198.18.2.0/24 -> west).
+    assert_eq!(ask(members[0], "geo.gslb.example."), "192.0.2.10");
+    assert_eq!(ask(members[1], "geo.gslb.example."), "198.51.100.20");
+}

@@ -104,6 +104,15 @@ mode = "stripe_consistent"
 all_down = "refused"
 pool = ["north/vs1", "west/vs1"]
 
+[[ldns_group]]
+name = "public"
+members = ["198.18.1.128/25", "198.18.3.0/24", "fd00:1:0:8000::/49"]
+
+[[ldns_group]]
+name = "isp"
+id = 42
+members = ["198.18.2.7", "198.18.2.9"]
+
 [[topology]]
 ldns = "198.18.1.0/24"
 sac = "east"
@@ -350,6 +359,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     let (a, b) = (strip(maps.persist_list().unwrap()), strip(mem.persist_list().unwrap()));
     assert!(!a.is_empty());
     assert!(a.iter().any(|(k, ..)| k.ldns.kind == edns_common::LDNS_KIND_PREFIX), "prefix records (persist masks) exercised");
+    assert!(a.iter().any(|(k, ..)| k.ldns.kind == edns_common::LDNS_KIND_GROUP), "group records exercised");
     assert_eq!(a, b, "persistence records (key, VS, hits, TTL, node)");
     for w in 0..model.wide_ips.len() as u32 {
         assert_eq!(maps.next_counter(w).unwrap(), mem.next_counter(w).unwrap(), "round-robin counter of wide IP {w}");

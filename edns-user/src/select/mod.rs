@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use edns_common::{
-    is_timely, ldns_hash, persist_ldns, rendezvous, round_robin_any, stripe, topology_pick, PersistKey, PersistRecord, PoolMask,
+    is_timely, ldns_hash, persist_ldns, stripe_key, rendezvous, round_robin_any, stripe, topology_pick, PersistKey, PersistRecord, PoolMask,
     MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 use serde::Serialize;
@@ -144,13 +144,17 @@ impl Selector {
     /// Chooses the VS for `ldns` asking for wide IP `w` at `now_ns` (CLOCK_BOOTTIME).
     pub fn select(&self, w: &WideIp, ldns: IpAddr, now_ns: u64) -> anyhow::Result<Outcome> {
         let addr = ip16(ldns);
+        // An LDNS group is one requester: the stripe walks read its id and
+        // persistence keys on it; topology matches the member's own address.
+        let group = self.model.group_of(ldns);
+        let ident = stripe_key(&addr, group);
         match &w.mode {
-            ModeConfig::Stripe => self.stripe(w, &addr, How::Stripe),
+            ModeConfig::Stripe => self.stripe(w, &ident, How::Stripe),
             ModeConfig::StripeConsistent => {
                 let (marked, available) = self.masks(w)?;
                 let mut pool_vs = [u32::MAX; MAX_POOL];
                 pool_vs[..w.pool.len()].copy_from_slice(&w.pool);
-                match rendezvous(ldns_hash(&addr), &pool_vs, marked & available) {
+                match rendezvous(ldns_hash(&ident), &pool_vs, marked & available) {
                     Some(pos) => Ok(Outcome::Vs(self.decision(w, pos, How::StripeConsistent))),
                     None => self.all_down(w, None, How::AllDownRoundRobin),
                 }
@@ -164,10 +168,10 @@ impl Selector {
                         return Ok(Outcome::Vs(self.decision(w, pos, How::Topology)));
                     }
                 }
-                self.stripe(w, &addr, How::TopologyFallbackStripe)
+                self.stripe(w, &ident, How::TopologyFallbackStripe)
             }
             ModeConfig::Dynamic { methods, persistence_ttl } => {
-                let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(&addr, w.persist_mask_v4, w.persist_mask_v6) };
+                let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(&addr, w.persist_mask_v4, w.persist_mask_v6, group) };
                 // Fig. 9: a timely record whose VS is still available is refreshed and used.
                 if let Some(mut rec) = self.store.persist_get(&key)? {
                     let pos = w.pool.iter().position(|v| *v == rec.vs);
