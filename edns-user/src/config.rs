@@ -63,10 +63,12 @@ struct RawLdnsGroup {
     id: Option<Spanned<u32>>,
     #[serde(default)]
     members: Vec<Spanned<String>>,
+    /// One address or prefix per line, re-read when it changes.
+    members_file: Option<Spanned<String>>,
 }
 
-fn build_groups(cx: &Cx, raw: &[Spanned<RawLdnsGroup>]) -> Result<Vec<crate::model::LdnsGroup>, ConfigError> {
-    let mut out: Vec<crate::model::LdnsGroup> = Vec::new();
+fn build_groups(cx: &Cx, raw: &[Spanned<RawLdnsGroup>]) -> Result<Vec<crate::groups::LdnsGroup>, ConfigError> {
+    let mut out: Vec<crate::groups::LdnsGroup> = Vec::new();
     let mut seen: Vec<(IpNet, String)> = Vec::new();
     for (i, g) in raw.iter().enumerate() {
         let g = g.get_ref();
@@ -84,30 +86,37 @@ fn build_groups(cx: &Cx, raw: &[Spanned<RawLdnsGroup>]) -> Result<Vec<crate::mod
         }
         let mut members = Vec::new();
         for m in &g.members {
-            let net = parse_member(m.get_ref()).map_err(|e| cx.err(m, e))?;
+            let net = crate::groups::parse_member(m.get_ref()).map_err(|e| cx.err(m, e))?;
             if let Some((other, owner)) = seen.iter().find(|(o, _)| o.contains(&net.addr()) || net.contains(&o.addr())) {
                 return Err(cx.err(m, format!("{net} overlaps {other} of LDNS group {owner:?}: groups must not overlap")));
             }
             seen.push((net, name.clone()));
             members.push(net);
         }
-        out.push(crate::model::LdnsGroup { name, id, members });
+        let inline = members.clone();
+        let members_file = match &g.members_file {
+            None => None,
+            Some(f) => {
+                let p = Path::new(f.get_ref());
+                let path = cx.path.parent().map(|d| d.join(p)).unwrap_or_else(|| p.to_owned());
+                let text = std::fs::read_to_string(&path).map_err(|e| cx.err(f, format!("cannot read members_file {}: {e}", path.display())))?;
+                let from_file = crate::groups::parse_members_file(&text)
+                    .map_err(|(line, message)| ConfigError { file: path.clone(), line, column: 1, message })?;
+                for net in from_file {
+                    if let Some((other, owner)) = seen.iter().find(|(o, _)| o.contains(&net.addr()) || net.contains(&o.addr())) {
+                        return Err(cx.err(f, format!("{net} in {} overlaps {other} of LDNS group {owner:?}: groups must not overlap", path.display())));
+                    }
+                    seen.push((net, name.clone()));
+                    members.push(net);
+                }
+                Some(path)
+            }
+        };
+        out.push(crate::groups::LdnsGroup { name, id, members, inline, members_file });
     }
     Ok(out)
 }
 
-/// An LDNS group member: an address or a prefix.
-fn parse_member(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
-        return Ok(IpNet::from(ip));
-    }
-    let net: IpNet = s.parse().map_err(|e| format!("member {s:?} is not an address or prefix: {e}"))?;
-    if net.trunc() != net {
-        return Err(format!("member prefix {net} has host bits set (did you mean {}?)", net.trunc()));
-    }
-    Ok(net)
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -447,7 +456,7 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
     server.rrl = raw.rrl.as_ref().map(|r| build_rrl(cx, r.get_ref())).transpose()?;
     let groups = build_groups(cx, &raw.ldns_group)?;
     let mut model = Model::new(server, sacs, vss, wide_ips, topology);
-    model.groups = groups;
+    model.groups = std::sync::Arc::new(crate::groups::GroupTable::new(groups));
     model.monitors = monitors;
     model.exporters = exporters;
     Ok(model)

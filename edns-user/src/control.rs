@@ -130,7 +130,7 @@ fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
             RecordView {
                 wide_ip,
                 ldns: if k.ldns.kind == edns_common::LDNS_KIND_GROUP {
-                    let name = m.groups.iter().find(|g| g.id == k.ldns.group).map(|g| g.name.clone()).unwrap_or(format!("#{}", k.ldns.group));
+                    let name = m.groups.name_of(k.ldns.group).unwrap_or(format!("#{}", k.ldns.group));
                     format!("group {name}")
                 } else {
                     ldns_key_text(&k.ldns)

@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod cookies;
 pub mod dns;
+pub mod groups;
 pub mod health;
 pub mod metrics;
 pub mod model;

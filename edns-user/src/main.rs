@@ -191,6 +191,19 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                 edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
             }
         }
+        // Members files re-read when they change; the data plane follows.
+        let dp_groups = dataplane.clone();
+        edns_user::groups::spawn_members_reload(
+            model.groups.clone(),
+            std::time::Duration::from_secs(1),
+            Box::new(move |old, new| {
+                if let Some(dp) = &dp_groups {
+                    if let Err(e) = dp.update_groups(old, new) {
+                        tracing::error!(error = %e, "cannot update the GROUPS map");
+                    }
+                }
+            }),
+        );
         if let (Some(dp), Some(ifname)) = (&dataplane, &xdp_iface) {
             if dp.has_wildcard_listen() {
                 xdp::spawn_listen_sync(dp.clone(), ifname.clone())?;

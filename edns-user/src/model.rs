@@ -334,18 +334,9 @@ pub struct Model {
     pub topology: Vec<TopologyRule>,
     pub monitors: Vec<Monitor>,
     pub exporters: Vec<Exporter>,
-    /// LDNS groups (Fig. 5): each member prefix with its group's id.
-    pub groups: Vec<LdnsGroup>,
+    /// LDNS groups (Fig. 5), whose members files may change while edns runs.
+    pub groups: std::sync::Arc<crate::groups::GroupTable>,
     by_name: HashMap<Vec<u8>, u32>,
-}
-
-/// An LDNS group: resolvers treated as one requester.
-#[derive(Debug, Clone)]
-pub struct LdnsGroup {
-    pub name: String,
-    /// Stable and non-zero: the stripe walks read it for every member.
-    pub id: u32,
-    pub members: Vec<IpNet>,
 }
 
 /// Lowercased wire form of a name: the wide IP table's key.
@@ -362,7 +353,7 @@ pub fn wire_lower(name: &Name) -> Vec<u8> {
 impl Model {
     pub fn new(server: ServerConfig, sacs: Vec<Sac>, vss: Vec<Vs>, wide_ips: Vec<WideIp>, topology: Vec<TopologyRule>) -> Model {
         let by_name = wide_ips.iter().map(|w| (wire_lower(&w.name), w.id)).collect();
-        Model { server, sacs, vss, wide_ips, topology, monitors: Vec::new(), exporters: Vec::new(), groups: Vec::new(), by_name }
+        Model { server, sacs, vss, wide_ips, topology, monitors: Vec::new(), exporters: Vec::new(), groups: Default::default(), by_name }
     }
 
     /// VS states before any probe or admin action: marked up and available, or neither.
@@ -408,7 +399,7 @@ impl Model {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
-        self.groups.iter().find(|g| g.members.iter().any(|m| m.contains(&ip))).map(|g| g.id).unwrap_or(0)
+        self.groups.group_of(ip)
     }
 
     /// True when some wide IP lies strictly below `name` (an empty non-terminal).

@@ -62,6 +62,7 @@ pub struct DataPlane {
     persistence: Mutex<HashMap<MapData, PersistKey, PersistRecord>>,
     counters: PerCpuArray<MapData, u64>,
     cookie_secrets: Mutex<Array<MapData, CookieSecrets>>,
+    groups: Mutex<LpmTrie<MapData, TopologyAddr, u32>>,
     listen: Mutex<HashMap<MapData, ListenKey, u32>>,
     /// Wildcard listen entries (IPv6?, port): answered for the interface's addresses only.
     wildcard: Vec<(bool, u16)>,
@@ -217,11 +218,10 @@ impl DataPlane {
         for (i, s) in vs_states.iter().enumerate() {
             states.set(i as u32, *s, 0)?;
         }
-        let mut groups: LpmTrie<_, TopologyAddr, u32> = borrow(ebpf, "GROUPS")?;
-        for g in &model.groups {
+        let mut groups: LpmTrie<_, TopologyAddr, u32> = take(ebpf, "GROUPS")?;
+        for g in model.groups.snapshot() {
             for m in &g.members {
-                let bits = if m.addr().is_ipv4() { 96 } else { 0 } + m.prefix_len() as u32;
-                groups.insert(&Key::new(bits, ip16(m.addr())), g.id, 0)?;
+                groups.insert(&group_key(m), g.id, 0)?;
             }
         }
         let mut topo: LpmTrie<_, TopologyAddr, u32> = borrow(ebpf, "TOPOLOGY")?;
@@ -237,10 +237,27 @@ impl DataPlane {
             persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),
             counters: take(ebpf, "COUNTERS")?,
             cookie_secrets: Mutex::new(take(ebpf, "COOKIE_SECRETS")?),
+            groups: Mutex::new(groups),
             listen: Mutex::new(listen),
             wildcard,
             synced: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Brings the GROUPS trie from `old` to `new` members.
+    pub fn update_groups(&self, old: &[crate::groups::LdnsGroup], new: &[crate::groups::LdnsGroup]) -> anyhow::Result<()> {
+        let mut t = self.groups.lock().unwrap();
+        for g in old {
+            for m in g.members.iter().filter(|m| !new.iter().any(|n| n.id == g.id && n.members.contains(m))) {
+                found(t.remove(&group_key(m)))?;
+            }
+        }
+        for g in new {
+            for m in &g.members {
+                t.insert(&group_key(m), g.id, 0)?;
+            }
+        }
+        Ok(())
     }
 
     /// True when a wildcard `listen` makes the LISTEN map follow the interface's addresses.
@@ -299,6 +316,12 @@ impl DataPlane {
         }
         Ok(out)
     }
+}
+
+/// A group member as the GROUPS trie holds it (IPv4 mapped into IPv6).
+fn group_key(m: &ipnet::IpNet) -> Key<TopologyAddr> {
+    let bits = if m.addr().is_ipv4() { 96 } else { 0 } + m.prefix_len() as u32;
+    Key::new(bits, ip16(m.addr()))
 }
 
 fn nsid_bytes(model: &Model) -> [u8; edns_common::MAX_NSID] {

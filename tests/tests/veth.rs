@@ -582,3 +582,52 @@ fn members_of_an_ldns_group_are_one_requester_in_xdp() {
     assert_eq!(ask(members[0], "geo.gslb.example."), "192.0.2.10");
     assert_eq!(ask(members[1], "geo.gslb.example."), "198.51.100.20");
 }
+
+/// A group's members_file is re-read when it changes, and the kernel's
+/// GROUPS trie follows: an address added to the file joins the group (its
+/// next query is a kernel hit on the group's record); a bad file is refused
+/// with its line and the old list stays.
+#[test]
+fn an_ldns_group_members_file_is_reloaded_without_restart_and_a_bad_one_refused() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let (a, b): (IpAddr, IpAddr) = ("198.18.9.1".parse().unwrap(), "198.18.9.2".parse().unwrap());
+    h.add_client_addrs(&[a, b]).unwrap();
+    let dir = tmpdir();
+    let file = dir.join("members.txt");
+    std::fs::write(&file, "# resolvers of one operator\n198.18.9.1\n").unwrap();
+    let cfg = demo_config() + &format!("\n[[ldns_group]]\nname = \"op\"\nmembers_file = {:?}\n", file.display().to_string());
+    let e = EdnsProc::start(&cfg, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
+    let server = SocketAddr::new(h.server_ip, 53);
+    let ask = |src: IpAddr| kdig(Some(&h.client), server, Some(src), &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+    let group_hits = || {
+        let recs = e.ctl(&["records"]).unwrap();
+        recs.as_array().unwrap().iter().find(|r| r["ldns"] == "group op").map(|r| r["hits"].as_u64().unwrap()).unwrap_or(0)
+    };
+    ask(a);
+    assert_eq!(group_hits(), 1);
+    ask(b); // not a member yet: a record of its own
+    assert_eq!(group_hits(), 1);
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime
+    std::fs::write(&file, "# resolvers of one operator\n198.18.9.1\n198.18.9.2\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while group_hits() < 2 {
+        assert!(Instant::now() < deadline, "198.18.9.2 never joined the group: {}", e.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+        ask(b);
+    }
+    let s0 = stats(&e);
+    ask(b);
+    assert_eq!(xdp(&stats(&e), "answered_persistence") - xdp(&s0, "answered_persistence"), 1, "a kernel hit on the group's record");
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, "198.18.9.1\n198.18.9.2\nnot-an-address\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !e.log_text().contains("members_file refused") {
+        assert!(Instant::now() < deadline, "the bad file was not reported: {}", e.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(e.log_text().contains("line=3"), "{}", e.log_text());
+    let before = group_hits();
+    ask(b);
+    assert_eq!(group_hits(), before + 1, "the old list stays");
+}
