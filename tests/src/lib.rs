@@ -123,6 +123,14 @@ impl Netns {
     pub fn ip(&self, args: &[&str]) -> anyhow::Result<Output> {
         sh(Command::new("ip").args(["-n", &self.name]).args(args))
     }
+    /// The MAC address of `iface` in this namespace.
+    pub fn mac(&self, iface: &str) -> anyhow::Result<[u8; 6]> {
+        let out = self.ip(&["-br", "link", "show", iface])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let m = text.split_whitespace().nth(2).with_context(|| format!("no MAC in {text:?}"))?;
+        let v: Vec<u8> = m.split(':').map(|h| u8::from_str_radix(h, 16)).collect::<Result<_, _>>()?;
+        v.try_into().map_err(|_| anyhow::anyhow!("{m} is not a MAC"))
+    }
 }
 
 impl Drop for Netns {

@@ -330,13 +330,7 @@ fn crafted_frames_of_every_refused_class_get_no_answer_over_the_veth() {
     require_root();
     let h = VethHarness::new().unwrap();
     let e = start(&h);
-    let mac = |ns: &edns_tests::Netns, iface: &str| -> [u8; 6] {
-        let out = ns.ip(&["-br", "link", "show", iface]).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let m = text.split_whitespace().nth(2).unwrap().to_string();
-        let v: Vec<u8> = m.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
-        v.try_into().unwrap()
-    };
+    let mac = |ns: &edns_tests::Netns, iface: &str| ns.mac(iface).unwrap();
     let (server_mac, client_mac) = (mac(&h.server, &h.server_if), mac(&h.client, &h.client_if));
     let q = dns_query(0x5150, false, "www.gslb.example.", 1, None);
     let frame = |src: &str, dst: &str| {
@@ -458,11 +452,7 @@ fn xdp_wildcard_listen_follows_the_interface_addresses_and_never_answers_broadca
         std::thread::sleep(Duration::from_millis(100));
     }
     // The directed broadcast in a frame to the server's own MAC.
-    let mac = |ns: &edns_tests::Netns, iface: &str| -> Vec<u8> {
-        let out = ns.ip(&["-br", "link", "show", iface]).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_whitespace().nth(2).unwrap().split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect()
-    };
+    let mac = |ns: &edns_tests::Netns, iface: &str| ns.mac(iface).unwrap();
     let q = edns_tests::packet::dns_query(0x7777, false, "www.gslb.example.", 1, None);
     let mut b = edns_tests::packet::Frame::udp(h.client_ip, "198.19.255.255".parse().unwrap(), 53, q).build();
     b[..6].copy_from_slice(&mac(&h.server, &h.server_if));
