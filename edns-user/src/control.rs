@@ -93,8 +93,7 @@ pub struct StateQuery {
 
 /// Text form of an LDNS key address (IPv4-mapped shown as IPv4).
 pub fn ldns_text(addr: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(addr);
-    v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
+    crate::model::unmapped(IpAddr::V6(Ipv6Addr::from(addr)))
 }
 
 /// An LDNS key as text: the address, or a prefix as ADDR/LEN.

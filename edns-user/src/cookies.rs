@@ -136,15 +136,9 @@ impl Cookies {
     pub fn judge(&self, data: &[u8], ldns: &[u8; 16]) -> Verdict {
         let v = match data.len() {
             CLIENT_COOKIE_LEN => Verdict::ClientOnly,
+            // A server cookie of another length than ours is not ours: bad.
             n if (16..=40).contains(&n) => {
-                let s = self.secrets();
-                let client: [u8; 8] = data[..8].try_into().unwrap();
-                let now = wall_secs() as u32;
-                let ok = |secret: &[u8; 16]| match <[u8; SERVER_COOKIE_LEN]>::try_from(&data[8..]) {
-                    Ok(server) => server_cookie_valid(secret, &client, &server, ldns, now),
-                    Err(_) => false, // not our length: not ours
-                };
-                if ok(&s.current) || (s.has_previous != 0 && ok(&s.previous)) {
+                if self.is_valid(data, ldns) {
                     Verdict::Valid
                 } else {
                     Verdict::Bad

@@ -45,6 +45,17 @@ pub struct RrlConfig {
     pub capacity: u32,
 }
 
+impl RrlConfig {
+    /// Nanoseconds one response costs a prefix (the GCRA emission interval).
+    pub fn interval_ns(&self) -> u64 {
+        1_000_000_000 / self.responses_per_second as u64
+    }
+    /// How far ahead of now a prefix may run: (burst - 1) intervals.
+    pub fn tolerance_ns(&self) -> u64 {
+        (self.burst as u64 - 1) * self.interval_ns()
+    }
+}
+
 /// DNS cookies (RFC 7873, RFC 9018 server cookies).
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
@@ -317,6 +328,15 @@ pub fn ip16(ip: IpAddr) -> [u8; 16] {
     }
 }
 
+/// An IPv4-mapped IPv6 address as the IPv4 address it carries (how a
+/// dual-stack socket may report an IPv4 LDNS), so IPv4 prefixes match it.
+pub fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
 impl TopologyRule {
     /// The rule as an IPv6 prefix (IPv4 mapped), as the LPM trie holds it.
     pub fn mapped(&self) -> ([u8; 16], u32) {
@@ -381,10 +401,7 @@ impl Model {
 
     /// Longest-prefix match of the LDNS address in the topology table.
     pub fn topology_match(&self, ldns: IpAddr) -> Option<u32> {
-        let ip = match ldns {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
+        let ip = unmapped(ldns);
         self.topology
             .iter()
             .filter(|r| r.net.contains(&ip))
@@ -395,11 +412,7 @@ impl Model {
     /// The id of the LDNS group `ldns` belongs to, 0 when none (groups do
     /// not overlap, so the first match is the only one).
     pub fn group_of(&self, ldns: IpAddr) -> u32 {
-        let ip = match ldns {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        self.groups.group_of(ip)
+        self.groups.group_of(unmapped(ldns))
     }
 
     /// True when some wide IP lies strictly below `name` (an empty non-terminal).

@@ -39,8 +39,7 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(cfg: RrlConfig) -> Limiter {
-        let interval = 1_000_000_000 / cfg.responses_per_second as u64;
-        Limiter { cfg, interval, tolerance: (cfg.burst as u64 - 1) * interval, buckets: Mutex::new(HashMap::new()), stats: RrlStats::default() }
+        Limiter { cfg, interval: cfg.interval_ns(), tolerance: cfg.tolerance_ns(), buckets: Mutex::new(HashMap::new()), stats: RrlStats::default() }
     }
 
     /// Whether a UDP query from `src` at `now_ns` (CLOCK_BOOTTIME) is answered.

@@ -157,6 +157,7 @@ impl DataPlane {
     pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<DataPlane> {
         let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
+        let rrl = model.server.rrl;
         settings.set(
             0,
             Settings {
@@ -165,15 +166,11 @@ impl DataPlane {
                 log: log as u32,
                 mac: mac.unwrap_or_default(),
                 check_mac: mac.is_some() as u16,
-                rrl_interval_ns: model.server.rrl.map(|r| 1_000_000_000 / r.responses_per_second as u64).unwrap_or(0),
-                rrl_tolerance_ns: model
-                    .server
-                    .rrl
-                    .map(|r| (r.burst as u64 - 1) * (1_000_000_000 / r.responses_per_second as u64))
-                    .unwrap_or(0),
-                rrl_slip: model.server.rrl.map(|r| r.slip).unwrap_or(0),
-                rrl_v4_prefix: model.server.rrl.map(|r| r.ipv4_prefix).unwrap_or(24),
-                rrl_v6_prefix: model.server.rrl.map(|r| r.ipv6_prefix).unwrap_or(56),
+                rrl_interval_ns: rrl.map(|r| r.interval_ns()).unwrap_or(0),
+                rrl_tolerance_ns: rrl.map(|r| r.tolerance_ns()).unwrap_or(0),
+                rrl_slip: rrl.map(|r| r.slip).unwrap_or(0),
+                rrl_v4_prefix: rrl.map(|r| r.ipv4_prefix).unwrap_or(24),
+                rrl_v6_prefix: rrl.map(|r| r.ipv6_prefix).unwrap_or(56),
                 _pad: 0,
                 nsid: nsid_bytes(model),
                 nsid_len: model.server.nsid.as_ref().map(|n| n.len().min(edns_common::MAX_NSID) as u32).unwrap_or(0),
