@@ -72,8 +72,9 @@ pub async fn serve(responder: Arc<Responder>, listen: &[SocketAddr]) -> anyhow::
 
 async fn udp_loop(responder: Arc<Responder>, sock: UdpSocket) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65535];
+    let mut cmsg = crate::udp::cmsg_buffer();
     loop {
-        let (n, peer, dst) = match crate::udp::recv(&sock, &mut buf).await {
+        let (n, peer, dst) = match crate::udp::recv(&sock, &mut buf, &mut cmsg).await {
             Ok(x) => x,
             Err(e) => {
                 // ICMP errors from earlier sends surface here; they are not fatal.

@@ -41,10 +41,14 @@ impl Destination {
     }
 }
 
-fn recv_one(fd: i32, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<Destination>)> {
+/// Room for the control messages `recv` asks for, made once per socket loop.
+pub fn cmsg_buffer() -> Vec<u8> {
+    nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo)
+}
+
+fn recv_one(fd: i32, buf: &mut [u8], space: &mut Vec<u8>) -> std::io::Result<(usize, SocketAddr, Option<Destination>)> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
-    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut space), MsgFlags::empty()).map_err(std::io::Error::from)?;
+    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(space), MsgFlags::empty()).map_err(std::io::Error::from)?;
     let peer = msg
         .address
         .and_then(|a| {
@@ -68,10 +72,11 @@ fn recv_one(fd: i32, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Opti
 }
 
 /// Receives one datagram: its length, source and destination.
-pub async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<Destination>)> {
+/// `cmsg` comes from [`cmsg_buffer`], reused across calls.
+pub async fn recv(sock: &UdpSocket, buf: &mut [u8], cmsg: &mut Vec<u8>) -> std::io::Result<(usize, SocketAddr, Option<Destination>)> {
     loop {
         sock.readable().await?;
-        match sock.try_io(Interest::READABLE, || recv_one(sock.as_raw_fd(), buf)) {
+        match sock.try_io(Interest::READABLE, || recv_one(sock.as_raw_fd(), buf, cmsg)) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             r => return r,
         }
