@@ -8,9 +8,11 @@
 #![no_std]
 
 pub mod cookie;
+pub mod ecs;
 pub mod maps;
 pub mod select;
 
 pub use cookie::*;
+pub use ecs::*;
 pub use maps::*;
 pub use select::*;

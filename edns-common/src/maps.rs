@@ -81,7 +81,12 @@ pub struct WideIpEntry {
     /// (IPv4) or /`persist_mask_v6` share one record; 32 and 128 key by address.
     pub persist_mask_v4: u8,
     pub persist_mask_v6: u8,
-    pub _pad: u16,
+    /// Longest client-subnet prefix (RFC 7871) read, when `flags` has
+    /// [`WIDE_IP_ECS`]: longer source prefixes are cut to it.
+    pub ecs_max_v4: u8,
+    pub ecs_max_v6: u8,
+    /// [`WIDE_IP_ECS`].
+    pub flags: u32,
     /// Global VS ids of the circular pool list, in config order.
     pub pool_vs: [u32; MAX_POOL],
     /// SAC id managing each pool entry (the answer is that SAC's address).
@@ -99,6 +104,9 @@ pub struct SacEntry {
 }
 pub const SAC_HAS_V6: u32 = 1;
 
+/// [`WideIpEntry::flags`]: the client subnet of an ECS query replaces the LDNS.
+pub const WIDE_IP_ECS: u32 = 1;
+
 /// VS state bits, one `u32` per global VS id.
 /// "Marked up" is what the controller last set (Fig. 3's N counts these);
 /// "available" is the freshest knowledge at answer time.
@@ -114,10 +122,12 @@ pub const ALL_DOWN_SERVFAIL: u32 = 3;
 
 /// What identifies the requester in a persistence record.
 pub const LDNS_KIND_ADDR: u8 = 0;
-/// Reserved: an LDNS group (Fig. 5) keyed by `group`.
+/// An LDNS group (Fig. 5) keyed by `group`.
 pub const LDNS_KIND_GROUP: u8 = 1;
-/// Reserved: an address prefix (`prefix_len` bits of `addr`) or an ECS prefix.
+/// An LDNS address prefix (`prefix_len` bits of `addr`, persistence masks).
 pub const LDNS_KIND_PREFIX: u8 = 2;
+/// A client subnet (EDNS Client Subnet): `prefix_len` bits of `addr`.
+pub const LDNS_KIND_SUBNET: u8 = 3;
 
 /// The requester side of a persistence key. IPv4 addresses are stored
 /// IPv4-mapped (`::ffff:a.b.c.d`) so one layout serves both families.
@@ -281,7 +291,11 @@ pub mod counter {
     /// resolver retries over TCP.
     pub const DROP_RATE_LIMITED: u32 = 22;
     pub const ANSWERED_RRL_SLIP: u32 = 23;
-    pub const COUNT: u32 = 24;
+    /// A malformed client subnet (RFC 7871): the controller answers FORMERR.
+    pub const PASS_BAD_ECS: u32 = 24;
+    /// Besides how it was answered: the answer echoed a client subnet.
+    pub const ECS_ANSWERED: u32 = 25;
+    pub const COUNT: u32 = 26;
 
     /// Outcomes that end in XDP_DROP.
     pub const fn is_drop(c: u32) -> bool {
@@ -313,6 +327,8 @@ pub mod counter {
         "cookie_bad",
         "drop_rate_limited",
         "answered_rrl_slip",
+        "pass_bad_ecs",
+        "ecs_answered",
     ];
 }
 

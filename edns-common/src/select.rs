@@ -92,6 +92,12 @@ pub fn stripe_key(addr: &[u8; 16], group: u32) -> [u8; 16] {
 #[inline(always)]
 pub fn mask_prefix(addr: &[u8; 16], v4: u8, v6: u8) -> [u8; 16] {
     let bits = if is_v4_mapped(addr) { 96 + v4.min(32) as u32 } else { v6.min(128) as u32 };
+    cut_bits(addr, bits)
+}
+
+/// The first `bits` bits of `addr`; the rest zero.
+#[inline(always)]
+pub fn cut_bits(addr: &[u8; 16], bits: u32) -> [u8; 16] {
     let mut out = [0u8; 16];
     let mut i = 0;
     while i < 16 {

@@ -20,13 +20,14 @@ use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
+use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use edns_common::{
-    counter, rrl_allow, rrl_key, stripe_key, server_cookie_valid_with, server_cookie_with, unspecified, ListenKey, RrlBucket, CLIENT_COOKIE_LEN, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6,
-    SERVER_COOKIE_LEN,
+    counter, ecs_scope, parse_client_subnet, set_requester, rrl_allow, rrl_key, server_cookie_valid_with, server_cookie_with, stripe_key, unspecified,
+    ListenKey, RrlBucket, CLIENT_COOKIE_LEN, ECS_MAX, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6, SERVER_COOKIE_LEN, WIDE_IP_ECS,
 };
 
 use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
-use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
+use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
 /// Counts the outcome (a `counter` index: how it was answered, or why it
 /// went up) and, with `edns run --xdp-log`, logs it.
@@ -61,7 +62,7 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     // destination that is someone else's. (Here, not in `edns_answer`,
     // whose stack is full.)
     let q = &scratch.q;
-    let exact = ListenKey { addr: q.dst, port: q.dport, _pad: 0 };
+    let exact = ListenKey { addr: scratch.dst, port: scratch.dport, _pad: 0 };
     let any = ListenKey { addr: unspecified(q.v6), ..exact };
     if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
         return Err(counter::PASS_NOT_OURS);
@@ -70,16 +71,18 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let group = GROUPS.get(Key::new(128, scratch.q.ldns)).copied().unwrap_or(0);
     scratch.group = group;
     scratch.ident = stripe_key(&scratch.q.ldns, group);
-    let next = if scratch.q.cookie_len != 0 || settings.rrl_interval_ns != 0 { JUMP_ADMIT } else { JUMP_ANSWER };
+    let next = if scratch.opts.len != 0 || settings.rrl_interval_ns != 0 { JUMP_ADMIT } else { JUMP_ANSWER };
     unsafe { JUMPS.tail_call(ctx, next) };
     Err(counter::PASS_INTERNAL) // the tail call returned: no such program
 }
 
-/// Between parsing and answering, for a query with a COOKIE option or
-/// when rate limiting is on: the fresh server cookie and the verdict on the
-/// received one, then the rate limit (drop, or answer TC=1), into scratch.
-/// A program of its own for the stack: SipHash and the bucket beside the
-/// answer's selection and rewrite would not fit one 512-byte frame.
+/// Between parsing and answering, for a query with EDNS options or when
+/// rate limiting is on: the options (NSID, COOKIE, ECS) walked and the
+/// checksum finished over them, the client subnet parsed, the fresh server
+/// cookie and the verdict on the received one, then the rate limit (drop,
+/// or answer TC=1), into scratch. A program of its own for the stack and
+/// the verifier: SipHash and the bucket beside the answer's selection and
+/// rewrite would not fit one 512-byte frame.
 #[xdp]
 pub fn edns_admit(ctx: XdpContext) -> u32 {
     let r = match (SCRATCH.get_ptr_mut(0), SETTINGS.get(0)) {
@@ -115,14 +118,17 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         // Rate limited, this one slips: TC=1 and no data, whatever the name.
         let Scratch { cookie, fresh, prefix, cookie_verdict, .. } = scratch;
         let cookie = if *cookie_verdict != 0 { Some((&*cookie, &*fresh)) } else { None };
-        reply::build(ctx, &q, &[0; 16], 0, settings, cookie, prefix, true)?;
+        reply::build(ctx, &q, &[0; 16], 0, settings, cookie, None, prefix, true)?;
         return Ok(counter::ANSWERED_RRL_SLIP);
     }
     let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
-    // A copy: the walks read it many times, and one value keeps the
-    // verifier's states few.
-    let ident = scratch.ident;
-    let choice = select::choose(w, &q.ldns, &ident, scratch.group)?;
+    // A copy of what the stripe walks read many times: one value on the
+    // stack keeps the verifier's states few.
+    let from_subnet = scratch.subnet_req != 0;
+    let ident = if from_subnet { scratch.req.ident } else { scratch.ident };
+    let addr = if from_subnet { scratch.req.addr } else { q.ldns };
+    let persist = if from_subnet { select::Persist::Key(&scratch.req.persist) } else { select::Persist::Group(scratch.group) };
+    let choice = select::choose(w, &addr, &ident, persist)?;
     let pos = choice.pos as usize;
     if pos >= MAX_POOL {
         return Err(counter::PASS_INTERNAL);
@@ -138,20 +144,43 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         rdata[..4].copy_from_slice(&sac.addr4);
     }
     let judged = scratch.cookie_verdict;
-    let Scratch { cookie, fresh, prefix, .. } = scratch;
+    // The client subnet echoed with the scope the answer read (RFC 7871).
+    let echo = w.flags & WIDE_IP_ECS != 0 && scratch.subnet.family != 0;
+    if echo {
+        let how = choice.how;
+        scratch.ecs_raw[3] =
+            if from_subnet { ecs_scope(&scratch.req, how != counter::ANSWERED_FALLBACK_RR, how == counter::ANSWERED_PERSISTENCE) } else { 0 };
+    }
+    let Scratch { cookie, fresh, prefix, ecs_raw, .. } = scratch;
     let cookie = if judged != 0 { Some((&*cookie, &*fresh)) } else { None };
-    reply::build(ctx, &q, &rdata, w.answer_ttl, settings, cookie, prefix, false)?;
+    let subnet = if echo { Some((&*ecs_raw, q.ecs_len)) } else { None };
+    reply::build(ctx, &q, &rdata, w.answer_ttl, settings, cookie, subnet, prefix, false)?;
     if judged != 0 {
         count(judged);
+    }
+    if echo {
+        count(counter::ECS_ANSWERED);
     }
     select::commit(&choice);
     Ok(choice.how)
 }
 
-/// The admission of `edns_admit`: cookie, then rate limit.
+/// The admission of `edns_admit`: options, cookie, then rate limit.
 #[inline(always)]
 fn admit(ctx: &XdpContext, scratch: &mut Scratch, settings: &edns_common::Settings) -> Result<(), u32> {
-    cookie(ctx, scratch)?;
+    if scratch.opts.len != 0 {
+        let mut sum = parse::options(ctx, &mut scratch.q, &mut scratch.opts)?;
+        sum += read_cookie(ctx, scratch)?;
+        sum += read_subnet(ctx, scratch)?;
+        if scratch.pending_sum != 0 && !parse::sum_ok(scratch.pending_sum + sum) {
+            return Err(counter::DROP_BAD_CHECKSUM);
+        }
+        if scratch.q.ecs_len != 0 {
+            scratch.subnet = parse_client_subnet(&scratch.ecs_raw, scratch.q.ecs_len).ok_or(counter::PASS_BAD_ECS)?;
+            subnet_requester(scratch);
+        }
+    }
+    cookie(scratch)?;
     scratch.rrl_slip = rate_limit(settings, &scratch.q.ldns, scratch.cookie_verdict)? as u32;
     Ok(())
 }
@@ -191,17 +220,32 @@ fn rate_limit(settings: &edns_common::Settings, ldns: &[u8; 16], cookie: u32) ->
     }
 }
 
-/// Copies the cookie's bytes (after the OPT and the option header) into
-/// scratch and finishes the UDP checksum `edns` left pending.
+/// With a client subnet and ECS on for the query's wide IP: the requester
+/// it makes, into scratch for `edns_answer`.
 #[inline(always)]
-fn read_cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), u32> {
+fn subnet_requester(scratch: &mut Scratch) {
+    let Some(w) = (unsafe { WIDE_IPS.get(&scratch.key) }) else { return };
+    if w.flags & WIDE_IP_ECS != 0 && scratch.subnet.source != 0 {
+        set_requester(&mut scratch.req, &scratch.q.ldns, scratch.group, &scratch.subnet, w);
+        scratch.subnet_req = 1;
+    }
+}
+
+/// Copies the cookie's bytes (if any) into scratch; returns their sum for
+/// the UDP checksum.
+#[inline(always)]
+fn read_cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<u32, u32> {
     let q = &scratch.q;
+    if q.cookie_len == 0 {
+        return Ok(0);
+    }
     // Re-establish for the verifier the bounds `edns` checked.
-    if q.dns_off > ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN || q.cookie_at > DNS_HLEN + MAX_QNAME_WIRE + 4 + OPT_LEN + 2 * OPTION_HLEN {
+    let at = scratch.opts.cookie_at;
+    if q.dns_off > MAX_DNS_OFF || at > MAX_OPTIONS_AT + MAX_OPTIONS {
         return Err(counter::PASS_INTERNAL);
     }
-    let off = q.dns_off + q.cookie_at;
-    let odd = q.cookie_at & 1 == 1;
+    let off = q.dns_off + at;
+    let odd = at & 1 == 1;
     let c = parse::read::<CLIENT_COOKIE_LEN>(ctx, off)?;
     let mut sum = parse::sum_at(&c, odd);
     scratch.cookie[..CLIENT_COOKIE_LEN].copy_from_slice(&c);
@@ -210,21 +254,43 @@ fn read_cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), u32> {
         sum += parse::sum_at(&sc, odd); // 8 bytes on: same parity
         scratch.cookie[CLIENT_COOKIE_LEN..].copy_from_slice(&sc);
     }
-    if scratch.pending_sum != 0 && !parse::sum_ok(scratch.pending_sum + sum) {
-        return Err(counter::DROP_BAD_CHECKSUM);
+    Ok(sum)
+}
+
+/// Copies the ECS option's bytes (if any) into scratch, zero after them
+/// (the parser and the echo's checksum read all `ECS_MAX`); returns their
+/// sum for the UDP checksum.
+#[inline(always)]
+fn read_subnet(ctx: &XdpContext, scratch: &mut Scratch) -> Result<u32, u32> {
+    let len = scratch.q.ecs_len;
+    if len == 0 {
+        return Ok(0);
     }
-    Ok(())
+    let at = scratch.opts.ecs_at;
+    if scratch.q.dns_off > MAX_DNS_OFF || at > MAX_OPTIONS_AT + MAX_OPTIONS || len > ECS_MAX {
+        return Err(counter::PASS_INTERNAL);
+    }
+    let raw = &mut scratch.ecs_raw;
+    let mut i = 0;
+    while i < ECS_MAX {
+        raw[i] = 0;
+        i += 1;
+    }
+    let dst = raw.as_mut_ptr() as *mut core::ffi::c_void;
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx, (scratch.q.dns_off + at) as u32, dst, len as u32) } != 0 {
+        return Err(counter::PASS_UNPARSED);
+    }
+    Ok(parse::sum_at(raw, at & 1 == 1))
 }
 
 /// For a query with a COOKIE option (and cookies on): a fresh server
 /// cookie into `scratch.fresh`, and the counter judging the one received.
 #[inline(always)]
-fn cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<(), u32> {
+fn cookie(scratch: &mut Scratch) -> Result<(), u32> {
     scratch.cookie_verdict = 0;
     if !scratch.q.has_opt || scratch.q.cookie_len == 0 {
         return Ok(());
     }
-    read_cookie(ctx, scratch)?;
     let s = COOKIE_SECRETS.get(0).ok_or(counter::PASS_INTERNAL)?;
     if s.enabled == 0 {
         return Ok(()); // cookies off: answered without one, as the controller does

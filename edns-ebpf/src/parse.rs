@@ -3,8 +3,8 @@
 
 use aya_ebpf::programs::XdpContext;
 use edns_common::{
-    counter, is_group_destination, is_martian_source, ListenKey, QnameKey, Settings, CLIENT_COOKIE_LEN, MAX_QNAME_WIRE, OPTION_COOKIE,
-    OPTION_NSID, SERVER_COOKIE_LEN,
+    counter, is_group_destination, is_martian_source, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX,
+    MAX_QNAME_WIRE, OPTION_COOKIE, OPTION_ECS, OPTION_NSID, SERVER_COOKIE_LEN,
 };
 
 use crate::maps::LISTEN;
@@ -31,6 +31,12 @@ pub const MAX_PREFIX: usize = ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN + DNS_HLEN + M
 pub const OPTION_HLEN: usize = 4;
 /// Client cookie and a version-1 server cookie.
 pub const COOKIE_MAX: usize = CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN;
+/// Longest OPT RDATA the fast path reads: NSID, COOKIE and ECS, each once.
+pub const MAX_OPTIONS: usize = 3 * OPTION_HLEN + COOKIE_MAX + ECS_MAX;
+/// Where the OPT's options may start, from the DNS message start.
+pub const MAX_OPTIONS_AT: usize = DNS_HLEN + MAX_QNAME_WIRE + 4 + OPT_LEN;
+/// Largest offset of the DNS message in a frame (two VLAN tags, IPv6).
+pub const MAX_DNS_OFF: usize = ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN;
 
 /// Pointer to `T` at `off`, if the packet holds it (a bounds check the verifier sees).
 #[inline(always)]
@@ -86,18 +92,28 @@ pub struct Query {
     /// COOKIE option data: 0 (none), 8 (client cookie) or 24 (client and
     /// a 16-byte server cookie) bytes of [`Scratch::cookie`].
     pub cookie_len: usize,
-    /// Where the cookie's data starts, from the start of the DNS message.
-    pub cookie_at: usize,
     /// The query asked for the NSID (an empty NSID option).
     pub nsid: bool,
+    /// ECS option data: its length (0: none).
+    pub ecs_len: usize,
     /// The LDNS: source address, IPv4 mapped into IPv6.
     pub ldns: [u8; 16],
-    /// Destination address, IPv4 mapped into IPv6.
-    pub dst: [u8; 16],
-    pub dport: u16,
     /// One's-complement sum of the question's 16-bit words as received, so
     /// the answer's UDP checksum needs no second pass over the packet.
     pub qsum: u32,
+}
+
+/// Where the OPT's options lie, offsets from the DNS message start; kept
+/// out of [`Query`], which `edns_answer` copies onto its full stack.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// The options: where they start and their length (0: none), walked by `edns_admit`.
+    pub at: usize,
+    pub len: usize,
+    /// Where the COOKIE's and the ECS option's data start.
+    pub cookie_at: usize,
+    pub ecs_at: usize,
 }
 
 /// Per-CPU scratch: the parsed query, its lowercased qname, its cookie,
@@ -106,6 +122,10 @@ pub struct Query {
 pub struct Scratch {
     pub key: QnameKey,
     pub q: Query,
+    pub opts: Options,
+    /// Destination address, IPv4 mapped into IPv6.
+    pub dst: [u8; 16],
+    pub dport: u16,
     pub cookie: [u8; COOKIE_MAX],
     pub fresh: [u8; SERVER_COOKIE_LEN],
     pub msg: [u8; 32],
@@ -120,9 +140,20 @@ pub struct Scratch {
     /// Room to move a frame's headers and question when it grows at the head.
     pub prefix: [u8; MAX_PREFIX],
     /// The LDNS group of the source (0: none) and what the stripe walks
-    /// read as the requester (the source, or the group's id).
+    /// read as the requester without a client subnet (the source, or the
+    /// group's id).
     pub group: u32,
     pub ident: [u8; 16],
+    /// The query's ECS option data as received (zero after `ecs_len`),
+    /// its scope byte rewritten for the answer's echo.
+    pub ecs_raw: [u8; ECS_MAX],
+    /// The client subnet it holds (family 0: none).
+    pub subnet: ClientSubnet,
+    /// Non-zero when `req` holds the requester the client subnet makes
+    /// for the query's wide IP (set by `edns_admit`; `edns_answer`'s
+    /// stack has no room to compute it).
+    pub subnet_req: u32,
+    pub req: Requester,
 }
 
 /// Sum of the 16-bit words of `n` bytes of `b` from `from` (n even).
@@ -170,61 +201,47 @@ fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16
     Ok(())
 }
 
-/// The OPT's options at `at` (from the DNS message start), `rdlen` bytes:
-/// an empty NSID, a COOKIE of 8 or 24 bytes, or both in either order.
-/// Anything else goes up. Returns the sum of the option headers.
+/// Walks the OPT's options (for `edns_admit`, whose single state per
+/// option is cheap to verify; in `edns` every qname length is a state of
+/// its own): an empty NSID, a COOKIE of 8 or 24 bytes and an ECS of up to
+/// 20, each at most once, in any order. Anything else goes up. Records
+/// where each lies and returns the sum of the option headers.
 #[inline(always)]
-fn options(ctx: &XdpContext, dns_off: usize, at: usize, rdlen: usize, q: &mut Query) -> Result<u32, u32> {
-    // Bounded first, so the offsets below stay small for the verifier.
-    if rdlen > 2 * OPTION_HLEN + COOKIE_MAX {
-        return Err(counter::PASS_UNPARSED);
+pub fn options(ctx: &XdpContext, q: &mut Query, o: &mut Options) -> Result<u32, u32> {
+    // Re-establish for the verifier the bounds `edns` checked.
+    if q.dns_off > MAX_DNS_OFF || o.at > MAX_OPTIONS_AT || o.len > MAX_OPTIONS {
+        return Err(counter::PASS_INTERNAL);
     }
-    let first = read::<OPTION_HLEN>(ctx, dns_off + at)?;
-    let mut sum = sum_at(&first, at & 1 == 1);
-    let nsid = [0, OPTION_NSID as u8, 0, 0];
-    if first == nsid {
-        q.nsid = true;
-        if rdlen == OPTION_HLEN {
-            return Ok(sum);
-        }
-        let (len, s) = cookie_header(ctx, dns_off + at + OPTION_HLEN, rdlen - OPTION_HLEN, (at + OPTION_HLEN) & 1 == 1)?;
-        q.cookie_len = len;
-        q.cookie_at = at + 2 * OPTION_HLEN;
-        return Ok(sum + s);
-    }
-    let cookie_only = rdlen.wrapping_sub(OPTION_HLEN) as u16 == u16::from_be_bytes([first[2], first[3]]);
-    let cookie_rdlen = if cookie_only { rdlen } else { rdlen.wrapping_sub(OPTION_HLEN) };
-    let (len, s) = cookie_header(ctx, dns_off + at, cookie_rdlen, at & 1 == 1)?;
-    sum = s; // `first` was this cookie's header
-    q.cookie_len = len;
-    q.cookie_at = at + OPTION_HLEN;
-    if !cookie_only {
-        let after = at + OPTION_HLEN + len;
-        let last = read::<OPTION_HLEN>(ctx, dns_off + after)?;
-        if last != nsid {
+    let end = o.at + o.len;
+    let mut at = o.at;
+    let mut sum = 0u32;
+    let mut n = 0;
+    while n < 3 && at < end {
+        let h = read::<OPTION_HLEN>(ctx, q.dns_off + at)?;
+        sum += sum_at(&h, at & 1 == 1);
+        let (code, len) = (be16([h[0], h[1]]), be16([h[2], h[3]]) as usize);
+        let data = at + OPTION_HLEN;
+        if data + len > end {
             return Err(counter::PASS_UNPARSED);
         }
-        q.nsid = true;
-        sum += sum_at(&last, after & 1 == 1);
+        if code == OPTION_NSID && len == 0 && !q.nsid {
+            q.nsid = true;
+        } else if code == OPTION_COOKIE && (len == CLIENT_COOKIE_LEN || len == COOKIE_MAX) && q.cookie_len == 0 {
+            q.cookie_len = len;
+            o.cookie_at = data;
+        } else if code == OPTION_ECS && len <= ECS_MAX && q.ecs_len == 0 && len != 0 {
+            q.ecs_len = len;
+            o.ecs_at = data;
+        } else {
+            return Err(counter::PASS_UNPARSED); // another option, or one the controller judges
+        }
+        at = data + len;
+        n += 1;
     }
-    Ok(sum)
-}
-
-/// Checks a COOKIE option's header at `off` (`rdlen` bytes with it);
-/// returns the cookie's length (8 or 24) and the header's sum. The cookie
-/// bytes are read by `edns_admit`, whose single state is cheap to verify
-/// (here every qname length is a state of its own).
-#[inline(always)]
-fn cookie_header(ctx: &XdpContext, off: usize, rdlen: usize, odd: bool) -> Result<(usize, u32), u32> {
-    let len = rdlen.wrapping_sub(OPTION_HLEN);
-    if len != CLIENT_COOKIE_LEN && len != COOKIE_MAX {
-        return Err(counter::PASS_UNPARSED); // another option, or a cookie the controller judges
-    }
-    let h = read::<OPTION_HLEN>(ctx, off)?;
-    if be16([h[0], h[1]]) != OPTION_COOKIE || be16([h[2], h[3]]) as usize != len {
+    if at != end {
         return Err(counter::PASS_UNPARSED);
     }
-    Ok((len, sum_at(&h, odd)))
+    Ok(sum)
 }
 
 /// Sum of `b` as 16-bit words when it starts at an odd (`odd`) or even
@@ -269,9 +286,13 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     // stack (512 bytes) holds only the headers being read.
     let key = &mut s.key;
     let q = &mut s.q;
+    let dst = &mut s.dst;
     q.cookie_len = 0;
-    q.cookie_at = 0;
     q.nsid = false;
+    q.ecs_len = 0;
+    s.opts = Options { at: 0, len: 0, cookie_at: 0, ecs_at: 0 };
+    s.subnet.family = 0;
+    s.subnet_req = 0;
     s.cookie_verdict = 0;
     s.rrl_slip = 0;
     let mut l3_off = ETH_HLEN;
@@ -303,7 +324,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
             // become a memset call.
             let mapped = |a: u32| ((0xffffu128 << 32) | a as u128).to_be_bytes();
             q.ldns = mapped(u32::from_be_bytes([h[12], h[13], h[14], h[15]]));
-            q.dst = mapped(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
+            *dst = mapped(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
             (false, l3_off + IPV4_HLEN, total - IPV4_HLEN)
         }
         ETH_P_IPV6 => {
@@ -315,7 +336,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
                 return Err(counter::PASS_UNPARSED);
             }
             q.ldns = read::<16>(ctx, l3_off + 8).map_err(|_| counter::PASS_NOT_DNS)?;
-            q.dst = read::<16>(ctx, l3_off + 24).map_err(|_| counter::PASS_NOT_DNS)?;
+            *dst = read::<16>(ctx, l3_off + 24).map_err(|_| counter::PASS_NOT_DNS)?;
             if ptr_at::<[u8; IPV6_HLEN]>(ctx, l3_off).is_none() {
                 return Err(counter::PASS_NOT_DNS);
             }
@@ -328,7 +349,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     if dport != dns_port {
         return Err(counter::PASS_NOT_DNS);
     }
-    ingress(ctx, settings, &q.ldns, &q.dst, v6, be16([udp[0], udp[1]]))?;
+    ingress(ctx, settings, &q.ldns, dst, v6, be16([udp[0], udp[1]]))?;
     if !sum_ok(ip_sum) {
         return Err(counter::DROP_BAD_CHECKSUM);
     }
@@ -390,16 +411,15 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     let mut opt_sum = 0u32;
     let mut dnssec_ok = false;
     if has_opt {
-        // Root owner, type OPT, version 0, no options or one COOKIE option
-        // of 8 or 24 bytes, and nothing after it.
+        // Root owner, type OPT, version 0, and nothing after it; its
+        // options are walked by `edns_admit`.
         let o = read::<OPT_LEN>(ctx, dns_off + q_end)?;
         let rdlen = be16([o[9], o[10]]) as usize;
-        if o[0] != 0 || be16([o[1], o[2]]) != QTYPE_OPT || o[6] != 0 || dns_len != q_end + OPT_LEN + rdlen {
+        if o[0] != 0 || be16([o[1], o[2]]) != QTYPE_OPT || o[6] != 0 || dns_len != q_end + OPT_LEN + rdlen || rdlen > MAX_OPTIONS {
             return Err(counter::PASS_UNPARSED);
         }
-        if rdlen != 0 {
-            opt_sum += options(ctx, dns_off, q_end + OPT_LEN, rdlen, q)?;
-        }
+        s.opts.at = q_end + OPT_LEN;
+        s.opts.len = rdlen;
         dnssec_ok = o[7] & 0x80 != 0;
         // The OPT starts where the question ends: odd when the name length is.
         let mut i = 0;
@@ -410,11 +430,11 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     } else if dns_len != q_end {
         return Err(counter::PASS_UNPARSED);
     }
-    // Verified here, or with the cookie's bytes by `edns_admit`.
+    // Verified here, or with the options' bytes by `edns_admit`.
     s.pending_sum = 0;
-    if let Some(partial) = udp_partial_sum(&q.ldns, &q.dst, v6, &udp, &h)? {
+    if let Some(partial) = udp_partial_sum(&q.ldns, dst, v6, &udp, &h)? {
         let sum = partial + qsum + opt_sum;
-        if q.cookie_len != 0 {
+        if s.opts.len != 0 {
             s.pending_sum = sum;
         } else if !sum_ok(sum) {
             return Err(counter::DROP_BAD_CHECKSUM);
@@ -428,7 +448,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     q.v6 = v6;
     q.has_opt = has_opt;
     q.dnssec_ok = dnssec_ok;
-    q.dport = dport;
+    s.dport = dport;
     q.qsum = qsum;
     Ok(())
 }

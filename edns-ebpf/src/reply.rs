@@ -9,7 +9,7 @@ use aya_ebpf::programs::XdpContext;
 use edns_common::counter;
 
 use crate::parse::{ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
-use edns_common::{Settings, CLIENT_COOKIE_LEN, MAX_NSID, OPTION_COOKIE, OPTION_NSID};
+use edns_common::{Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_NSID, OPTION_COOKIE, OPTION_ECS, OPTION_NSID};
 
 const DNS_QR_AA: u16 = 0x8400;
 /// Truncated: the resolver retries over TCP.
@@ -63,7 +63,8 @@ fn grow_at_head(ctx: &XdpContext, delta: i32, prefix: usize, buf: &mut [u8; MAX_
 
 /// Writes the answer; `Err(counter)` leaves the packet to be passed up.
 #[inline(always)]
-/// `cookie`: the query's cookie and the fresh server cookie, for a COOKIE option.
+/// `cookie`: the query's cookie and the fresh server cookie, for a COOKIE
+/// option; `subnet`: the ECS option data to echo and its length.
 pub fn build(
     ctx: &XdpContext,
     q: &Query,
@@ -71,6 +72,7 @@ pub fn build(
     ttl: u32,
     settings: &Settings,
     cookie: Option<(&[u8; COOKIE_MAX], &[u8; 16])>,
+    subnet: Option<(&[u8; ECS_MAX], usize)>,
     prefix_buf: &mut [u8; MAX_PREFIX],
     truncated: bool,
 ) -> Result<(), u32> {
@@ -83,7 +85,18 @@ pub fn build(
     // The NSID option, when asked and configured (RFC 5001).
     let nsid_len = if q.nsid && settings.nsid_len as usize <= MAX_NSID { settings.nsid_len as usize } else { 0 };
     let nsid_rdlen = if nsid_len > 0 { OPTION_HLEN + nsid_len } else { 0 };
-    let opt_len = if q.has_opt { OPT_LEN + nsid_rdlen + cookie_rdlen } else { 0 };
+    // Bounded here, once, so every offset after it stays bounded.
+    // (Read through the stack and masked: LLVM would otherwise fold the
+    // check into the arithmetic and the verifier lose the bound.)
+    let ecs_len = match subnet {
+        Some((_, len)) => (unsafe { core::ptr::read_volatile(&len) }) & 31,
+        None => 0,
+    };
+    if subnet.is_some() && (ecs_len == 0 || ecs_len > ECS_MAX) {
+        return Err(counter::PASS_INTERNAL);
+    }
+    let ecs_rdlen = if ecs_len > 0 { OPTION_HLEN + ecs_len } else { 0 };
+    let opt_len = if q.has_opt { OPT_LEN + nsid_rdlen + ecs_rdlen + cookie_rdlen } else { 0 };
     let dns_len = q.q_end + rr_len + opt_len;
     // Through the stack, so LLVM cannot fold the pointers into 32-bit
     // arithmetic ("32-bit pointer arithmetic prohibited").
@@ -104,7 +117,13 @@ pub fn build(
         let f = (DNS_QR_AA | tc | (u16::from_be_bytes([old[2], old[3]]) & DNS_KEEP)).to_be_bytes();
         let new = [old[0], old[1], f[0], f[1], 0, 1, 0, !truncated as u8, 0, 0, 0, q.has_opt as u8];
         sum += sum_bytes(&new, false);
-        *h = new;
+        // Byte stores: a copy with zero runs would become a memset call,
+        // whose frame the answer's full stack has no room for.
+        let mut i = 0;
+        while i < DNS_HLEN {
+            core::ptr::write_volatile((h as *mut u8).add(i), new[i]);
+            i += 1;
+        }
     }
     sum += q.qsum;
 
@@ -133,7 +152,7 @@ pub fn build(
     if q.has_opt {
         let p = settings.edns_payload.to_be_bytes();
         // DO copied (RFC 3225): the high bit of the flags.
-        let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, (nsid_rdlen + cookie_rdlen) as u8];
+        let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, (nsid_rdlen + ecs_rdlen + cookie_rdlen) as u8];
         let o = ptr_at::<[u8; OPT_LEN]>(ctx, opt_off).ok_or(counter::PASS_NO_ROOM)?;
         // Byte stores: a copy with zero runs would become a memset call.
         let mut i = 0;
@@ -149,6 +168,11 @@ pub fn build(
             sum += write_nsid(ctx, at, settings, nsid_len, at_odd)?;
             at += OPTION_HLEN + nsid_len;
             at_odd ^= nsid_len & 1 == 1;
+        }
+        if let Some((data, _)) = subnet {
+            sum += write_subnet(ctx, at, data, ecs_len, at_odd)?;
+            at += ecs_rdlen;
+            at_odd ^= ecs_len & 1 == 1;
         }
         if let Some((client, server)) = cookie {
             sum += write_cookie(ctx, at, client, server, at_odd)?;
@@ -245,6 +269,24 @@ fn write_nsid(ctx: &XdpContext, off: usize, settings: &Settings, len: usize, odd
     }
     // The data starts 4 bytes on: same parity as the header.
     Ok(sum_bytes(&head, odd) + if odd { settings.nsid_sum_odd } else { settings.nsid_sum_even })
+}
+
+/// Writes the ECS option (header, then `len` bytes of `data` copied by the
+/// helper, which checks the bounds) at `off`; returns its sum for the UDP
+/// checksum (`data` is zero after `len`, so all of it can be summed).
+#[inline(always)]
+fn write_subnet(ctx: &XdpContext, off: usize, data: &[u8; ECS_MAX], len: usize, odd: bool) -> Result<u32, u32> {
+    if len == 0 || len > ECS_MAX {
+        return Err(counter::PASS_INTERNAL);
+    }
+    let head = [0, OPTION_ECS as u8, 0, len as u8];
+    let h = ptr_at::<[u8; OPTION_HLEN]>(ctx, off).ok_or(counter::PASS_NO_ROOM)?;
+    unsafe { *h = head };
+    let src = data.as_ptr() as *mut core::ffi::c_void;
+    if unsafe { bpf_xdp_store_bytes(ctx.ctx, (off + OPTION_HLEN) as u32, src, len as u32) } != 0 {
+        return Err(counter::PASS_NO_ROOM);
+    }
+    Ok(sum_bytes(&head, odd) + sum_bytes(data, odd))
 }
 
 /// Writes the COOKIE option (header, the client cookie of `client`,

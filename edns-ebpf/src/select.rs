@@ -7,7 +7,7 @@ use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::lpm_trie::Key;
 use edns_common::{
     counter, is_timely, ldns_hash, persist_ldns, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, Mode, PersistKey,
-    WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
+    LdnsKey, WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 
 use crate::maps::{OPAQUE, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
@@ -17,12 +17,14 @@ pub struct Choice {
     pub pos: u32,
     pub how: u32,
     /// Persistence hit to refresh once the answer is certain.
-    pub record: Option<*mut edns_common::PersistRecord>,
+    /// (Raw pointers, null for none: an `Option` of one takes twice the
+    /// stack, which `edns_answer` has no room for.)
+    pub record: *mut edns_common::PersistRecord,
     pub now: u64,
     /// Round-robin counter to advance once the answer is certain: a query
     /// passed up after choosing (AAAA without address6) must leave it alone,
     /// or the controller's own balancing would skip a position.
-    pub rr_counter: Option<*mut u64>,
+    pub rr_counter: *mut u64,
 }
 
 /// Passes a value through a per-CPU map slot. The verifier does not track
@@ -79,13 +81,13 @@ fn all_down(w: &WideIpEntry) -> Result<Choice, u32> {
         return Err(counter::PASS_ALL_DOWN);
     }
     let (c, counter) = match RR_COUNTERS.get_ptr_mut(w.id) {
-        Some(p) => (unsafe { core::ptr::read_volatile(p) }, Some(p)),
-        None => (0, None),
+        Some(p) => (unsafe { core::ptr::read_volatile(p) }, p),
+        None => (0, core::ptr::null_mut()),
     };
     Ok(Choice {
         pos: settle(round_robin_any(c, w.pool_len)),
         how: counter::ANSWERED_FALLBACK_RR,
-        record: None,
+        record: core::ptr::null_mut(),
         now: 0,
         rr_counter: counter,
     })
@@ -95,7 +97,7 @@ fn all_down(w: &WideIpEntry) -> Result<Choice, u32> {
 fn consistent_choice(w: &WideIpEntry, ldns: &[u8; 16]) -> Result<Choice, u32> {
     let (marked, available) = masks(w);
     match rendezvous(ldns_hash(ldns), &w.pool_vs, marked & available) {
-        Some(pos) => Ok(Choice { pos: settle(pos), how: counter::ANSWERED_CONSISTENT, record: None, now: 0, rr_counter: None }),
+        Some(pos) => Ok(Choice { pos: settle(pos), how: counter::ANSWERED_CONSISTENT, record: core::ptr::null_mut(), now: 0, rr_counter: core::ptr::null_mut() }),
         None => all_down(w),
     }
 }
@@ -117,28 +119,37 @@ fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Result<Choice, u
         }
     }
     match s.pos {
-        Some(pos) => Ok(Choice { pos: settle(pos), how, record: None, now: 0, rr_counter: None }),
+        Some(pos) => Ok(Choice { pos: settle(pos), how, record: core::ptr::null_mut(), now: 0, rr_counter: core::ptr::null_mut() }),
         None => all_down(w),
     }
 }
 
-/// Chooses the pool position for `ldns`, or `Err(counter)` to pass up.
+/// The requester side of the persistence key: made from the source and its
+/// LDNS group with the wide IP's masks, or made already (a client subnet).
+pub enum Persist<'a> {
+    Group(u32),
+    Key(&'a LdnsKey),
+}
+
+/// Chooses the pool position, or `Err(counter)` to pass up: topology
+/// matches `ldns` (the source, or the client subnet), the stripe walks read
+/// `ident` (the same, or the source's group id), persistence keys as
+/// `persist` says. The fields of `edns_common::Requester`, which
+/// `edns_answer` has no stack to build.
 #[inline(always)]
-/// `ident` is what the stripe walks read (the source, or its group's id);
-/// topology matches the source's own address; `group` keys persistence.
-pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], group: u32) -> Result<Choice, u32> {
+pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], persist: Persist) -> Result<Choice, u32> {
     let how = match Mode::from_u32(w.mode) {
         Some(Mode::Stripe) => counter::ANSWERED_STRIPE,
         Some(Mode::Topology) => {
             if let Some(sac) = TOPOLOGY.get(Key::new(128, *ldns)) {
                 let (marked, available) = masks(w);
                 if let Some(pos) = topology_pick(*sac, &w.pool_sac, w.pool_len, marked & available) {
-                    return Ok(Choice { pos: settle(pos), how: counter::ANSWERED_TOPOLOGY, record: None, now: 0, rr_counter: None });
+                    return Ok(Choice { pos: settle(pos), how: counter::ANSWERED_TOPOLOGY, record: core::ptr::null_mut(), now: 0, rr_counter: core::ptr::null_mut() });
                 }
             }
             counter::ANSWERED_TOPOLOGY // no match or no VS up: the stripe walk below
         }
-        Some(Mode::Dynamic) => return persistence_hit(w, ldns, group),
+        Some(Mode::Dynamic) => return persistence_hit(w, ldns, persist),
         Some(Mode::StripeConsistent) => return consistent_choice(w, ident),
         None => return Err(counter::PASS_INTERNAL),
     };
@@ -147,8 +158,12 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], group: u32) ->
 }
 
 #[inline(always)]
-fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], group: u32) -> Result<Choice, u32> {
-    let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6, group) };
+fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], persist: Persist) -> Result<Choice, u32> {
+    let ldns = match persist {
+        Persist::Group(group) => persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6, group),
+        Persist::Key(k) => *k,
+    };
+    let key = PersistKey { wide_ip: w.id, ldns };
     let rec = PERSISTENCE.get_ptr_mut(&key).ok_or(counter::PASS_PERSIST_MISS)?;
     let (vs, last, ttl) = unsafe { ((*rec).vs, (*rec).last_ns, (*rec).ttl_secs) };
     let now = unsafe { bpf_ktime_get_boot_ns() };
@@ -161,7 +176,7 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], group: u32) -> Result<Choic
             break;
         }
         if w.pool_vs[pos] == vs {
-            return Ok(Choice { pos: pos as u32, how: counter::ANSWERED_PERSISTENCE, record: Some(rec), now, rr_counter: None });
+            return Ok(Choice { pos: pos as u32, how: counter::ANSWERED_PERSISTENCE, record: rec, now, rr_counter: core::ptr::null_mut() });
         }
         pos += 1;
     }
@@ -174,13 +189,15 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], group: u32) -> Result<Choic
 /// repeats a position, as it can in the controller).
 #[inline(always)]
 pub fn commit(c: &Choice) {
-    if let Some(rec) = c.record {
+    let rec = c.record;
+    if !rec.is_null() {
         unsafe {
             (*rec).last_ns = c.now;
             atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut (*rec).hits, 1);
         }
     }
-    if let Some(p) = c.rr_counter {
+    let p = c.rr_counter;
+    if !p.is_null() {
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) };
     }
 }

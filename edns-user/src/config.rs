@@ -380,6 +380,11 @@ struct RawWideIp {
     /// Dynamic mode: LDNSes in one /N (IPv4) or /M (IPv6) share a persistence record.
     persist_mask_v4: Option<Spanned<u8>>,
     persist_mask_v6: Option<Spanned<u8>>,
+    /// EDNS Client Subnet (RFC 7871): the client's subnet replaces the LDNS.
+    ecs: Option<Spanned<bool>>,
+    /// Longest client-subnet prefixes read (default 24 and 56).
+    ecs_max_prefix_v4: Option<Spanned<u8>>,
+    ecs_max_prefix_v6: Option<Spanned<u8>>,
     fallback_address: Option<Spanned<String>>,
     fallback_address6: Option<Spanned<String>>,
 }
@@ -1047,6 +1052,7 @@ fn build_wide_ip(
     Ok(WideIp {
         persist_mask_v4,
         persist_mask_v6,
+        ecs: build_ecs(cx, w)?,
         id,
         name,
         mode,
@@ -1074,6 +1080,23 @@ fn build_persist_masks(cx: &Cx, w: &RawWideIp, mode: &ModeConfig) -> Result<(u8,
         }
     }
     Ok(out)
+}
+
+/// `ecs = true` and its longest prefixes; the prefixes only with ECS on.
+fn build_ecs(cx: &Cx, w: &RawWideIp) -> Result<Option<(u8, u8)>, ConfigError> {
+    let on = w.ecs.as_ref().is_some_and(|e| *e.get_ref());
+    let mut out = (24u8, 56u8);
+    for (field, max, slot) in [(&w.ecs_max_prefix_v4, 32u8, &mut out.0), (&w.ecs_max_prefix_v6, 128u8, &mut out.1)] {
+        let Some(m) = field else { continue };
+        if !on {
+            return Err(cx.err(m, "ecs_max_prefix_v4/_v6 apply with ecs = true only"));
+        }
+        if *m.get_ref() == 0 || *m.get_ref() > max {
+            return Err(cx.err(m, format!("a client-subnet prefix length is 1 to {max}")));
+        }
+        *slot = *m.get_ref();
+    }
+    Ok(on.then_some(out))
 }
 
 fn build_topology(cx: &Cx, raw: &[Spanned<RawTopology>], sac_ids: &HashMap<String, u32>) -> Result<Vec<TopologyRule>, ConfigError> {

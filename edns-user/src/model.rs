@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use edns_common::{
-    Mode, QnameKey, WideIpEntry, ALL_DOWN_FALLBACK, ALL_DOWN_REFUSED, ALL_DOWN_ROUND_ROBIN, ALL_DOWN_SERVFAIL, MAX_POOL,
+    Mode, QnameKey, WideIpEntry, ALL_DOWN_FALLBACK, ALL_DOWN_REFUSED, ALL_DOWN_ROUND_ROBIN, ALL_DOWN_SERVFAIL, MAX_POOL, WIDE_IP_ECS,
 };
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
@@ -285,6 +285,8 @@ pub struct WideIp {
     /// Persistence masks (dynamic mode): 32 and 128 key records by address.
     pub persist_mask_v4: u8,
     pub persist_mask_v6: u8,
+    /// EDNS Client Subnet: `Some((v4, v6))`, the longest prefixes read.
+    pub ecs: Option<(u8, u8)>,
 }
 
 impl WideIp {
@@ -306,7 +308,9 @@ impl WideIp {
             all_down: self.all_down.code(),
             persist_mask_v4: self.persist_mask_v4,
             persist_mask_v6: self.persist_mask_v6,
-            _pad: 0,
+            ecs_max_v4: self.ecs.map_or(0, |e| e.0),
+            ecs_max_v6: self.ecs.map_or(0, |e| e.1),
+            flags: if self.ecs.is_some() { WIDE_IP_ECS } else { 0 },
             pool_vs,
             pool_sac,
         }

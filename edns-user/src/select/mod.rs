@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use edns_common::{
-    is_timely, ldns_hash, persist_ldns, stripe_key, rendezvous, round_robin_any, stripe, topology_pick, PersistKey, PersistRecord, PoolMask,
-    MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
+    ecs_scope, is_timely, ldns_hash, rendezvous, requester, round_robin_any, stripe, topology_pick, ClientSubnet, PersistKey, PersistRecord,
+    PoolMask, Requester, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 use serde::Serialize;
 
@@ -41,6 +41,22 @@ pub struct Decision {
     pub vs: u32,
     pub sac: u32,
     pub how: How,
+}
+
+impl How {
+    /// The answer depended on the requester's address (not a round robin
+    /// with every VS down): its ECS scope is the bits read.
+    pub fn from_address(self) -> bool {
+        !matches!(self, How::StripeFallbackRoundRobin | How::AllDownRoundRobin)
+    }
+}
+
+/// What to answer, and the ECS scope it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    pub outcome: Outcome,
+    /// SCOPE PREFIX-LENGTH for a query with a client subnet (RFC 7871).
+    pub scope: u8,
 }
 
 /// What to answer.
@@ -141,13 +157,23 @@ impl Selector {
         })
     }
 
-    /// Chooses the VS for `ldns` asking for wide IP `w` at `now_ns` (CLOCK_BOOTTIME).
-    pub fn select(&self, w: &WideIp, ldns: IpAddr, now_ns: u64) -> anyhow::Result<Outcome> {
-        let addr = ip16(ldns);
+    /// Chooses the VS for `ldns` asking for wide IP `w` at `now_ns`
+    /// (CLOCK_BOOTTIME), for the client subnet `ecs` (family 0: none).
+    pub fn select(&self, w: &WideIp, ldns: IpAddr, ecs: &ClientSubnet, now_ns: u64) -> anyhow::Result<Selection> {
         // An LDNS group is one requester: the stripe walks read its id and
         // persistence keys on it; topology matches the member's own address.
-        let group = self.model.group_of(ldns);
-        let ident = stripe_key(&addr, group);
+        // A client subnet (ECS on) replaces both.
+        let r = requester(&ip16(ldns), self.model.group_of(ldns), ecs, &w.entry());
+        let outcome = self.choose(w, &r, now_ns)?;
+        let scope = match outcome {
+            Outcome::Vs(d) => ecs_scope(&r, d.how.from_address(), matches!(d.how, How::PersistenceHit | How::PersistenceNew)),
+            _ => 0,
+        };
+        Ok(Selection { outcome, scope })
+    }
+
+    fn choose(&self, w: &WideIp, r: &Requester, now_ns: u64) -> anyhow::Result<Outcome> {
+        let ident = r.ident;
         match &w.mode {
             ModeConfig::Stripe => self.stripe(w, &ident, How::Stripe),
             ModeConfig::StripeConsistent => {
@@ -160,7 +186,7 @@ impl Selector {
                 }
             }
             ModeConfig::Topology => {
-                if let Some(sac) = self.model.topology_match(ldns) {
+                if let Some(sac) = self.model.topology_match(IpAddr::V6(Ipv6Addr::from(r.addr))) {
                     let (marked, available) = self.masks(w)?;
                     let mut pool_sac = [u32::MAX; MAX_POOL];
                     pool_sac[..w.pool.len()].copy_from_slice(&w.pool_sac);
@@ -171,7 +197,7 @@ impl Selector {
                 self.stripe(w, &ident, How::TopologyFallbackStripe)
             }
             ModeConfig::Dynamic { methods, persistence_ttl } => {
-                let key = PersistKey { wide_ip: w.id, ldns: persist_ldns(&addr, w.persist_mask_v4, w.persist_mask_v6, group) };
+                let key = PersistKey { wide_ip: w.id, ldns: r.persist };
                 // Fig. 9: a timely record whose VS is still available is refreshed and used.
                 if let Some(mut rec) = self.store.persist_get(&key)? {
                     let pos = w.pool.iter().position(|v| *v == rec.vs);

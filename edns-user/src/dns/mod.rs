@@ -1,12 +1,15 @@
 //! Request handling: DNS wire bytes in, DNS wire bytes out. Zone logic lives
 //! here; which VS answers lives in [`crate::select`].
 
+pub mod ecs;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
+use edns_common::ClientSubnet as Subnet;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use serde::Serialize;
@@ -64,6 +67,24 @@ pub struct Responder {
     pub rrl: Option<crate::rrl::Limiter>,
 }
 
+/// Who asks: the LDNS, the client subnet it sent (family 0: none), and
+/// where the wide IP's answer leaves the ECS scope to echo (`None`: no ECS
+/// in the response).
+struct Asker {
+    src: IpAddr,
+    subnet: Subnet,
+    scope: std::cell::Cell<Option<u8>>,
+}
+
+/// The client subnet's address as its family reads.
+fn subnet_addr(s: &Subnet) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(s.addr);
+    match s.family {
+        edns_common::ECS_FAMILY_V4 => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        _ => IpAddr::V6(v6),
+    }
+}
+
 /// Header flag bits (second and third header bytes as one u16).
 const FLAG_QR: u16 = 0x8000;
 const FLAG_RD: u16 = 0x0100;
@@ -109,10 +130,15 @@ impl Responder {
                 }
             }
         }
-        let resp = self.answer(&req, src);
+        let resp = self.answer(&req, query, src);
         if slip {
-            // TC=1 and no data: a real resolver asks again over TCP.
-            return resp.truncate().to_vec().ok();
+            // TC=1 and no data: a real resolver asks again over TCP. No
+            // client subnet either: nothing was answered for it.
+            let mut t = resp.truncate();
+            if let Some(e) = t.edns.as_mut() {
+                e.options_mut().remove(EdnsCode::Subnet);
+            }
+            return t.to_vec().ok();
         }
         self.stats.count(resp.metadata.response_code);
         let limit = match (transport, &req.edns) {
@@ -148,7 +174,7 @@ impl Responder {
         b
     }
 
-    fn answer(&self, req: &Message, src: IpAddr) -> Message {
+    fn answer(&self, req: &Message, raw: &[u8], src: IpAddr) -> Message {
         let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
         resp.metadata.authoritative = true;
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
@@ -176,6 +202,18 @@ impl Responder {
                 return resp;
             }
         }
+        // RFC 7871 §6: a malformed client subnet is refused.
+        let subnet = match req.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
+            None => Subnet::default(),
+            Some(_) => match ecs::client_subnet(raw) {
+                Ok(s) => s.unwrap_or_default(),
+                Err(()) => {
+                    tracing::debug!(%src, "malformed client subnet, FORMERR");
+                    resp.metadata.response_code = ResponseCode::FormErr;
+                    return resp;
+                }
+            },
+        };
         if req.metadata.op_code != OpCode::Query {
             resp.metadata.response_code = ResponseCode::NotImp;
             return resp;
@@ -192,7 +230,17 @@ impl Responder {
             return resp;
         }
         let q = &req.queries[0];
-        resp.metadata.response_code = self.resolve(q, src, &mut resp);
+        let asker = Asker { src, subnet, scope: Default::default() };
+        resp.metadata.response_code = self.resolve(q, &asker, &mut resp);
+        if let (Some(scope), Some(e)) = (asker.scope.get(), resp.edns.as_mut()) {
+            if subnet.family != 0 {
+                // Between NSID and COOKIE, where the kernel writes it.
+                let echo = EdnsOption::Subnet(ClientSubnet::new(subnet_addr(&subnet), subnet.source, scope));
+                let opts: &mut Vec<(EdnsCode, EdnsOption)> = e.options_mut().as_mut();
+                let at = opts.iter().position(|(c, _)| *c == EdnsCode::Cookie).unwrap_or(opts.len());
+                opts.insert(at, (EdnsCode::Subnet, echo));
+            }
+        }
         resp
     }
 
@@ -232,7 +280,7 @@ impl Responder {
         )
     }
 
-    fn resolve(&self, q: &Query, src: IpAddr, resp: &mut Message) -> ResponseCode {
+    fn resolve(&self, q: &Query, asker: &Asker, resp: &mut Message) -> ResponseCode {
         let zone = &self.model.server.zone;
         let qname = q.name();
         if q.query_class() != DNSClass::IN || !zone.zone_of(qname) {
@@ -275,14 +323,14 @@ impl Responder {
             return ResponseCode::NoError;
         }
         let Some(w) = self.model.wide_ip(qname) else {
-            return self.resolve_static(qname, qtype, src, resp);
+            return self.resolve_static(qname, qtype, asker, resp);
         };
-        self.answer_wide_ip(w, qname, qtype, src, resp)
+        self.answer_wide_ip(w, qname, qtype, asker, resp)
     }
 
     /// Static data: a referral below a zone cut, a CNAME (followed once into
     /// a wide IP or static data of the zone), records, NODATA or NXDOMAIN.
-    fn resolve_static(&self, qname: &Name, qtype: RecordType, src: IpAddr, resp: &mut Message) -> ResponseCode {
+    fn resolve_static(&self, qname: &Name, qtype: RecordType, asker: &Asker, resp: &mut Message) -> ResponseCode {
         let zone = &self.model.server.static_zone;
         match zone.lookup(qname, qtype) {
             Lookup::Delegation { ns, glue } => {
@@ -306,7 +354,7 @@ impl Responder {
                     return ResponseCode::NoError; // the resolver follows it elsewhere
                 }
                 if let Some(w) = self.model.wide_ip(target) {
-                    return self.answer_wide_ip(w, target, qtype, src, resp);
+                    return self.answer_wide_ip(w, target, qtype, asker, resp);
                 }
                 // One step only: the resolver asks again for anything further.
                 if let Lookup::Records(rs) = zone.lookup(target, qtype) {
@@ -338,13 +386,24 @@ impl Responder {
     }
 
     /// The wide IP's answer for `owner` (the question, or a CNAME's target).
-    fn answer_wide_ip(&self, w: &crate::model::WideIp, qname: &Name, qtype: RecordType, src: IpAddr, resp: &mut Message) -> ResponseCode {
+    fn answer_wide_ip(&self, w: &crate::model::WideIp, qname: &Name, qtype: RecordType, asker: &Asker, resp: &mut Message) -> ResponseCode {
+        let src = asker.src;
+        // A wide IP with ECS echoes the client subnet (RFC 7871 §7.2.1),
+        // scope 0 unless the answer came from the address.
+        if w.ecs.is_some() {
+            asker.scope.set(Some(0));
+        }
         if !matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) {
             resp.add_authority(self.soa_record());
             return ResponseCode::NoError;
         }
-        let outcome = match self.selector.select(w, src, now_ns()) {
-            Ok(o) => o,
+        let outcome = match self.selector.select(w, src, &asker.subnet, now_ns()) {
+            Ok(s) => {
+                if w.ecs.is_some() {
+                    asker.scope.set(Some(s.scope));
+                }
+                s.outcome
+            }
             Err(e) => {
                 tracing::error!(wide_ip = %w.name, %src, error = %e, "selection failed, SERVFAIL");
                 return ResponseCode::ServFail;
