@@ -143,3 +143,80 @@ pub fn ecs_scope(r: &Requester, from_address: bool, from_persistence: bool) -> u
         r.ecs_bits
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::{LDNS_KIND_ADDR, LDNS_KIND_GROUP, MAX_POOL};
+
+    fn data(bytes: &[u8]) -> ([u8; ECS_MAX], usize) {
+        let mut d = [0; ECS_MAX];
+        d[..bytes.len()].copy_from_slice(bytes);
+        (d, bytes.len())
+    }
+
+    fn wide_ip(ecs: bool, mask_v4: u8, mask_v6: u8) -> WideIpEntry {
+        WideIpEntry {
+            id: 0,
+            mode: 0,
+            answer_ttl: 30,
+            pool_len: 1,
+            persistence_ttl: 60,
+            all_down: 0,
+            persist_mask_v4: mask_v4,
+            persist_mask_v6: mask_v6,
+            ecs_max_v4: 24,
+            ecs_max_v6: 56,
+            flags: if ecs { WIDE_IP_ECS } else { 0 },
+            pool_vs: [0; MAX_POOL],
+            pool_sac: [0; MAX_POOL],
+        }
+    }
+
+    const LDNS: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+
+    #[test]
+    fn subnets_of_both_families_parse_into_the_mapped_form() {
+        let (d, n) = data(&[0, 1, 20, 0, 10, 1, 0x30]);
+        let s = parse_client_subnet(&d, n).unwrap();
+        assert_eq!((s.family, s.source), (1, 20));
+        assert_eq!(s.addr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 0x30, 0]);
+        let (d, n) = data(&[0, 2, 56, 0, 0x20, 0x01, 0x0d, 0xb8, 1, 2, 3]);
+        let s = parse_client_subnet(&d, n).unwrap();
+        assert_eq!((s.family, s.source), (2, 56));
+        assert_eq!(&s.addr[..8], &[0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 0]);
+        // RFC 7871 §6's refusals: too many or too few bytes, a bit past the
+        // prefix, a scope, an unknown family, a prefix past the family.
+        for bad in [&[0, 1, 20, 0, 10, 1, 0x30, 0][..], &[0, 1, 20, 0, 10, 1], &[0, 1, 20, 0, 10, 1, 0x38], &[0, 1, 20, 8, 10, 1, 0x30], &[0, 3, 0, 0], &[0, 2, 129, 0]] {
+            let (d, n) = data(bad);
+            assert_eq!(parse_client_subnet(&d, n), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_subnet_replaces_ldns_and_group_only_with_ecs_on_and_a_nonzero_source() {
+        let (d, n) = data(&[0, 1, 32, 0, 198, 51, 100, 7]);
+        let s = parse_client_subnet(&d, n).unwrap();
+        let off = requester(&LDNS, 5, &s, &wide_ip(false, 32, 128));
+        assert_eq!((off.addr, off.persist.kind, off.ecs_bits), (LDNS, LDNS_KIND_GROUP, 0));
+        let zero = ClientSubnet { family: 1, source: 0, _pad: [0; 2], addr: [0; 16] };
+        assert_eq!(requester(&LDNS, 0, &zero, &wide_ip(true, 32, 128)).persist.kind, LDNS_KIND_ADDR);
+        // On: cut to the /24 maximum; persistence cut further by a /20 mask.
+        let r = requester(&LDNS, 5, &s, &wide_ip(true, 20, 128));
+        assert_eq!(&r.addr[12..], &[198, 51, 100, 0]);
+        assert_eq!(r.ident, r.addr, "the group no longer applies");
+        assert_eq!((r.persist.kind, r.persist.prefix_len, &r.persist.addr[12..]), (LDNS_KIND_SUBNET, 96 + 20, &[198, 51, 96, 0][..]));
+        assert_eq!((ecs_scope(&r, true, false), ecs_scope(&r, true, true), ecs_scope(&r, false, false)), (24, 20, 0));
+    }
+
+    #[test]
+    fn an_ipv6_subnet_that_reads_as_ipv4_mapped_is_cut_as_ipv6() {
+        let mut bytes = [0u8; 20];
+        bytes[..4].copy_from_slice(&[0, 2, 128, 0]);
+        bytes[4..].copy_from_slice(&LDNS);
+        let s = parse_client_subnet(&bytes, 20).unwrap();
+        let r = requester(&[0x20; 16], 0, &s, &wide_ip(true, 32, 128));
+        assert_eq!(r.addr, [0; 16], "cut to the IPv6 maximum, /56");
+        assert_eq!(r.ecs_bits, 56);
+    }
+}

@@ -96,14 +96,15 @@ pub fn ldns_text(addr: [u8; 16]) -> IpAddr {
     crate::model::unmapped(IpAddr::V6(Ipv6Addr::from(addr)))
 }
 
-/// An LDNS key as text: the address, or a prefix as ADDR/LEN.
+/// An LDNS key as text: the address, a prefix as ADDR/LEN, or a client
+/// subnet as "subnet ADDR/LEN".
 pub fn ldns_key_text(k: &edns_common::LdnsKey) -> String {
     let ip = ldns_text(k.addr);
-    if k.kind == edns_common::LDNS_KIND_PREFIX {
-        let len = if ip.is_ipv4() { k.prefix_len.saturating_sub(96) } else { k.prefix_len };
-        format!("{ip}/{len}")
-    } else {
-        ip.to_string()
+    let len = if ip.is_ipv4() { k.prefix_len.saturating_sub(96) } else { k.prefix_len };
+    match k.kind {
+        edns_common::LDNS_KIND_PREFIX => format!("{ip}/{len}"),
+        edns_common::LDNS_KIND_SUBNET => format!("subnet {ip}/{len}"),
+        _ => ip.to_string(),
     }
 }
 

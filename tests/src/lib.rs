@@ -478,6 +478,23 @@ pub fn loopback_ports() -> (SocketAddr, SocketAddr) {
     )
 }
 
+/// Fig. 3 computed independently of edns: walk the circular list of marked
+/// states from its head, X = ip mod N + 1, decrement at each marked-up VS.
+pub fn fig3(ip: std::net::Ipv4Addr, marked: &[bool]) -> usize {
+    let n = marked.iter().filter(|m| **m).count() as u32;
+    let mut x = u32::from(ip) % n + 1;
+    let mut i = 0;
+    loop {
+        if marked[i % marked.len()] {
+            x -= 1;
+            if x == 0 {
+                return i % marked.len();
+            }
+        }
+        i += 1;
+    }
+}
+
 pub mod packet;
 pub mod xdp;
 pub mod sites;

@@ -207,3 +207,38 @@ pub fn with_cookie(mut dns: Vec<u8>, cookie: &[u8]) -> Vec<u8> {
     dns.extend_from_slice(cookie);
     dns
 }
+
+/// Adds an EDNS option to the query's OPT (its last RR), before or after
+/// the options it has.
+pub fn add_option(dns: &mut Vec<u8>, code: u16, data: &[u8], first: bool) {
+    let n = dns.len();
+    // The OPT: from the end, the root name and type 41 whose RDLENGTH reaches the end.
+    let opt = (0..n - 10)
+        .rev()
+        .find(|&i| dns[i..i + 3] == [0, 0, 41] && u16::from_be_bytes([dns[i + 9], dns[i + 10]]) as usize == n - i - 11)
+        .expect("the query ends with an OPT");
+    let rdlen = u16::from_be_bytes([dns[opt + 9], dns[opt + 10]]) + 4 + data.len() as u16;
+    dns[opt + 9..opt + 11].copy_from_slice(&rdlen.to_be_bytes());
+    let at = if first { opt + 11 } else { n };
+    let mut option = code.to_be_bytes().to_vec();
+    option.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    option.extend_from_slice(data);
+    dns.splice(at..at, option);
+}
+
+/// ECS option data (RFC 7871) for `addr`/`source`: family, source and
+/// scope prefix lengths, and the address cut to the bytes the prefix needs.
+pub fn ecs_data(addr: std::net::IpAddr, source: u8) -> Vec<u8> {
+    let (family, octets) = match addr {
+        std::net::IpAddr::V4(a) => (1u16, a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => (2u16, a.octets().to_vec()),
+    };
+    let n = (source as usize).div_ceil(8);
+    let mut out = family.to_be_bytes().to_vec();
+    out.extend_from_slice(&[source, 0]);
+    out.extend_from_slice(&octets[..n]);
+    if source % 8 != 0 {
+        out[3 + n] &= 0xffu8 << (8 - source % 8);
+    }
+    out
+}

@@ -123,6 +123,15 @@ fn monitors_metrics_methods_and_all_down_policies_are_checked() {
     refused(&t, line_of(&t, "persist_mask_v4"), "persistence masks apply to mode \"dynamic\" only");
     let t = example().replace("persistence_ttl = 600", "persistence_ttl = 600\npersist_mask_v4 = 33");
     refused(&t, line_of(&t, "persist_mask_v4"), "a persistence mask is 0 to 32");
+    // Client-subnet prefixes need ECS on, and lie within the family.
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\necs_max_prefix_v4 = 20");
+    refused(&t, line_of(&t, "ecs_max_prefix_v4"), "ecs_max_prefix_v4/_v6 apply with ecs = true only");
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\necs = true\necs_max_prefix_v6 = 129");
+    refused(&t, line_of(&t, "ecs_max_prefix_v6"), "a client-subnet prefix length is 1 to 128");
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\necs = true\necs_max_prefix_v4 = 0");
+    refused(&t, line_of(&t, "ecs_max_prefix_v4"), "a client-subnet prefix length is 1 to 32");
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\necs = true\necs_max_prefix_v4 = 20");
+    assert!(check(&t).0, "ECS with a /20 maximum is fine");
     let t = example().replace("mode = \"topology\"", "mode = \"topology\"\nall_down = \"nxdomain\"");
     refused(&t, line_of(&t, "all_down"), "is not one of round_robin, fallback, refused, servfail");
 }

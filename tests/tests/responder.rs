@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use edns_tests::{example_config, kdig, loopback_ports, EdnsProc};
+use edns_tests::{example_config, fig3, kdig, loopback_ports, EdnsProc};
 use rand::{Rng, SeedableRng};
 
 const EAST: &str = "192.0.2.10";
@@ -24,23 +24,6 @@ fn ldns_addrs(n: usize, seed: u64) -> Vec<Ipv4Addr> {
     v.sort();
     v.dedup();
     v
-}
-
-/// Fig. 3 computed independently of edns: walk the circular list of marked
-/// states from its head, X = ip mod N + 1, decrement at each marked-up VS.
-fn fig3(ip: Ipv4Addr, marked: &[bool]) -> usize {
-    let n = marked.iter().filter(|m| **m).count() as u32;
-    let mut x = u32::from(ip) % n + 1;
-    let mut i = 0;
-    loop {
-        if marked[i % marked.len()] {
-            x -= 1;
-            if x == 0 {
-                return i % marked.len();
-            }
-        }
-        i += 1;
-    }
 }
 
 /// SAC address of each pool entry of www.gslb.example. (east/vs1, east/vs2, west/vs1).

@@ -1,7 +1,8 @@
 //! The kernel and userspace paths agree byte for byte.
 //!
 //! Thousands of random valid queries (random LDNS addresses v4 and v6, name
-//! case, qtype, with and without OPT, DO, cookies, VLAN tags, RD/CD) go through the XDP
+//! case, qtype, with and without OPT, DO, cookies, NSID, client subnets (ECS),
+//! VLAN tags, RD/CD) go through the XDP
 //! program (BPF_PROG_TEST_RUN, state in its maps) and through the userspace
 //! responder with its own in-memory state, both started from the same config.
 //! An XDP answer must equal the userspace answer byte for byte; a query XDP
@@ -14,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use edns_common::{VS_AVAILABLE, VS_MARKED_UP, VS_UP};
-use edns_tests::packet::{check_answer, dns_query, with_cookie, Frame};
+use edns_tests::packet::{add_option, check_answer, dns_query, ecs_data, with_cookie, Frame};
 use edns_tests::require_root;
 use edns_tests::xdp::{XdpUnderTest, XDP_DROP, XDP_PASS, XDP_TX};
 use edns_user::cookies::Cookies;
@@ -104,6 +105,37 @@ mode = "stripe_consistent"
 all_down = "refused"
 pool = ["north/vs1", "west/vs1"]
 
+[[wide_ip]]
+name = "ecs.gslb.example."
+mode = "stripe"
+ecs = true
+pool = ["east/vs1", "east/vs2", "west/vs1", "north/vs1", "west/vs2", "east/vs3"]
+
+[[wide_ip]]
+name = "ecsgeo.gslb.example."
+mode = "topology"
+ecs = true
+ecs_max_prefix_v4 = 25
+ecs_max_prefix_v6 = 48
+pool = ["east/vs2", "west/vs2", "north/vs1"]
+
+[[wide_ip]]
+name = "ecsdyn.gslb.example."
+mode = "dynamic"
+method = "round_robin"
+persistence_ttl = 600
+persist_mask_v4 = 20
+ecs = true
+pool = ["east/vs1", "west/vs1", "north/vs1"]
+
+[[wide_ip]]
+name = "ecsring.gslb.example."
+mode = "stripe_consistent"
+ecs = true
+ecs_max_prefix_v4 = 32
+ecs_max_prefix_v6 = 128
+pool = ["east/vs1", "east/vs2", "west/vs1", "north/vs1"]
+
 [[ldns_group]]
 name = "public"
 members = ["198.18.1.128/25", "198.18.3.0/24", "fd00:1:0:8000::/49"]
@@ -130,7 +162,7 @@ ldns = "fd00:1::/32"
 sac = "north"
 "#;
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 14] = [
     "www.gslb.example.",
     "one.gslb.example.",
     "shop.gslb.example.",
@@ -141,6 +173,10 @@ const NAMES: [&str; 10] = [
     "safe.gslb.example.",
     "strict.gslb.example.",
     "pfx.gslb.example.",
+    "ecs.gslb.example.",
+    "ecsgeo.gslb.example.",
+    "ecsdyn.gslb.example.",
+    "ecsring.gslb.example.",
 ];
 
 fn random_case(rng: &mut impl Rng, name: &str) -> String {
@@ -176,16 +212,39 @@ fn random_cookie(rng: &mut impl Rng, secret: &[u8; 16], src: IpAddr) -> Option<V
     }
 }
 
-/// Adds an empty NSID option to the query's OPT (the last RR), before or
-/// after the options it has.
+/// ECS option data for some queries: a client subnet of a client that
+/// comes back (persistence hits) or a fresh one, v4 or v6, with a source
+/// prefix up to the family's length (0 included); now and then malformed
+/// (an extra address byte, a bit past the prefix, a scope, an unknown
+/// family, a prefix longer than the family), which XDP passes up and the
+/// controller refuses with FORMERR.
+fn random_ecs(rng: &mut impl Rng, clients: &[IpAddr]) -> Option<Vec<u8>> {
+    if !rng.random_bool(0.4) {
+        return None;
+    }
+    let client = random_ldns(rng, clients);
+    let max = if client.is_ipv4() { 32 } else { 128 };
+    let source = match rng.random_range(0..6) {
+        0 => 0,
+        1 => max,
+        2 => if client.is_ipv4() { 24 } else { 56 },
+        _ => rng.random_range(1..=max),
+    };
+    let mut d = ecs_data(client, source);
+    match rng.random_range(0..40) {
+        0 => d.push(0),                                 // an address byte too many
+        1 if source % 8 != 0 => *d.last_mut().unwrap() |= 1, // a bit past the prefix
+        2 => d[3] = rng.random_range(1..=source.max(1)), // a scope in a query
+        3 => d[1] = 3,                                  // unknown family
+        4 if client.is_ipv4() => d[2] = 33,             // longer than IPv4
+        _ => {}
+    }
+    Some(d)
+}
+
+/// Adds an empty NSID option to the query's OPT, before or after the options it has.
 fn add_nsid(dns: &mut Vec<u8>, first: bool) {
-    let n = dns.len();
-    // The OPT: from the end, the root name and type 41 whose RDLENGTH reaches the end.
-    let opt = (0..n - 10).rev().find(|&i| dns[i..i + 3] == [0, 0, 41] && u16::from_be_bytes([dns[i + 9], dns[i + 10]]) as usize == n - i - 11).unwrap();
-    let rdlen = u16::from_be_bytes([dns[opt + 9], dns[opt + 10]]) + 4;
-    dns[opt + 9..opt + 11].copy_from_slice(&rdlen.to_be_bytes());
-    let at = if first { opt + 11 } else { n };
-    dns.splice(at..at, [0, 3, 0, 0]);
+    add_option(dns, 3, &[], first);
 }
 
 /// An answer to a query with a cookie ends with the COOKIE option: the
@@ -293,6 +352,10 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
         if edns.is_some() && rng.random_bool(0.2) {
             add_nsid(&mut dns, rng.random_bool(0.5));
         }
+        let ecs = edns.and_then(|_| random_ecs(&mut rng, &ldns_pool));
+        if let Some(d) = &ecs {
+            add_option(&mut dns, 8, d, rng.random_bool(0.5));
+        }
         let dst: IpAddr = if src.is_ipv4() { "198.18.0.1".parse().unwrap() } else { "fd00::1".parse().unwrap() };
         let mut f = Frame::udp(src, dst, 53, dns.clone());
         f.sport = rng.random_range(1024..65535);
@@ -312,7 +375,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
             let a = reference.respond(&dns, src, Transport::Udp).expect("userspace answers every valid query");
             server_cookie_checked(a, cookie.as_deref(), &secret, src)
         };
-        let ctx = || format!("query #{i}: {name} type {qtype} from {src} edns {edns:?} vlans {:?}", f.vlans);
+        let ctx = || format!("query #{i}: {name} type {qtype} from {src} edns {edns:?} ecs {ecs:02x?} vlans {:?}", f.vlans);
         match verdict {
             XDP_TX => {
                 tx += 1;
@@ -346,7 +409,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     for n in ["answered_stripe", "answered_topology", "answered_persistence", "answered_fallback_rr", "answered_consistent", "pass_all_down"] {
         assert!(c(n) >= 20, "{n} = {}: the run must exercise it", c(n));
     }
-    for n in ["pass_unknown_name", "pass_persist_miss", "pass_no_address", "cookie_client_only", "cookie_valid", "cookie_bad"] {
+    for n in ["pass_unknown_name", "pass_persist_miss", "pass_no_address", "cookie_client_only", "cookie_valid", "cookie_bad", "ecs_answered", "pass_bad_ecs"] {
         assert!(c(n) >= 20, "{n} = {}: the run must exercise it", c(n));
     }
     // Same selection state on both sides.
@@ -360,6 +423,7 @@ fn xdp_and_userspace_give_byte_identical_answers_and_keep_identical_state() {
     assert!(!a.is_empty());
     assert!(a.iter().any(|(k, ..)| k.ldns.kind == edns_common::LDNS_KIND_PREFIX), "prefix records (persist masks) exercised");
     assert!(a.iter().any(|(k, ..)| k.ldns.kind == edns_common::LDNS_KIND_GROUP), "group records exercised");
+    assert!(a.iter().any(|(k, ..)| k.ldns.kind == edns_common::LDNS_KIND_SUBNET), "client-subnet records exercised");
     assert_eq!(a, b, "persistence records (key, VS, hits, TTL, node)");
     for w in 0..model.wide_ips.len() as u32 {
         assert_eq!(maps.next_counter(w).unwrap(), mem.next_counter(w).unwrap(), "round-robin counter of wide IP {w}");
