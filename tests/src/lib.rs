@@ -212,6 +212,23 @@ impl VethHarness {
 
     /// Adds LDNS source addresses to the client side (inside the /15 and /64
     /// the server already reaches on-link).
+    /// Sends `payload` over UDP from `src` in the client namespace to
+    /// `server` and returns the reply, if one comes within a second.
+    pub fn client_udp_exchange(&self, src: IpAddr, server: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        let script = format!(
+            "import socket,sys\ns=socket.socket(socket.AF_INET6 if ':' in '{src}' else socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{src}',0))\ns.settimeout(1)\ns.sendto(bytes.fromhex('{hex}'),('{ip}',{port}))\ntry:\n  sys.stdout.write(s.recv(65535).hex())\nexcept socket.timeout:\n  pass\n",
+            ip = server.ip(),
+            port = server.port()
+        );
+        let out = self.client.cmd("python3").args(["-c", &script]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if text.is_empty() {
+            return None;
+        }
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+    }
+
     pub fn add_client_addrs(&self, addrs: &[IpAddr]) -> anyhow::Result<()> {
         for a in addrs {
             let cidr = match a {

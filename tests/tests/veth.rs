@@ -621,3 +621,93 @@ fn an_ldns_group_members_file_is_reloaded_without_restart_and_a_bad_one_refused(
     ask(b);
     assert_eq!(group_hits(), before + 1, "the old list stays");
 }
+
+/// EDNS Client Subnet with XDP attached: kdig's subnets from several LDNS
+/// addresses are answered in the kernel, for the subnet (an independent
+/// Fig. 3 walk over its address) and with the scope read; a malformed one
+/// goes up and gets FORMERR.
+#[test]
+fn kdig_client_subnets_are_answered_in_xdp_with_the_scope_read() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let ldnses: Vec<IpAddr> = ["198.18.9.10", "198.18.9.20", "198.18.10.30"].iter().map(|s| s.parse().unwrap()).collect();
+    h.add_client_addrs(&ldnses).unwrap();
+    let e = start(&h);
+    let server = SocketAddr::new(h.server_ip, 53);
+    let pool = ["192.0.2.10", "192.0.2.10", "198.51.100.20"];
+    let s0 = stats(&e);
+    let mut asked = 0;
+    for net in ["203.0.113.0", "198.51.100.0", "100.64.7.0", "192.0.2.0", "10.9.8.0"] {
+        let net: std::net::Ipv4Addr = net.parse().unwrap();
+        let want = pool[edns_tests::fig3(net, &[true; 3])];
+        for (i, src) in ldnses.iter().enumerate() {
+            let subnet = format!("+subnet={}/{}", std::net::Ipv4Addr::from(u32::from(net) | 77), [24, 32, 28][i]);
+            let d = kdig(Some(&h.client), server, Some(*src), &["cdn.gslb.example.", "A", &subnet]).unwrap();
+            assert_eq!(d.answer(), want, "{}", d.text);
+            let echo = d.text.lines().find_map(|l| l.strip_prefix(";; CLIENT-SUBNET: ")).unwrap_or_else(|| panic!("no subnet echoed\n{}", d.text));
+            assert!(echo.ends_with("/24"), "scope 24 (the /24 maximum read): {echo}");
+            asked += 1;
+        }
+    }
+    let s1 = stats(&e);
+    assert_eq!(xdp(&s1, "ecs_answered") - xdp(&s0, "ecs_answered"), asked, "every one answered in the kernel: {s1}");
+    assert_eq!(userspace_queries(&s1), userspace_queries(&s0), "none went up: {s1}");
+    // A scope in a query is malformed: up to the controller, FORMERR.
+    let mut q = edns_tests::packet::dns_query(9, false, "cdn.gslb.example.", 1, Some(1232));
+    edns_tests::packet::add_option(&mut q, 8, &[0, 1, 24, 24, 192, 0, 2], false);
+    let reply = h.client_udp_exchange(ldnses[0], server, &q).expect("an answer");
+    assert_eq!(reply[3] & 0x0f, 1, "FORMERR: {reply:02x?}");
+    assert_eq!(xdp(&stats(&e), "pass_bad_ecs") - xdp(&s1, "pass_bad_ecs"), 1);
+}
+
+/// unbound as a real LDNS with its subnet cache (`module-config:
+/// "subnetcache iterator"`, `send-client-subnet`) sends its clients'
+/// subnets to edns; with XDP attached those queries are answered in the
+/// kernel, each client /24 on its own stripe position.
+#[test]
+fn unbound_with_subnetcache_sends_client_subnets_that_xdp_answers() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let ldns: IpAddr = "198.18.1.10".parse().unwrap();
+    let clients: Vec<IpAddr> = (1..=12).map(|i| format!("198.18.{}.{}", 100 + i, 7 * i).parse().unwrap()).collect();
+    h.add_client_addrs(&[ldns]).unwrap();
+    h.add_client_addrs(&clients).unwrap();
+    let e = start(&h);
+    let dir = tmpdir();
+    let conf = dir.join("unbound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  interface: 127.0.0.1\n  port: 53\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  module-config: \"subnetcache iterator\"\n  send-client-subnet: {srv}\n  max-client-subnet-ipv4: 24\n  outgoing-interface: {ldns}\n  do-ip6: no\n  qname-minimisation: no\n  do-not-query-localhost: no\n  root-hints: \"\"\n  access-control: 0.0.0.0/0 allow\n\nstub-zone:\n  name: \"gslb.example.\"\n  stub-addr: {srv}@53\n",
+            d = dir.display(),
+            srv = h.server_ip
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("unbound.log")).unwrap();
+    let mut unbound = h.client.cmd("unbound").args(["-d", "-c"]).arg(&conf).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let resolver: SocketAddr = "127.0.0.1:53".parse().unwrap();
+    let unbound_log = || std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kdig(Some(&h.client), resolver, Some(clients[0]), &["www.gslb.example.", "A"]).map(|d| d.status != "NOERROR").unwrap_or(true) {
+        assert!(Instant::now() < deadline, "unbound did not answer\n{}", unbound_log());
+        assert!(unbound.try_wait().unwrap().is_none(), "unbound exited: {}", unbound_log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s0 = stats(&e);
+    let pool = ["192.0.2.10", "192.0.2.10", "198.51.100.20"];
+    for c in &clients {
+        let d = kdig(Some(&h.client), resolver, Some(*c), &["cdn.gslb.example.", "A"]).unwrap();
+        let IpAddr::V4(v4) = c else { unreachable!() };
+        let net = std::net::Ipv4Addr::from(u32::from(*v4) & 0xffff_ff00);
+        assert_eq!(d.answer(), pool[edns_tests::fig3(net, &[true; 3])], "client {c}: its /24's stripe position\n{}", d.text);
+    }
+    let s1 = stats(&e);
+    let kernel = xdp(&s1, "ecs_answered") - xdp(&s0, "ecs_answered");
+    let userspace = s1["dns"]["client_subnet"].as_u64().unwrap() - s0["dns"]["client_subnet"].as_u64().unwrap();
+    println!("unbound's client-subnet queries: {kernel} answered in XDP, {userspace} in userspace");
+    assert!(kernel >= clients.len() as u64, "one upstream query per client /24, answered in XDP: {s1}\n{}", unbound_log());
+    assert_eq!(userspace, 0, "{s1}");
+    let _ = unbound.kill();
+    let _ = unbound.wait();
+}

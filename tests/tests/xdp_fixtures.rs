@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use edns_common::{LdnsKey, PersistKey, PersistRecord, VS_MARKED_UP};
-use edns_tests::packet::{check_answer, dns_query, Frame};
+use edns_tests::packet::{add_option, check_answer, dns_query, with_cookie, Frame};
 use edns_tests::xdp::{XdpUnderTest, XDP_PASS, XDP_TX};
 use edns_tests::require_root;
 use edns_user::store::{now_ns, Store};
@@ -87,6 +87,39 @@ fn stripe_answer_is_the_exact_expected_frame_with_and_without_edns_and_vlans() {
         answers(&mut x, &format!("opt {opt:?} vlans {vlans:?}"), &f, answer_dns(&q, 1, &EAST, 30, opt.is_some()));
     }
     assert_eq!(x.counter("answered_stripe"), 4);
+}
+
+/// A client subnet for cdn. (stripe, ECS on, /24 at most): the answer is
+/// the stripe over the subnet, not the LDNS, and the OPT echoes the option
+/// with its scope; for www. (no ECS) the option is ignored.
+#[test]
+fn a_client_subnet_is_answered_in_the_kernel_with_its_echo_and_scope() {
+    let mut x = setup();
+    // LDNS 198.18.3.7 % 3 = 1 -> east; client 198.51.101.0 % 3 = 2 -> west/vs1.
+    assert_eq!(u32::from(Ipv4Addr::new(198, 51, 101, 0)) % 3, 2);
+    for (source, sent) in [(24u8, vec![198, 51, 101]), (32, vec![198, 51, 101, 77])] {
+        let mut q = dns_query(0xec5, true, "cdn.gslb.example.", 1, Some(1232));
+        let ecs = [&[0, 1, source, 0][..], &sent].concat();
+        add_option(&mut q, 8, &ecs, false);
+        let mut want = answer_dns(&q, 1, &WEST, 30, true);
+        add_option(&mut want, 8, &[&[0, 1, source, 24][..], &sent].concat(), false);
+        answers(&mut x, &format!("ECS /{source}"), &frame("198.18.3.7", q), want);
+        // Beside a client cookie (cookies are off in this config, so only
+        // the subnet is echoed; the differential test echoes both).
+        let mut q = with_cookie(dns_query(0xec6, true, "cdn.gslb.example.", 1, Some(1232)), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        add_option(&mut q, 8, &ecs, true);
+        let mut want = answer_dns(&q, 1, &WEST, 30, true);
+        add_option(&mut want, 8, &[&[0, 1, source, 24][..], &sent].concat(), false);
+        answers(&mut x, &format!("ECS /{source} and a cookie"), &frame("198.18.3.7", q), want);
+    }
+    let mut q = dns_query(0xec7, true, "www.gslb.example.", 1, Some(1232));
+    add_option(&mut q, 8, &[0, 1, 24, 0, 198, 51, 100], false);
+    answers(&mut x, "ECS for a wide IP without it", &frame("198.18.3.7", q.clone()), answer_dns(&q, 1, &EAST, 30, true));
+    assert_eq!(x.counter("ecs_answered"), 4, "www. echoes none");
+    // Malformed (a scope in the query): passed up untouched.
+    let mut q = dns_query(0xec8, true, "cdn.gslb.example.", 1, Some(1232));
+    add_option(&mut q, 8, &[0, 1, 24, 24, 198, 51, 100], false);
+    passes(&mut x, "ECS with a scope", &frame("198.18.3.7", q).build(), "pass_bad_ecs");
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct Stats {
     pub servfail: AtomicU64,
     pub badvers: AtomicU64,
     pub truncated: AtomicU64,
+    /// Queries that carried a well-formed client subnet (ECS).
+    pub client_subnet: AtomicU64,
 }
 
 impl Stats {
@@ -206,7 +208,10 @@ impl Responder {
         let subnet = match req.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
             None => Subnet::default(),
             Some(_) => match ecs::client_subnet(raw) {
-                Ok(s) => s.unwrap_or_default(),
+                Ok(s) => {
+                    self.stats.client_subnet.fetch_add(1, Ordering::Relaxed);
+                    s.unwrap_or_default()
+                }
                 Err(()) => {
                     tracing::debug!(%src, "malformed client subnet, FORMERR");
                     resp.metadata.response_code = ResponseCode::FormErr;
