@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use edns_common::{LdnsKey, PersistKey, PersistRecord};
-use edns_tests::packet::{dns_query, with_cookie, Frame};
+use edns_tests::packet::{add_option, dns_query, with_cookie, Frame};
 use edns_tests::xdp::{XdpUnderTest, XDP_PASS, XDP_TX};
 use edns_tests::{edns_bin, example_config, free_port, kdig, tmpdir, EdnsProc, Netns, VethHarness};
 use edns_user::store::{now_ns, Store};
@@ -270,6 +270,13 @@ fn testrun_costs() -> anyhow::Result<Vec<(String, Duration, Duration)>> {
     };
     let client_only = cookie_frame(&client);
     let valid = cookie_frame(&[&client[..], &server_cookie].concat());
+    // A resolver sending its client's /24 (as large public resolvers do on
+    // every query) to a wide IP with ECS on.
+    let ecs_frame = {
+        let mut q = dns_query(0x1234, true, "cdn.gslb.example.", 1, Some(1232));
+        add_option(&mut q, 8, &[0, 1, 24, 0, 198, 51, 101], false);
+        Frame::udp(v4(src), server, 53, q).build()
+    };
     fill(0, 1_000)?;
     let small = interleaved(
         &mut x,
@@ -279,6 +286,7 @@ fn testrun_costs() -> anyhow::Result<Vec<(String, Duration, Duration)>> {
             ("stripe answer".to_string(), "edns", www.clone(), XDP_TX),
             ("stripe answer, client cookie".to_string(), "edns", client_only, XDP_TX),
             ("stripe answer, valid server cookie".to_string(), "edns", valid, XDP_TX),
+            ("stripe answer, client subnet (ECS /24)".to_string(), "edns", ecs_frame, XDP_TX),
             ("topology answer".to_string(), "edns", frame("198.18.1.9", "geo.gslb.example."), XDP_TX),
             ("persistence hit, 1000 records".to_string(), "edns", shop_frame.clone(), XDP_TX),
         ],
@@ -368,6 +376,17 @@ fn start_server(p: Target, h: &VethHarness) -> anyhow::Result<Server> {
     })
 }
 
+/// Section 1 as a table.
+pub fn testrun_table() -> anyhow::Result<()> {
+    edns_tests::require_root();
+    println!("## 1. Per-query cost, BPF_PROG_TEST_RUN (kernel-timed single runs; median of 10 interleaved rounds of 100,000)\n");
+    println!("| case | ns/query | × XDP_PASS floor (same rounds) |\n| --- | --- | --- |");
+    for (name, d, floor) in testrun_costs()? {
+        println!("| {name} | {:.1} | {:.2} |", d.as_secs_f64() * 1e9, d.as_secs_f64() / floor.as_secs_f64());
+    }
+    Ok(())
+}
+
 pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
     edns_tests::require_root();
     let dir = tmpdir();
@@ -376,11 +395,7 @@ pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
     let shop = dir.join("shop.txt");
     std::fs::write(&shop, "shop.gslb.example. A\n")?;
 
-    println!("## 1. Per-query cost, BPF_PROG_TEST_RUN (kernel-timed single runs; median of 10 interleaved rounds of 100,000)\n");
-    println!("| case | ns/query | × XDP_PASS floor (same rounds) |\n| --- | --- | --- |");
-    for (name, d, floor) in testrun_costs()? {
-        println!("| {name} | {:.1} | {:.2} |", d.as_secs_f64() * 1e9, d.as_secs_f64() / floor.as_secs_f64());
-    }
+    testrun_table()?;
 
     println!("\n## 2. Floods on the veth harness ({seconds} s each)\n");
     println!("kxdpgun: random LDNS sources from 198.19.0.0/16, names www (stripe) and geo (topology), offered as fast as it can (-Q 2000000).");

@@ -45,6 +45,9 @@ enum Cmd {
         /// Only the rate-limiting run (the README's figures come from a full run).
         #[arg(long)]
         rrl_only: bool,
+        /// Only the per-query cost table (BPF_PROG_TEST_RUN).
+        #[arg(long)]
+        testrun_only: bool,
     },
 }
 
@@ -235,12 +238,15 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             demo::run()
         }
-        Cmd::Bench { passes, seconds, rrl_only } => {
+        Cmd::Bench { passes, seconds, rrl_only, testrun_only } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             if rrl_only {
                 return bench::rrl_only(seconds);
+            }
+            if testrun_only {
+                return bench::testrun_table();
             }
             bench::run(passes, seconds)
         }
