@@ -71,7 +71,8 @@ pub struct WideIpEntry {
     pub answer_ttl: u32,
     /// Number of valid entries in `pool_vs` / `pool_sac`.
     pub pool_len: u32,
-    /// Persistence TTL (dynamic mode), seconds.
+    /// Persistence TTL in force (dynamic mode), seconds: records are timely
+    /// by it; the controller rewrites it when a schedule's window changes.
     pub persistence_ttl: u32,
     /// What to answer when no VS of the pool is up: [`ALL_DOWN_ROUND_ROBIN`]
     /// (the patent's fallback, answered in the kernel) or another policy,

@@ -165,9 +165,10 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], persist: Persist) -> Result
     };
     let key = PersistKey { wide_ip: w.id, ldns };
     let rec = PERSISTENCE.get_ptr_mut(&key).ok_or(counter::PASS_PERSIST_MISS)?;
-    let (vs, last, ttl) = unsafe { ((*rec).vs, (*rec).last_ns, (*rec).ttl_secs) };
+    let (vs, last) = unsafe { ((*rec).vs, (*rec).last_ns) };
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    if !is_timely(now, last, ttl) || vs_state(vs) & VS_AVAILABLE == 0 {
+    // The wide IP's TTL in force (it may follow a schedule), not the record's.
+    if !is_timely(now, last, w.persistence_ttl) || vs_state(vs) & VS_AVAILABLE == 0 {
         return Err(counter::PASS_PERSIST_EXPIRED);
     }
     let mut pos = 0usize;

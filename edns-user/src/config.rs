@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::select::schedule::{Schedule, Window};
 use crate::model::{
     AllDown, CapacitySource, DnsCheck, Exporter, HttpCheck, MetricSel, MetricSources, Method, Model, ModeConfig, Monitor,
     MonitorKind, Sac, Soa, TopologyRule, Vs, WideIp,
@@ -385,8 +386,24 @@ struct RawWideIp {
     /// Longest client-subnet prefixes read (default 24 and 56).
     ecs_max_prefix_v4: Option<Spanned<u8>>,
     ecs_max_prefix_v6: Option<Spanned<u8>>,
+    /// Dynamic mode: persistence TTLs by time of day.
+    persistence_schedule: Option<Spanned<Vec<Spanned<RawWindow>>>>,
     fallback_address: Option<Spanned<String>>,
     fallback_address6: Option<Spanned<String>>,
+}
+
+/// A window of a persistence schedule.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    /// "mon" ... "sun".
+    days: Spanned<Vec<Spanned<String>>>,
+    /// "HH:MM", 00:00 to 23:59; `end` up to 24:00, at or before `start` for a window past midnight.
+    start: Spanned<String>,
+    end: Spanned<String>,
+    /// An IANA time zone, e.g. "Europe/Berlin" or "UTC".
+    time_zone: Spanned<String>,
+    ttl: Spanned<u32>,
 }
 
 #[derive(Deserialize)]
@@ -1053,6 +1070,7 @@ fn build_wide_ip(
         persist_mask_v4,
         persist_mask_v6,
         ecs: build_ecs(cx, w)?,
+        schedule: build_schedule(cx, w, &mode)?,
         id,
         name,
         mode,
@@ -1080,6 +1098,50 @@ fn build_persist_masks(cx: &Cx, w: &RawWideIp, mode: &ModeConfig) -> Result<(u8,
         }
     }
     Ok(out)
+}
+
+/// `persistence_schedule`: its windows, dynamic mode only.
+fn build_schedule(cx: &Cx, w: &RawWideIp, mode: &ModeConfig) -> Result<Schedule, ConfigError> {
+    let Some(raw) = &w.persistence_schedule else { return Ok(Schedule::default()) };
+    if !matches!(mode, ModeConfig::Dynamic { .. }) {
+        return Err(cx.err(raw, "persistence_schedule applies to mode \"dynamic\" only"));
+    }
+    let mut windows = Vec::new();
+    for rw in raw.get_ref() {
+        windows.push(build_window(cx, rw.get_ref())?);
+    }
+    Ok(Schedule { windows })
+}
+
+fn build_window(cx: &Cx, rw: &RawWindow) -> Result<Window, ConfigError> {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let mut days = [false; 7];
+    for d in rw.days.get_ref() {
+        let i = DAYS
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(d.get_ref()))
+            .ok_or_else(|| cx.err(d, format!("day {:?} is not one of mon, tue, wed, thu, fri, sat, sun", d.get_ref())))?;
+        days[i] = true;
+    }
+    if !days.contains(&true) {
+        return Err(cx.err(&rw.days, "a window needs at least one day"));
+    }
+    let time = |t: &Spanned<String>, upto: u32| -> Result<u32, ConfigError> {
+        let bad = || cx.err(t, format!("{:?} is not a time HH:MM from 00:00 to {}", t.get_ref(), if upto == 24 { "24:00" } else { "23:59" }));
+        let (h, m) = t.get_ref().split_once(':').ok_or_else(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if m > 59 || h > upto || (h == 24 && m != 0) {
+            return Err(bad());
+        }
+        Ok(h * 3600 + m * 60)
+    };
+    let (start, end) = (time(&rw.start, 23)?, time(&rw.end, 24)?);
+    if start == end {
+        return Err(cx.err(&rw.end, "a window's end equals its start; for a whole day use 00:00 to 24:00"));
+    }
+    let zone = rw.time_zone.get_ref();
+    let time_zone = jiff::tz::TimeZone::get(zone).map_err(|e| cx.err(&rw.time_zone, format!("time_zone {zone:?} is not an IANA time zone: {e}")))?;
+    Ok(Window { days, start, end, time_zone, zone_name: zone.clone(), ttl: *rw.ttl.get_ref() })
 }
 
 /// `ecs = true` and its longest prefixes; the prefixes only with ECS on.

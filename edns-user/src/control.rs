@@ -31,7 +31,10 @@ pub struct RecordView {
     pub vs: String,
     pub sac: String,
     pub address: String,
+    /// The wide IP's persistence TTL in force, which judges the record.
     pub ttl_secs: u32,
+    /// The TTL in force when the record was made.
+    pub created_ttl_secs: u32,
     /// Seconds since the last request (the Fig. 6 time stamp).
     pub last_request_age_secs: f64,
     pub created_age_secs: f64,
@@ -84,11 +87,25 @@ pub struct WideIpView {
     pub last_age_secs: Option<f64>,
     /// Why earlier methods of the chain were skipped at the last balancing.
     pub skipped: Vec<String>,
+    /// Persistence TTL in force (dynamic mode; it may follow the schedule).
+    pub persistence_ttl_secs: Option<u32>,
+    /// The schedule's windows, e.g. "mon,tue 08:00-18:00 Europe/Berlin ttl 3600".
+    pub persistence_schedule: Vec<String>,
+    /// EDNS Client Subnet: the longest prefixes read (null: off).
+    pub ecs_max_prefix: Option<(u8, u8)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StateQuery {
     pub state: String,
+}
+
+/// A schedule window as text: "mon,tue 08:00-18:00 Europe/Berlin ttl 3600".
+fn window_text(w: &crate::select::schedule::Window) -> String {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let days: Vec<&str> = (0..7).filter(|i| w.days[*i]).map(|i| DAYS[i]).collect();
+    let hm = |s: u32| format!("{:02}:{:02}", s / 3600, s % 3600 / 60);
+    format!("{} {}-{} {} ttl {}", days.join(","), hm(w.start), hm(w.end), w.zone_name, w.ttl)
 }
 
 /// Text form of an LDNS key address (IPv4-mapped shown as IPv4).
@@ -127,6 +144,7 @@ fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
             let wide_ip = m.wide_ips.get(k.wide_ip as usize).map(|w| w.name.to_string()).unwrap_or(format!("#{}", k.wide_ip));
             let vs = m.vss.get(r.vs as usize);
             let sac = vs.map(|v| &m.sacs[v.sac as usize]);
+            let ttl = if (k.wide_ip as usize) < m.wide_ips.len() { c.responder.selector.ttls.get(k.wide_ip) } else { r.ttl_secs };
             RecordView {
                 wide_ip,
                 ldns: if k.ldns.kind == edns_common::LDNS_KIND_GROUP {
@@ -138,10 +156,11 @@ fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
                 vs: vs.map(|v| v.name.clone()).unwrap_or(format!("#{}", r.vs)),
                 sac: sac.map(|s| s.name.clone()).unwrap_or_default(),
                 address: sac.map(|s| s.address.to_string()).unwrap_or_default(),
-                ttl_secs: r.ttl_secs,
+                ttl_secs: ttl,
+                created_ttl_secs: r.ttl_secs,
                 last_request_age_secs: secs(now as i128 - r.last_ns as i128),
                 created_age_secs: secs(now as i128 - r.created_ns as i128),
-                expires_in_secs: secs(r.last_ns as i128 + r.ttl_secs as i128 * 1_000_000_000 - now as i128),
+                expires_in_secs: secs(r.last_ns as i128 + ttl as i128 * 1_000_000_000 - now as i128),
                 hits: r.hits,
                 node_id: r.node_id,
             }
@@ -213,6 +232,9 @@ fn wide_ip_view(c: &Control) -> Vec<WideIpView> {
                 last_method: l.map(|l| l.method.map(|m| m.name().to_string()).unwrap_or_else(|| "round_robin (no data)".into())),
                 last_age_secs: l.and_then(|l| l.at).map(|t| t.elapsed().as_secs_f64()),
                 skipped: l.map(|l| l.skipped.clone()).unwrap_or_default(),
+                persistence_ttl_secs: matches!(w.mode, crate::model::ModeConfig::Dynamic { .. }).then(|| c.responder.selector.ttls.get(w.id)),
+                persistence_schedule: w.schedule.windows.iter().map(window_text).collect(),
+                ecs_max_prefix: w.ecs,
             }
         })
         .collect()

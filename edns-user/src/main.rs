@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use edns_user::control::{self, Client, RecordView, VsView, WideIpView};
 use edns_user::cookies::Cookies;
 use edns_user::health::{spawn_monitors, Health};
+use edns_user::select::schedule;
 use edns_user::metrics::{spawn_scrapers, Metrics};
 use edns_user::dns::Responder;
 use edns_user::select::Selector;
@@ -47,6 +48,11 @@ enum Cmd {
         /// Log every XDP verdict (aya-log, at debug level: EDNS_LOG=debug). Costly; for diagnosis.
         #[arg(long)]
         xdp_log: bool,
+        /// Start the wall clock persistence schedules read at this time
+        /// (RFC 3339, e.g. 2026-11-30T07:59:55+01:00); it then runs at the
+        /// normal rate. For trying a schedule without waiting for the hour.
+        #[arg(long)]
+        clock_start: Option<jiff::Timestamp>,
     },
     /// Validate a config file without serving.
     CheckConfig { file: PathBuf },
@@ -108,7 +114,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { config, iface, xdp, bpf_object, xdp_log } => run(config, iface, xdp, bpf_object, xdp_log),
+        Cmd::Run { config, iface, xdp, bpf_object, xdp_log, clock_start } => run(config, iface, xdp, bpf_object, xdp_log, clock_start),
         Cmd::CheckConfig { file } => check(&file),
         Cmd::VerifyXdp { config, bpf_object } => config::load(&config)
             .map_err(anyhow::Error::from)
@@ -148,7 +154,7 @@ fn check(file: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<PathBuf>, xdp_log: bool) -> anyhow::Result<()> {
+fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<PathBuf>, xdp_log: bool, clock_start: Option<jiff::Timestamp>) -> anyhow::Result<()> {
     if xdp_log && mode == XdpMode::Off {
         anyhow::bail!("--xdp-log needs --xdp native or skb");
     }
@@ -176,7 +182,10 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     };
     let metrics = Arc::new(Metrics::new(model.clone()));
     let health = Arc::new(Health::new(model.clone(), store.clone()));
-    let selector = Selector::with_metrics(model.clone(), store, metrics.clone());
+    let mut selector = Selector::with_metrics(model.clone(), store, metrics.clone());
+    let clock = clock_start.map_or_else(schedule::system_clock, schedule::clock_starting_at);
+    let ttls = Arc::new(schedule::PersistenceTtls::new(&model, clock()));
+    selector.ttls = ttls.clone();
     let cookies = Arc::new(Cookies::new(model.server.cookies.enabled, model.server.cookies.secret));
     if let Some(dp) = &dataplane {
         let dp = dp.clone();
@@ -191,6 +200,20 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                 edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
             }
         }
+        // Persistence TTLs follow their schedules; so does the data plane.
+        let (dp_ttls, m) = (dataplane.clone(), model.clone());
+        schedule::spawn(
+            model.clone(),
+            ttls,
+            clock,
+            Box::new(move |w, ttl| {
+                if let Some(dp) = &dp_ttls {
+                    if let Err(e) = dp.set_persistence_ttl(&m, w, ttl) {
+                        tracing::error!(wide_ip = %w.name, error = %e, "cannot update the persistence TTL in WIDE_IPS");
+                    }
+                }
+            }),
+        );
         // Members files re-read when they change; the data plane follows.
         let dp_groups = dataplane.clone();
         edns_user::groups::spawn_members_reload(

@@ -287,6 +287,8 @@ pub struct WideIp {
     pub persist_mask_v6: u8,
     /// EDNS Client Subnet: `Some((v4, v6))`, the longest prefixes read.
     pub ecs: Option<(u8, u8)>,
+    /// Persistence TTLs by time of day (dynamic mode; empty: none).
+    pub schedule: crate::select::schedule::Schedule,
 }
 
 impl WideIp {

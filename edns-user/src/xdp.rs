@@ -63,6 +63,7 @@ pub struct DataPlane {
     counters: PerCpuArray<MapData, u64>,
     cookie_secrets: Mutex<Array<MapData, CookieSecrets>>,
     groups: Mutex<LpmTrie<MapData, TopologyAddr, u32>>,
+    wide_ips: Mutex<HashMap<MapData, QnameKey, WideIpEntry>>,
     listen: Mutex<HashMap<MapData, ListenKey, u32>>,
     /// Wildcard listen entries (IPv6?, port): answered for the interface's addresses only.
     wildcard: Vec<(bool, u16)>,
@@ -195,7 +196,7 @@ impl DataPlane {
             }
             listen.insert(ListenKey { addr: ip16(a.ip()), port: dns_port, _pad: 0 }, 1, 0)?;
         }
-        let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = borrow(ebpf, "WIDE_IPS")?;
+        let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
         for w in &model.wide_ips {
             match model.qname_key(w) {
                 Some(k) => wide_ips.insert(k, w.entry(), 0)?,
@@ -235,10 +236,20 @@ impl DataPlane {
             counters: take(ebpf, "COUNTERS")?,
             cookie_secrets: Mutex::new(take(ebpf, "COOKIE_SECRETS")?),
             groups: Mutex::new(groups),
+            wide_ips: Mutex::new(wide_ips),
             listen: Mutex::new(listen),
             wildcard,
             synced: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Rewrites a wide IP's entry with the persistence TTL now in force
+    /// (its schedule's window changed); the kernel judges records by it.
+    pub fn set_persistence_ttl(&self, model: &Model, w: &crate::model::WideIp, ttl: u32) -> anyhow::Result<()> {
+        let Some(key) = model.qname_key(w) else { return Ok(()) };
+        let entry = WideIpEntry { persistence_ttl: ttl, ..w.entry() };
+        self.wide_ips.lock().unwrap().insert(key, entry, 0)?;
+        Ok(())
     }
 
     /// Brings the GROUPS trie from `old` to `new` members.

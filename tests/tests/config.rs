@@ -132,6 +132,24 @@ fn monitors_metrics_methods_and_all_down_policies_are_checked() {
     refused(&t, line_of(&t, "ecs_max_prefix_v4"), "a client-subnet prefix length is 1 to 32");
     let t = example().replace("mode = \"topology\"", "mode = \"topology\"\necs = true\necs_max_prefix_v4 = 20");
     assert!(check(&t).0, "ECS with a /20 maximum is fine");
+    // Persistence schedules: dynamic only; days, times and zones checked.
+    let window = |w: &str| example().replace("persistence_ttl = 600", &format!("persistence_ttl = 600\npersistence_schedule = [{w}]"));
+    let t = window("{ days = [\"mon\", \"fri\"], start = \"22:00\", end = \"06:00\", time_zone = \"Europe/Berlin\", ttl = 3600 }");
+    assert!(check(&t).0, "an overnight window is fine");
+    let t = window("{ days = [\"sat\"], start = \"00:00\", end = \"24:00\", time_zone = \"UTC\", ttl = 60 }");
+    assert!(check(&t).0, "a whole day is fine");
+    let t = window("{ days = [\"monday\"], start = \"08:00\", end = \"18:00\", time_zone = \"UTC\", ttl = 1 }");
+    refused(&t, line_of(&t, "persistence_schedule"), "day \"monday\" is not one of mon, tue, wed, thu, fri, sat, sun");
+    let t = window("{ days = [\"mon\"], start = \"8h\", end = \"18:00\", time_zone = \"UTC\", ttl = 1 }");
+    refused(&t, line_of(&t, "persistence_schedule"), "\"8h\" is not a time HH:MM from 00:00 to 23:59");
+    let t = window("{ days = [\"mon\"], start = \"08:00\", end = \"24:30\", time_zone = \"UTC\", ttl = 1 }");
+    refused(&t, line_of(&t, "persistence_schedule"), "\"24:30\" is not a time HH:MM from 00:00 to 24:00");
+    let t = window("{ days = [\"mon\"], start = \"08:00\", end = \"08:00\", time_zone = \"UTC\", ttl = 1 }");
+    refused(&t, line_of(&t, "persistence_schedule"), "a window's end equals its start");
+    let t = window("{ days = [\"mon\"], start = \"08:00\", end = \"18:00\", time_zone = \"Mars/Olympus\", ttl = 1 }");
+    refused(&t, line_of(&t, "persistence_schedule"), "time_zone \"Mars/Olympus\" is not an IANA time zone");
+    let t = example().replace("mode = \"topology\"", "mode = \"topology\"\npersistence_schedule = []");
+    refused(&t, line_of(&t, "persistence_schedule"), "persistence_schedule applies to mode \"dynamic\" only");
     let t = example().replace("mode = \"topology\"", "mode = \"topology\"\nall_down = \"nxdomain\"");
     refused(&t, line_of(&t, "all_down"), "is not one of round_robin, fallback, refused, servfail");
 }

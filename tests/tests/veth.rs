@@ -711,3 +711,49 @@ fn unbound_with_subnetcache_sends_client_subnets_that_xdp_answers() {
     let _ = unbound.kill();
     let _ = unbound.wait();
 }
+
+/// Time-of-day persistence TTL with XDP attached and an injected clock
+/// (`--clock-start`, ten seconds before a window opens): before the edge a
+/// record is judged by the 1 s default and expires in the kernel; at the
+/// edge the controller rewrites the wide IP's TTL, without a restart, and
+/// the kernel keeps a record two seconds old as a hit.
+#[test]
+fn the_persistence_ttl_switches_at_the_schedules_window_edge_in_xdp() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let cfg = demo_config().replace(
+        "persistence_ttl = 600\n",
+        "persistence_ttl = 1\npersistence_schedule = [{ days = [\"mon\"], start = \"08:00\", end = \"09:00\", time_zone = \"Europe/Berlin\", ttl = 3600 }]\n",
+    );
+    assert!(cfg.contains("persistence_schedule"), "{cfg}");
+    // Monday 30 November 2026, 07:59:50 in Berlin.
+    let args = ["--iface", &h.server_if, "--xdp", "native", "--clock-start", "2026-11-30T07:59:50+01:00"];
+    let e = EdnsProc::start(&cfg, Some(&h.server), &args).unwrap();
+    let ldns: IpAddr = "198.18.11.10".parse().unwrap();
+    h.add_client_addrs(&[ldns]).unwrap();
+    let server = SocketAddr::new(h.server_ip, 53);
+    let ask = || kdig(Some(&h.client), server, Some(ldns), &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+    let ttl_in_force = || {
+        let w = e.ctl(&["wide-ips"]).unwrap();
+        w.as_array().unwrap().iter().find(|w| w["name"] == "shop.gslb.example.").unwrap()["persistence_ttl_secs"].as_u64().unwrap()
+    };
+    assert_eq!(ttl_in_force(), 1, "before the window");
+    ask();
+    std::thread::sleep(Duration::from_millis(1500));
+    let s0 = stats(&e);
+    ask();
+    let s1 = stats(&e);
+    assert_eq!(ttl_in_force(), 1, "still before the window (the test ran too slowly otherwise)");
+    assert_eq!(xdp(&s1, "pass_persist_expired") - xdp(&s0, "pass_persist_expired"), 1, "expired under 1 s in the kernel: {s1}");
+    // The window opens: the TTL in force becomes 3600 in both paths.
+    edns_tests::wait_until(Duration::from_secs(15), "the window to open", || ttl_in_force() == 3600);
+    ask();
+    std::thread::sleep(Duration::from_millis(2000));
+    let s2 = stats(&e);
+    ask();
+    let s3 = stats(&e);
+    assert_eq!(xdp(&s3, "answered_persistence") - xdp(&s2, "answered_persistence"), 1, "a 2 s old record is a kernel hit now: {s3}");
+    assert_eq!(xdp(&s3, "pass_persist_expired"), xdp(&s2, "pass_persist_expired"), "{s3}");
+    let recs = e.ctl(&["records"]).unwrap();
+    assert_eq!(recs[0]["ttl_secs"], 3600, "{recs}");
+}

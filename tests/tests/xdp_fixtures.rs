@@ -257,9 +257,15 @@ fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_re
     assert!(after.last_ns > old + 4_000_000_000, "time stamp refreshed");
     assert_eq!(after.created_ns, old);
 
-    // Expired: ttl 1 s, last request 5 s ago.
-    dp.persist_put(&key, &PersistRecord { ttl_secs: 1, last_ns: old, ..rec }).unwrap();
+    // Expired: the wide IP's TTL in force (a schedule's window changed) is
+    // 1 s, the last request 5 s ago; the record's own TTL does not count.
+    let m = model();
+    let shop = m.wide_ip_by_name("shop.gslb.example.").unwrap();
+    dp.set_persistence_ttl(&m, shop, 1).unwrap();
+    dp.persist_put(&key, &PersistRecord { ttl_secs: 600, last_ns: old, ..rec }).unwrap();
     passes(&mut x, "expired record", &f.build(), "pass_persist_expired");
+    dp.set_persistence_ttl(&m, shop, 600).unwrap();
+    answers(&mut x, "timely again under a 600 s TTL", &f, answer_dns(&q, 1, &WEST, 30, false));
     // Timely but its VS is no longer available.
     dp.persist_put(&key, &rec).unwrap();
     dp.set_vs_state(2, VS_MARKED_UP).unwrap();

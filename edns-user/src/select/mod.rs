@@ -2,6 +2,7 @@
 //! functions of `edns-common`, with state read from and written to a [`Store`].
 
 pub mod methods;
+pub mod schedule;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
@@ -88,6 +89,8 @@ pub struct Selector {
     pub metrics: Arc<Metrics>,
     /// Per wide IP, the last dynamic balancing.
     pub last: Mutex<Vec<Option<LastPick>>>,
+    /// Per wide IP, the persistence TTL in force (it may follow a schedule).
+    pub ttls: Arc<schedule::PersistenceTtls>,
 }
 
 impl Selector {
@@ -99,7 +102,8 @@ impl Selector {
 
     pub fn with_metrics(model: Arc<Model>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Selector {
         let last = Mutex::new(vec![None; model.wide_ips.len()]);
-        Selector { model, store, metrics, last }
+        let ttls = Arc::new(schedule::PersistenceTtls::new(&model, jiff::Timestamp::now()));
+        Selector { model, store, metrics, last, ttls }
     }
 
     fn masks(&self, w: &WideIp) -> anyhow::Result<(PoolMask, PoolMask)> {
@@ -196,12 +200,14 @@ impl Selector {
                 }
                 self.stripe(w, &ident, How::TopologyFallbackStripe)
             }
-            ModeConfig::Dynamic { methods, persistence_ttl } => {
+            ModeConfig::Dynamic { methods, .. } => {
+                // The TTL in force now judges old records and makes new ones.
+                let ttl = self.ttls.get(w.id);
                 let key = PersistKey { wide_ip: w.id, ldns: r.persist };
                 // Fig. 9: a timely record whose VS is still available is refreshed and used.
                 if let Some(mut rec) = self.store.persist_get(&key)? {
                     let pos = w.pool.iter().position(|v| *v == rec.vs);
-                    if let (true, Some(pos)) = (is_timely(now_ns, rec.last_ns, rec.ttl_secs), pos) {
+                    if let (true, Some(pos)) = (is_timely(now_ns, rec.last_ns, ttl), pos) {
                         if self.store.vs_state(rec.vs)? & VS_AVAILABLE != 0 {
                             rec.last_ns = now_ns;
                             rec.hits += 1;
@@ -222,7 +228,7 @@ impl Selector {
                 let d = self.decision(w, pos, How::PersistenceNew);
                 let rec = PersistRecord {
                     vs: d.vs,
-                    ttl_secs: *persistence_ttl,
+                    ttl_secs: ttl,
                     created_ns: now_ns,
                     last_ns: now_ns,
                     hits: 1,
