@@ -340,6 +340,15 @@ fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: Ct
                 for s in &w.skipped {
                     println!("    skipped {s}");
                 }
+                if let Some(ttl) = w.persistence_ttl_secs {
+                    println!("    persistence TTL in force {ttl} s");
+                }
+                for win in &w.persistence_schedule {
+                    println!("    schedule {win}");
+                }
+                if let Some((v4, v6)) = w.ecs_max_prefix {
+                    println!("    client subnet (ECS) read up to /{v4} and /{v6}");
+                }
             }
         }
         CtlCmd::Stats => {

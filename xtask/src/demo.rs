@@ -64,6 +64,12 @@ pub fn run() -> anyhow::Result<()> {
     for src in &ldns[2..4] {
         println!("{:<16} geo AAAA -> {} (west/vs1 up again)", src.to_string(), ask(*src, "geo.gslb.example.", "AAAA")?);
     }
+    println!("\n== EDNS Client Subnet: cdn (stripe, ecs = true) is answered for the client's /24, in XDP, with the scope read");
+    for (src, subnet) in ldns.iter().zip(["203.0.113.77/24", "203.0.113.77/32", "198.51.101.9/24", "0.0.0.0/0"]) {
+        let d = kdig(Some(&h.client), server, Some(*src), &["cdn.gslb.example.", "A", &format!("+subnet={subnet}")])?;
+        let echo = d.text.lines().find_map(|l| l.strip_prefix(";; CLIENT-SUBNET: ")).unwrap_or("-").to_string();
+        println!("{:<16} subnet {subnet:<18} -> {:<16} echoed {echo}", src.to_string(), d.answers.join(","));
+    }
     println!("\n== counters (edns ctl stats): xdp.* from the data plane, dns.* from userspace");
     ctl_table(&e, &["stats"])?;
     drop(e);
