@@ -70,7 +70,10 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     // The source's LDNS group, for the stripe key and the persistence key.
     let group = GROUPS.get(Key::new(128, scratch.q.ldns)).copied().unwrap_or(0);
     scratch.group = group;
-    scratch.ident = stripe_key(&scratch.q.ldns, group);
+    // The requester as the source makes it; a client subnet may replace it
+    // (`edns_admit`).
+    scratch.req.addr = scratch.q.ldns;
+    scratch.req.ident = stripe_key(&scratch.q.ldns, group);
     let next = if scratch.opts.len != 0 || settings.rrl_interval_ns != 0 { JUMP_ADMIT } else { JUMP_ANSWER };
     unsafe { JUMPS.tail_call(ctx, next) };
     Err(counter::PASS_INTERNAL) // the tail call returned: no such program
@@ -124,11 +127,8 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
     // A copy of what the stripe walks read many times: one value on the
     // stack keeps the verifier's states few.
-    let from_subnet = scratch.subnet_req != 0;
-    let ident = if from_subnet { scratch.req.ident } else { scratch.ident };
-    let addr = if from_subnet { scratch.req.addr } else { q.ldns };
-    let persist = if from_subnet { select::Persist::Key(&scratch.req.persist) } else { select::Persist::Group(scratch.group) };
-    let choice = select::choose(w, &addr, &ident, persist)?;
+    let (addr, ident) = (scratch.req.addr, scratch.req.ident);
+    let choice = select::choose(w, &addr, &ident, scratch)?;
     let pos = choice.pos as usize;
     if pos >= MAX_POOL {
         return Err(counter::PASS_INTERNAL);
@@ -149,7 +149,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     if echo {
         let how = choice.how;
         scratch.ecs_raw[3] =
-            if from_subnet { ecs_scope(&scratch.req, how != counter::ANSWERED_FALLBACK_RR, how == counter::ANSWERED_PERSISTENCE) } else { 0 };
+            if scratch.subnet_req != 0 { ecs_scope(&scratch.req, how != counter::ANSWERED_FALLBACK_RR, how == counter::ANSWERED_PERSISTENCE) } else { 0 };
     }
     let Scratch { cookie, fresh, prefix, ecs_raw, .. } = scratch;
     let cookie = if judged != 0 { Some((&*cookie, &*fresh)) } else { None };

@@ -139,11 +139,8 @@ pub struct Scratch {
     pub pending_sum: u32,
     /// Room to move a frame's headers and question when it grows at the head.
     pub prefix: [u8; MAX_PREFIX],
-    /// The LDNS group of the source (0: none) and what the stripe walks
-    /// read as the requester without a client subnet (the source, or the
-    /// group's id).
+    /// The LDNS group of the source (0: none).
     pub group: u32,
-    pub ident: [u8; 16],
     /// The query's ECS option data as received (zero after `ecs_len`),
     /// its scope byte rewritten for the answer's echo.
     pub ecs_raw: [u8; ECS_MAX],
@@ -153,6 +150,8 @@ pub struct Scratch {
     /// for the query's wide IP (set by `edns_admit`; `edns_answer`'s
     /// stack has no room to compute it).
     pub subnet_req: u32,
+    /// Who the answer is for: `addr` and `ident` from the source (set by
+    /// `edns`), all of it from a client subnet when `subnet_req`.
     pub req: Requester,
 }
 

@@ -7,9 +7,10 @@ use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::lpm_trie::Key;
 use edns_common::{
     counter, is_timely, ldns_hash, persist_ldns, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, Mode, PersistKey,
-    LdnsKey, WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
+    WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 
+use crate::parse::Scratch;
 use crate::maps::{OPAQUE, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
 
 /// Chosen pool position and the counter that says how.
@@ -124,20 +125,13 @@ fn stripe_choice(w: &WideIpEntry, ldns: &[u8; 16], how: u32) -> Result<Choice, u
     }
 }
 
-/// The requester side of the persistence key: made from the source and its
-/// LDNS group with the wide IP's masks, or made already (a client subnet).
-pub enum Persist<'a> {
-    Group(u32),
-    Key(&'a LdnsKey),
-}
-
 /// Chooses the pool position, or `Err(counter)` to pass up: topology
 /// matches `ldns` (the source, or the client subnet), the stripe walks read
-/// `ident` (the same, or the source's group id), persistence keys as
-/// `persist` says. The fields of `edns_common::Requester`, which
-/// `edns_answer` has no stack to build.
+/// `ident` (the same, or the source's group id): copies of `s.req`'s
+/// fields. Persistence keys on the source with its group and the wide IP's
+/// masks, or on the key `edns_admit` made from the client subnet.
 #[inline(always)]
-pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], persist: Persist) -> Result<Choice, u32> {
+pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], s: &Scratch) -> Result<Choice, u32> {
     let how = match Mode::from_u32(w.mode) {
         Some(Mode::Stripe) => counter::ANSWERED_STRIPE,
         Some(Mode::Topology) => {
@@ -149,7 +143,7 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], persist: Persi
             }
             counter::ANSWERED_TOPOLOGY // no match or no VS up: the stripe walk below
         }
-        Some(Mode::Dynamic) => return persistence_hit(w, ldns, persist),
+        Some(Mode::Dynamic) => return persistence_hit(w, ldns, s),
         Some(Mode::StripeConsistent) => return consistent_choice(w, ident),
         None => return Err(counter::PASS_INTERNAL),
     };
@@ -158,11 +152,10 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], persist: Persi
 }
 
 #[inline(always)]
-fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], persist: Persist) -> Result<Choice, u32> {
-    let ldns = match persist {
-        Persist::Group(group) => persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6, group),
-        Persist::Key(k) => *k,
-    };
+fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], s: &Scratch) -> Result<Choice, u32> {
+    // (The kernel form of `edns_common::requester`'s persistence key: the
+    // subnet's was made by `edns_admit`.)
+    let ldns = if s.subnet_req != 0 { s.req.persist } else { persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6, s.group) };
     let key = PersistKey { wide_ip: w.id, ldns };
     let rec = PERSISTENCE.get_ptr_mut(&key).ok_or(counter::PASS_PERSIST_MISS)?;
     let (vs, last) = unsafe { ((*rec).vs, (*rec).last_ns) };
