@@ -103,6 +103,61 @@ fn ipv6_queries_over_the_veth_are_answered_in_xdp() {
     assert_eq!(xdp(&s1, "answered_stripe") - xdp(&s0, "answered_stripe"), 1, "{s1}");
 }
 
+/// unbound in the client namespace as a real LDNS on 127.0.0.1:53: it
+/// sends from `ldns` and reaches edns through a stub zone; `module_config`
+/// and `extra` server lines (e.g. the subnet cache) as a test needs. Killed
+/// on drop.
+struct Unbound {
+    child: std::process::Child,
+    dir: edns_tests::TmpDir,
+}
+
+impl Unbound {
+    fn start(h: &VethHarness, ldns: IpAddr, module_config: &str, extra: &str) -> Unbound {
+        let dir = tmpdir();
+        let conf = dir.join("unbound.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n  interface: 127.0.0.1\n  port: 53\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  module-config: \"{module_config}\"\n  outgoing-interface: {ldns}\n  do-ip6: no\n  qname-minimisation: no\n  do-not-query-localhost: no\n  root-hints: \"\"\n  access-control: 0.0.0.0/0 allow\n{extra}\nstub-zone:\n  name: \"gslb.example.\"\n  stub-addr: {srv}@53\n",
+                d = dir.display(),
+                srv = h.server_ip
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("unbound.log")).unwrap();
+        let child = h.client.cmd("unbound").args(["-d", "-c"]).arg(&conf).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        Unbound { child, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("unbound.log")).unwrap_or_default()
+    }
+
+    /// The first NOERROR answer to `name` from `src` (unbound takes a moment to start).
+    fn first_answer(&mut self, h: &VethHarness, src: Option<IpAddr>, name: &str) -> edns_tests::Dig {
+        let resolver: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match kdig(Some(&h.client), resolver, src, &[name, "A"]) {
+                Ok(d) if d.status == "NOERROR" => return d,
+                r => {
+                    assert!(Instant::now() < deadline, "unbound did not answer: {r:?}\n{}", self.log());
+                    assert!(self.child.try_wait().unwrap().is_none(), "unbound exited: {}", self.log());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn unbound_as_the_ldns_resolves_through_the_xdp_fast_path() {
     require_root();
@@ -110,32 +165,10 @@ fn unbound_as_the_ldns_resolves_through_the_xdp_fast_path() {
     let ldns: IpAddr = "198.18.1.10".parse().unwrap();
     h.add_client_addrs(&[ldns]).unwrap();
     let e = start(&h);
-    let dir = tmpdir();
-    let conf = dir.join("unbound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n  interface: 127.0.0.1\n  port: 53\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  module-config: \"iterator\"\n  outgoing-interface: {ldns}\n  do-ip6: no\n  use-caps-for-id: yes\n  qname-minimisation: no\n  do-not-query-localhost: no\n  root-hints: \"\"\n  access-control: 127.0.0.0/8 allow\n\nstub-zone:\n  name: \"gslb.example.\"\n  stub-addr: {srv}@53\n",
-            d = dir.display(),
-            srv = h.server_ip
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("unbound.log")).unwrap();
-    let mut unbound = h.client.cmd("unbound").args(["-d", "-c"]).arg(&conf).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let mut unbound = Unbound::start(&h, ldns, "iterator", "  use-caps-for-id: yes\n");
     let resolver: SocketAddr = "127.0.0.1:53".parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     let s0 = stats(&e);
-    let d = loop {
-        match kdig(Some(&h.client), resolver, None, &["geo.gslb.example.", "A"]) {
-            Ok(d) if d.status == "NOERROR" => break d,
-            r => {
-                assert!(Instant::now() < deadline, "unbound did not answer: {r:?}\n{}", std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default());
-                assert!(unbound.try_wait().unwrap().is_none(), "unbound exited: {}", std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default());
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    };
+    let d = unbound.first_answer(&h, None, "geo.gslb.example.");
     // unbound asked from 198.18.1.10, which topology maps to east.
     assert_eq!(d.answer(), "192.0.2.10", "{}", d.text);
     let www = kdig(Some(&h.client), resolver, None, &["www.gslb.example.", "A"]).unwrap();
@@ -144,8 +177,6 @@ fn unbound_as_the_ldns_resolves_through_the_xdp_fast_path() {
     let s1 = stats(&e);
     assert!(xdp(&s1, "answered_topology") > xdp(&s0, "answered_topology"), "{s1}");
     assert!(xdp(&s1, "answered_stripe") > xdp(&s0, "answered_stripe"), "{s1}");
-    let _ = unbound.kill();
-    let _ = unbound.wait();
 }
 
 #[test]
@@ -673,27 +704,10 @@ fn unbound_with_subnetcache_sends_client_subnets_that_xdp_answers() {
     h.add_client_addrs(&[ldns]).unwrap();
     h.add_client_addrs(&clients).unwrap();
     let e = start(&h);
-    let dir = tmpdir();
-    let conf = dir.join("unbound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n  interface: 127.0.0.1\n  port: 53\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  module-config: \"subnetcache iterator\"\n  send-client-subnet: {srv}\n  max-client-subnet-ipv4: 24\n  outgoing-interface: {ldns}\n  do-ip6: no\n  qname-minimisation: no\n  do-not-query-localhost: no\n  root-hints: \"\"\n  access-control: 0.0.0.0/0 allow\n\nstub-zone:\n  name: \"gslb.example.\"\n  stub-addr: {srv}@53\n",
-            d = dir.display(),
-            srv = h.server_ip
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("unbound.log")).unwrap();
-    let mut unbound = h.client.cmd("unbound").args(["-d", "-c"]).arg(&conf).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let subnet = format!("  send-client-subnet: {}\n  max-client-subnet-ipv4: 24\n", h.server_ip);
+    let mut unbound = Unbound::start(&h, ldns, "subnetcache iterator", &subnet);
     let resolver: SocketAddr = "127.0.0.1:53".parse().unwrap();
-    let unbound_log = || std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kdig(Some(&h.client), resolver, Some(clients[0]), &["www.gslb.example.", "A"]).map(|d| d.status != "NOERROR").unwrap_or(true) {
-        assert!(Instant::now() < deadline, "unbound did not answer\n{}", unbound_log());
-        assert!(unbound.try_wait().unwrap().is_none(), "unbound exited: {}", unbound_log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    unbound.first_answer(&h, Some(clients[0]), "www.gslb.example.");
     let s0 = stats(&e);
     let pool = ["192.0.2.10", "192.0.2.10", "198.51.100.20"];
     for c in &clients {
@@ -706,10 +720,8 @@ fn unbound_with_subnetcache_sends_client_subnets_that_xdp_answers() {
     let kernel = xdp(&s1, "ecs_answered") - xdp(&s0, "ecs_answered");
     let userspace = s1["dns"]["client_subnet"].as_u64().unwrap() - s0["dns"]["client_subnet"].as_u64().unwrap();
     println!("unbound's client-subnet queries: {kernel} answered in XDP, {userspace} in userspace");
-    assert!(kernel >= clients.len() as u64, "one upstream query per client /24, answered in XDP: {s1}\n{}", unbound_log());
+    assert!(kernel >= clients.len() as u64, "one upstream query per client /24, answered in XDP: {s1}\n{}", unbound.log());
     assert_eq!(userspace, 0, "{s1}");
-    let _ = unbound.kill();
-    let _ = unbound.wait();
 }
 
 /// Time-of-day persistence TTL with XDP attached and an injected clock
