@@ -204,20 +204,9 @@ impl Responder {
                 return resp;
             }
         }
-        // RFC 7871 §6: a malformed client subnet is refused.
-        let subnet = match req.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
-            None => Subnet::default(),
-            Some(_) => match ecs::client_subnet(raw) {
-                Ok(s) => {
-                    self.stats.client_subnet.fetch_add(1, Ordering::Relaxed);
-                    s.unwrap_or_default()
-                }
-                Err(()) => {
-                    tracing::debug!(%src, "malformed client subnet, FORMERR");
-                    resp.metadata.response_code = ResponseCode::FormErr;
-                    return resp;
-                }
-            },
+        let Ok(subnet) = self.client_subnet(req, raw, src) else {
+            resp.metadata.response_code = ResponseCode::FormErr;
+            return resp;
         };
         if req.metadata.op_code != OpCode::Query {
             resp.metadata.response_code = ResponseCode::NotImp;
@@ -237,16 +226,32 @@ impl Responder {
         let q = &req.queries[0];
         let asker = Asker { src, subnet, scope: Default::default() };
         resp.metadata.response_code = self.resolve(q, &asker, &mut resp);
-        if let (Some(scope), Some(e)) = (asker.scope.get(), resp.edns.as_mut()) {
-            if subnet.family != 0 {
-                // Between NSID and COOKIE, where the kernel writes it.
-                let echo = EdnsOption::Subnet(ClientSubnet::new(subnet_addr(&subnet), subnet.source, scope));
-                let opts: &mut Vec<(EdnsCode, EdnsOption)> = e.options_mut().as_mut();
-                let at = opts.iter().position(|(c, _)| *c == EdnsCode::Cookie).unwrap_or(opts.len());
-                opts.insert(at, (EdnsCode::Subnet, echo));
-            }
+        if let (Some(scope), Some(e), true) = (asker.scope.get(), resp.edns.as_mut(), subnet.family != 0) {
+            // Between NSID and COOKIE, where the kernel writes it.
+            let echo = EdnsOption::Subnet(ClientSubnet::new(subnet_addr(&subnet), subnet.source, scope));
+            let opts: &mut Vec<(EdnsCode, EdnsOption)> = e.options_mut().as_mut();
+            let at = opts.iter().position(|(c, _)| *c == EdnsCode::Cookie).unwrap_or(opts.len());
+            opts.insert(at, (EdnsCode::Subnet, echo));
         }
         resp
+    }
+
+    /// The query's client subnet (family 0: none); `Err` for a malformed
+    /// one, which RFC 7871 §6 has a server refuse with FORMERR.
+    fn client_subnet(&self, req: &Message, raw: &[u8], src: IpAddr) -> Result<Subnet, ()> {
+        if req.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)).is_none() {
+            return Ok(Subnet::default());
+        }
+        match ecs::client_subnet(raw) {
+            Ok(s) => {
+                self.stats.client_subnet.fetch_add(1, Ordering::Relaxed);
+                Ok(s.unwrap_or_default())
+            }
+            Err(()) => {
+                tracing::debug!(%src, "malformed client subnet, FORMERR");
+                Err(())
+            }
+        }
     }
 
     /// True when the query carries our valid server cookie (not counted).
