@@ -174,7 +174,10 @@ pub struct PersistRecord {
     pub hits: u64,
     /// Node that created the record (clustered edns nodes share records).
     pub node_id: u32,
-    pub _pad: u32,
+    /// Incarnation of the record for its key: a record made again after
+    /// the previous one expired or lost its VS is one more, and supersedes
+    /// it on every node of a cluster.
+    pub generation: u32,
 }
 
 /// Key of the topology LPM trie: IPv4-mapped or native IPv6 address bytes.

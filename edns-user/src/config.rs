@@ -54,6 +54,39 @@ struct RawConfig {
     rrl: Option<Spanned<RawRrl>>,
     #[serde(default)]
     ldns_group: Vec<Spanned<RawLdnsGroup>>,
+    cluster: Option<Spanned<RawCluster>>,
+}
+
+/// Several edns nodes as one virtual EDNS (Fig. 4).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    node_id: Spanned<u32>,
+    /// Gossip listen address (UDP).
+    gossip: Spanned<String>,
+    /// The address peers reach this node's gossip at (default: `gossip`).
+    advertise: Option<Spanned<String>>,
+    #[serde(default)]
+    seeds: Vec<Spanned<String>>,
+    #[serde(default = "default_gossip_interval")]
+    interval_ms: Spanned<u64>,
+    /// How long a starting node waits for the cluster's state before it answers.
+    #[serde(default = "default_sync_timeout")]
+    sync_timeout_ms: u64,
+    #[serde(default = "default_cluster_id")]
+    cluster_id: String,
+}
+
+fn default_gossip_interval() -> Spanned<u64> {
+    Spanned::new(0..0, 200)
+}
+
+fn default_sync_timeout() -> u64 {
+    3000
+}
+
+fn default_cluster_id() -> String {
+    "edns".into()
 }
 
 #[derive(Deserialize)]
@@ -477,11 +510,52 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
     let mut server = server;
     server.rrl = raw.rrl.as_ref().map(|r| build_rrl(cx, r.get_ref())).transpose()?;
     let groups = build_groups(cx, &raw.ldns_group)?;
+    let cluster = raw.cluster.as_ref().map(|c| build_cluster(cx, c, &mut server)).transpose()?;
     let mut model = Model::new(server, sacs, vss, wide_ips, topology);
+    model.cluster = cluster;
     model.groups = std::sync::Arc::new(crate::groups::GroupTable::new(groups));
     model.monitors = monitors;
     model.exporters = exporters;
     Ok(model)
+}
+
+/// `[cluster]`: its node id becomes the records' node id.
+fn build_cluster(cx: &Cx, raw: &Spanned<RawCluster>, server: &mut crate::model::ServerConfig) -> Result<crate::model::ClusterConfig, ConfigError> {
+    let c = raw.get_ref();
+    let node_id = *c.node_id.get_ref();
+    if node_id == 0 {
+        return Err(cx.err(&c.node_id, "a cluster node_id is 1 or more (0 is a node outside any cluster)"));
+    }
+    if server.node_id != 0 && server.node_id != node_id {
+        return Err(cx.err(&c.node_id, format!("[cluster] node_id {node_id} differs from [server] node_id {}", server.node_id)));
+    }
+    server.node_id = node_id;
+    let addr = |s: &Spanned<String>, what: &str| -> Result<SocketAddr, ConfigError> {
+        s.get_ref().parse().map_err(|e| cx.err(s, format!("{what} {:?} is not an address:port: {e}", s.get_ref())))
+    };
+    let gossip = addr(&c.gossip, "gossip")?;
+    let advertise = c.advertise.as_ref().map(|a| addr(a, "advertise")).transpose()?.unwrap_or(gossip);
+    if advertise.ip().is_unspecified() {
+        return Err(cx.err(&c.gossip, "a gossip address of 0.0.0.0 or :: needs advertise = the address peers reach"));
+    }
+    let interval = *c.interval_ms.get_ref();
+    if !(10..=10_000).contains(&interval) {
+        return Err(cx.err(&c.interval_ms, "interval_ms is 10 to 10000"));
+    }
+    for seed in &c.seeds {
+        if !seed.get_ref().contains(':') {
+            return Err(cx.err(seed, format!("seed {:?} needs a port (host:port)", seed.get_ref())));
+        }
+    }
+    Ok(crate::model::ClusterConfig {
+        node_id,
+        gossip,
+        advertise,
+        seeds: c.seeds.iter().map(|s| s.get_ref().clone()).collect(),
+        interval: std::time::Duration::from_millis(interval),
+        sync_timeout: std::time::Duration::from_millis(c.sync_timeout_ms),
+        cluster_id: c.cluster_id.clone(),
+    })
 }
 
 fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::ServerConfig, ConfigError> {

@@ -22,6 +22,8 @@ pub struct Control {
     pub health: Arc<Health>,
     /// Data-plane counters, when an XDP program is attached.
     pub xdp_counters: Option<Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>>,
+    /// The cluster this node is part of, if any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -267,6 +269,9 @@ async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>,
     if let Some(f) = &c.xdp_counters {
         let counters = f().map_err(internal)?;
         v["xdp"] = counters.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect();
+    }
+    if let Some(cl) = &c.cluster {
+        v["cluster"] = cl.view();
     }
     Ok(Json(v))
 }

@@ -1,6 +1,7 @@
 //! The edns controller: authoritative GSLB responder, control endpoint and
 //! (with XDP) the manager of the data plane's maps.
 
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod cookies;

@@ -182,10 +182,11 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     };
     let metrics = Arc::new(Metrics::new(model.clone()));
     let health = Arc::new(Health::new(model.clone(), store.clone()));
-    let mut selector = Selector::with_metrics(model.clone(), store, metrics.clone());
+    let mut selector = Selector::with_metrics(model.clone(), store.clone(), metrics.clone());
     let clock = clock_start.map_or_else(schedule::system_clock, schedule::clock_starting_at);
     let ttls = Arc::new(schedule::PersistenceTtls::new(&model, clock()));
     selector.ttls = ttls.clone();
+    let ttls_for_cluster = ttls.clone();
     let cookies = Arc::new(Cookies::new(model.server.cookies.enabled, model.server.cookies.secret));
     if let Some(dp) = &dataplane {
         let dp = dp.clone();
@@ -232,6 +233,15 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                 xdp::spawn_listen_sync(dp.clone(), ifname.clone())?;
             }
         }
+        // In a cluster, before the first probe: probing is shared from the start.
+        let cluster = match &model.cluster {
+            Some(_) => {
+                let c = edns_user::cluster::Cluster::start(model.clone(), store.clone(), health.clone(), ttls_for_cluster.clone()).await?;
+                c.spawn();
+                Some(c)
+            }
+            None => None,
+        };
         let monitored = spawn_monitors(health.clone())?;
         spawn_scrapers(metrics)?;
         if monitored > 0 || !model.exporters.is_empty() {
@@ -257,6 +267,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                 xdp_counters: dataplane.clone().map(|dp| {
                     Box::new(move || dp.counters()) as Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>
                 }),
+                cluster: cluster.clone(),
             });
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind control {addr}"))?;
             tracing::info!(%addr, "control endpoint");
@@ -265,6 +276,11 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                     tracing::error!(error = %e, "control endpoint failed");
                 }
             });
+        }
+        if let Some(c) = &cluster {
+            // Our own decisions only once the cluster's records are here.
+            tracing::info!("taking the cluster's state before answering");
+            c.wait_synced().await;
         }
         tokio::select! {
             r = server::serve(responder, &model.server.listen) => r,

@@ -32,6 +32,18 @@ pub struct ServerConfig {
     pub rrl: Option<RrlConfig>,
 }
 
+/// `[cluster]`: this node's id, gossip addresses and pace.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: u32,
+    pub gossip: SocketAddr,
+    pub advertise: SocketAddr,
+    pub seeds: Vec<String>,
+    pub interval: std::time::Duration,
+    pub sync_timeout: std::time::Duration,
+    pub cluster_id: String,
+}
+
 /// Response rate limiting per source prefix, as Knot and BIND have it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RrlConfig {
@@ -362,6 +374,8 @@ pub struct Model {
     pub exporters: Vec<Exporter>,
     /// LDNS groups (Fig. 5), whose members files may change while edns runs.
     pub groups: std::sync::Arc<crate::groups::GroupTable>,
+    /// Several nodes as one virtual EDNS (`[cluster]`).
+    pub cluster: Option<ClusterConfig>,
     by_name: HashMap<Vec<u8>, u32>,
 }
 
@@ -379,7 +393,7 @@ pub fn wire_lower(name: &Name) -> Vec<u8> {
 impl Model {
     pub fn new(server: ServerConfig, sacs: Vec<Sac>, vss: Vec<Vs>, wide_ips: Vec<WideIp>, topology: Vec<TopologyRule>) -> Model {
         let by_name = wide_ips.iter().map(|w| (wire_lower(&w.name), w.id)).collect();
-        Model { server, sacs, vss, wide_ips, topology, monitors: Vec::new(), exporters: Vec::new(), groups: Default::default(), by_name }
+        Model { server, sacs, vss, wide_ips, topology, monitors: Vec::new(), exporters: Vec::new(), groups: Default::default(), cluster: None, by_name }
     }
 
     /// VS states before any probe or admin action: marked up and available, or neither.

@@ -116,7 +116,7 @@ mod tests {
     fn a_full_memory_store_evicts_expired_then_least_recently_used_records() {
         let s = MemoryStore::new(vec![], 1, 32);
         let now = now_ns();
-        let rec = |last_ns, ttl_secs| PersistRecord { vs: 0, ttl_secs, created_ns: 0, last_ns, hits: 1, node_id: 0, _pad: 0 };
+        let rec = |last_ns, ttl_secs| PersistRecord { vs: 0, ttl_secs, created_ns: 0, last_ns, hits: 1, node_id: 0, generation: 0 };
         for n in 0..32u8 {
             // Record 5 is expired; the others are timely, older for lower n.
             let r = if n == 5 { rec(0, 1) } else { rec(now - 1_000 + n as u64, 600) };

@@ -210,8 +210,6 @@ impl VethHarness {
         Ok(())
     }
 
-    /// Adds LDNS source addresses to the client side (inside the /15 and /64
-    /// the server already reaches on-link).
     /// Sends `payload` over UDP from `src` in the client namespace to
     /// `server` and returns the reply, if one comes within a second.
     pub fn client_udp_exchange(&self, src: IpAddr, server: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
@@ -229,6 +227,8 @@ impl VethHarness {
         (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
     }
 
+    /// Adds LDNS source addresses to the client side (inside the /15 and /64
+    /// the server already reaches on-link).
     pub fn add_client_addrs(&self, addrs: &[IpAddr]) -> anyhow::Result<()> {
         for a in addrs {
             let cidr = match a {
@@ -373,6 +373,12 @@ impl EdnsProc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGKILL, as a crash: nothing is cleaned up by edns itself.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (then SIGKILL after 5 s).
     pub fn stop(&mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -512,6 +518,7 @@ pub fn fig3(ip: std::net::Ipv4Addr, marked: &[bool]) -> usize {
     }
 }
 
+pub mod cluster;
 pub mod packet;
 pub mod xdp;
 pub mod sites;

@@ -249,7 +249,7 @@ fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_re
 
     let key = PersistKey { wide_ip: 1, ldns: LdnsKey::addr(edns_user::model::ip16(ip("198.18.3.7"))) };
     let old = now_ns() - 5_000_000_000;
-    let rec = PersistRecord { vs: 2, ttl_secs: 600, created_ns: old, last_ns: old, hits: 1, node_id: 0, _pad: 0 };
+    let rec = PersistRecord { vs: 2, ttl_secs: 600, created_ns: old, last_ns: old, hits: 1, node_id: 0, generation: 0 };
     dp.persist_put(&key, &rec).unwrap();
     answers(&mut x, "timely record -> its SAC", &f, answer_dns(&q, 1, &WEST, 30, false));
     let after = dp.persist_get(&key).unwrap().unwrap();

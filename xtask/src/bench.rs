@@ -247,7 +247,7 @@ fn testrun_costs() -> anyhow::Result<Vec<(String, Duration, Duration)>> {
     let fill = |from: u32, to: u32| -> anyhow::Result<()> {
         for n in from..to {
             let ldns = edns_user::model::ip16(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)));
-            let rec = PersistRecord { vs: 0, ttl_secs: 3600, created_ns: now, last_ns: now, hits: 1, node_id: 0, _pad: 0 };
+            let rec = PersistRecord { vs: 0, ttl_secs: 3600, created_ns: now, last_ns: now, hits: 1, node_id: 0, generation: 0 };
             dp.persist_put(&PersistKey { wide_ip: shop, ldns: LdnsKey::addr(ldns) }, &rec)?;
         }
         Ok(())

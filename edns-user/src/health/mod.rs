@@ -152,13 +152,54 @@ pub struct Health {
     pub model: Arc<Model>,
     store: Arc<dyn Store>,
     vs: Mutex<Vec<VsHealth>>,
+    /// With a cluster: which VSs this node probes, and who hears its results.
+    sharing: std::sync::OnceLock<Sharing>,
+}
+
+/// Shared probing (`[cluster]`): each VS is probed by one node.
+struct Sharing {
+    probes_here: Box<dyn Fn(u32) -> bool + Send + Sync>,
+    publish: Box<dyn Fn(u32, &VsHealth) + Send + Sync>,
 }
 
 impl Health {
     /// Starts from the model's initial states (which the store already holds).
     pub fn new(model: Arc<Model>, store: Arc<dyn Store>) -> Health {
         let vs = model.vss.iter().map(|v| VsHealth::new(v.initially_up)).collect();
-        Health { model, store, vs: Mutex::new(vs) }
+        Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new() }
+    }
+
+    /// Shares probing with a cluster: `probes_here(vs)` says whether this
+    /// node probes `vs` now; `publish` hears each result it records.
+    pub fn share(&self, probes_here: Box<dyn Fn(u32) -> bool + Send + Sync>, publish: Box<dyn Fn(u32, &VsHealth) + Send + Sync>) {
+        let _ = self.sharing.set(Sharing { probes_here, publish });
+    }
+
+    /// True unless a cluster gave `vs` to another node.
+    pub fn probes_here(&self, vs: u32) -> bool {
+        self.sharing.get().is_none_or(|s| (s.probes_here)(vs))
+    }
+
+    /// A peer's probe view of `vs` (the prober applied the same monitor's
+    /// thresholds): taken as this node's, the bits written when they change.
+    pub fn adopt(&self, vs: u32, v: crate::cluster::ProbeView, from_node: u32) -> anyhow::Result<()> {
+        let mut all = self.vs.lock().unwrap();
+        let h = &mut all[vs as usize];
+        let before = h.bits();
+        let was = (h.marked, h.available);
+        if h.marked != v.marked {
+            h.since = Instant::now();
+        }
+        (h.marked, h.available, h.ok_run, h.fail_run, h.probes) = (v.marked, v.available, v.ok_run, v.fail_run, v.probes);
+        h.last = Some(ProbeResult { ok: v.ok, latency: v.latency, detail: v.detail, at: Instant::now() });
+        if was != (h.marked, h.available) {
+            tracing::info!(vs = %self.model.vss[vs as usize].name, cause = "peer probe", node = from_node, marked = h.marked, available = h.available, "VS state changed");
+        }
+        let after = h.bits();
+        if after != before {
+            self.store.set_vs_state(vs, after)?;
+        }
+        Ok(())
     }
 
     pub fn snapshot(&self) -> Vec<VsHealth> {
@@ -219,6 +260,9 @@ impl Health {
         let after = h.bits();
         if after != before {
             self.store.set_vs_state(vs, after)?;
+        }
+        if let Some(s) = self.sharing.get() {
+            (s.publish)(vs, h);
         }
         Ok(t)
     }

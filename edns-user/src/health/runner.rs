@@ -36,6 +36,11 @@ pub fn spawn_monitors(health: Arc<Health>) -> anyhow::Result<usize> {
             tokio::time::sleep(first).await;
             loop {
                 let started = Instant::now();
+                // In a cluster one node probes each VS; the others hear its results.
+                if !health.probes_here(id as u32) {
+                    tokio::time::sleep(jittered(mon.interval)).await;
+                    continue;
+                }
                 let r = {
                     let _permit = permits.acquire().await.expect("semaphore never closed");
                     let t0 = Instant::now();

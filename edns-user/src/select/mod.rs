@@ -200,45 +200,50 @@ impl Selector {
                 }
                 self.stripe(w, &ident, How::TopologyFallbackStripe)
             }
-            ModeConfig::Dynamic { methods, .. } => {
-                // The TTL in force now judges old records and makes new ones.
-                let ttl = self.ttls.get(w.id);
-                let key = PersistKey { wide_ip: w.id, ldns: r.persist };
-                // Fig. 9: a timely record whose VS is still available is refreshed and used.
-                if let Some(mut rec) = self.store.persist_get(&key)? {
-                    let pos = w.pool.iter().position(|v| *v == rec.vs);
-                    if let (true, Some(pos)) = (is_timely(now_ns, rec.last_ns, ttl), pos) {
-                        if self.store.vs_state(rec.vs)? & VS_AVAILABLE != 0 {
-                            rec.last_ns = now_ns;
-                            rec.hits += 1;
-                            self.store.persist_put(&key, &rec)?;
-                            return Ok(Outcome::Vs(self.decision(w, pos as u32, How::PersistenceHit)));
-                        }
-                    }
-                    // Block 935: expired (or its VS gone): delete before re-balancing.
-                    self.store.persist_delete(&key)?;
-                }
-                let (marked, available) = self.masks(w)?;
-                let counter = self.store.next_counter(w.id)?;
-                let up = marked & available;
-                if up == 0 {
-                    return self.all_down(w, Some(counter), How::AllDownRoundRobin);
-                }
-                let pos = self.balance(w, methods, up, counter);
-                let d = self.decision(w, pos, How::PersistenceNew);
-                let rec = PersistRecord {
-                    vs: d.vs,
-                    ttl_secs: ttl,
-                    created_ns: now_ns,
-                    last_ns: now_ns,
-                    hits: 1,
-                    node_id: self.model.server.node_id,
-                    _pad: 0,
-                };
-                self.store.persist_put(&key, &rec)?;
-                Ok(Outcome::Vs(d))
-            }
+            ModeConfig::Dynamic { methods, .. } => self.persistent(w, methods, PersistKey { wide_ip: w.id, ldns: r.persist }, now_ns),
         }
+    }
+
+    /// Dynamic mode (Fig. 9): a timely record whose VS is still available
+    /// is refreshed and used; otherwise it is deleted (block 935) and the
+    /// method chain balances, making a new record — one generation on from
+    /// the deleted one, so that it supersedes it on every node of a cluster.
+    fn persistent(&self, w: &WideIp, methods: &[Method], key: PersistKey, now_ns: u64) -> anyhow::Result<Outcome> {
+        // The TTL in force now judges old records and makes new ones.
+        let ttl = self.ttls.get(w.id);
+        let mut generation = 0;
+        if let Some(mut rec) = self.store.persist_get(&key)? {
+            let pos = w.pool.iter().position(|v| *v == rec.vs);
+            if let (true, Some(pos)) = (is_timely(now_ns, rec.last_ns, ttl), pos) {
+                if self.store.vs_state(rec.vs)? & VS_AVAILABLE != 0 {
+                    rec.last_ns = now_ns;
+                    rec.hits += 1;
+                    self.store.persist_put(&key, &rec)?;
+                    return Ok(Outcome::Vs(self.decision(w, pos as u32, How::PersistenceHit)));
+                }
+            }
+            self.store.persist_delete(&key)?;
+            generation = rec.generation.wrapping_add(1);
+        }
+        let (marked, available) = self.masks(w)?;
+        let counter = self.store.next_counter(w.id)?;
+        let up = marked & available;
+        if up == 0 {
+            return self.all_down(w, Some(counter), How::AllDownRoundRobin);
+        }
+        let pos = self.balance(w, methods, up, counter);
+        let d = self.decision(w, pos, How::PersistenceNew);
+        let rec = PersistRecord {
+            vs: d.vs,
+            ttl_secs: ttl,
+            created_ns: now_ns,
+            last_ns: now_ns,
+            hits: 1,
+            node_id: self.model.server.node_id,
+            generation,
+        };
+        self.store.persist_put(&key, &rec)?;
+        Ok(Outcome::Vs(d))
     }
 
     /// Runs the method chain over the VSs up (`up` non-empty). When every

@@ -1,0 +1,160 @@
+//! The virtual EDNS (Fig. 4): three edns nodes, each in its own namespace
+//! with XDP attached, on one bridge; kdig asks them from a client namespace
+//! with several LDNS addresses. Persistence records and probe results are
+//! shared through chitchat gossip.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use edns_tests::cluster::{demo_config, ClusterHarness};
+use edns_tests::{require_root, wait_until, EdnsProc};
+
+fn stats(e: &EdnsProc) -> serde_json::Value {
+    e.ctl(&["stats"]).unwrap_or_else(|err| panic!("{err}\n{}", e.log_text()))
+}
+
+fn xdp(e: &EdnsProc, name: &str) -> u64 {
+    stats(e)["xdp"][name].as_u64().unwrap()
+}
+
+/// LDNS addresses of the client namespace: 198.18.(base).(1..=n).
+fn ldnses(h: &ClusterHarness, base: u8, n: u8) -> Vec<IpAddr> {
+    let v: Vec<IpAddr> = (1..=n).map(|i| format!("198.18.{base}.{i}").parse().unwrap()).collect();
+    h.add_client_addrs(&v).unwrap();
+    v
+}
+
+/// Starts every node and waits until each has taken the cluster's state.
+fn start_all(h: &ClusterHarness) -> Vec<EdnsProc> {
+    let nodes: Vec<EdnsProc> = (0..h.nodes.len()).map(|i| h.start(i, &demo_config(), 100).unwrap()).collect();
+    for e in &nodes {
+        wait_until(Duration::from_secs(10), "every node synced", || stats(e)["cluster"]["synced"] == true);
+    }
+    nodes
+}
+
+/// The record the node holds for `ldns` at shop. (VS, creator node).
+fn record(e: &EdnsProc, ldns: IpAddr) -> Option<(String, u64)> {
+    let recs = e.ctl(&["records"]).unwrap();
+    recs.as_array().unwrap().iter().find(|r| r["ldns"] == ldns.to_string()).map(|r| (r["vs"].as_str().unwrap().to_string(), r["node_id"].as_u64().unwrap()))
+}
+
+#[test]
+fn an_ldns_asking_each_node_in_turn_gets_one_sac_and_the_others_answer_it_in_xdp() {
+    require_root();
+    let h = ClusterHarness::new(3).unwrap();
+    let nodes = start_all(&h);
+    let ldns = ldnses(&h, 20, 8);
+    let before: Vec<u64> = nodes.iter().map(|e| xdp(e, "answered_persistence")).collect();
+    for l in &ldns {
+        let first = h.ask(0, *l, "shop.gslb.example.").unwrap();
+        // The record reaches B and C within a few gossip rounds.
+        wait_until(Duration::from_secs(5), "the record on every node", || nodes.iter().all(|e| record(e, *l).is_some()));
+        for i in [1, 2] {
+            assert_eq!(h.ask(i, *l, "shop.gslb.example.").unwrap(), first, "{l} asking node {i}");
+        }
+    }
+    for i in [1, 2] {
+        let hits = xdp(&nodes[i], "answered_persistence") - before[i];
+        assert_eq!(hits, ldns.len() as u64, "node {i} answered A's records in its kernel");
+    }
+}
+
+#[test]
+fn a_dead_nodes_records_keep_being_answered_by_the_others() {
+    require_root();
+    let h = ClusterHarness::new(3).unwrap();
+    let mut nodes = start_all(&h);
+    let ldns = ldnses(&h, 21, 6);
+    let answers: Vec<String> = ldns.iter().map(|l| h.ask(0, *l, "shop.gslb.example.").unwrap()).collect();
+    wait_until(Duration::from_secs(5), "the records on B and C", || ldns.iter().all(|l| record(&nodes[1], *l).is_some() && record(&nodes[2], *l).is_some()));
+    let a = nodes.remove(0);
+    a.kill_hard();
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..3 {
+        for (l, want) in ldns.iter().zip(&answers) {
+            for i in [1, 2] {
+                assert_eq!(&h.ask(i, *l, "shop.gslb.example.").unwrap(), want, "{l} at node {i} after A died");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(stats(&nodes[0])["cluster"]["live_nodes"].as_array().unwrap().len() <= 3);
+}
+
+#[test]
+fn two_nodes_asked_at_once_converge_to_the_record_created_first() {
+    require_root();
+    let h = ClusterHarness::new(3).unwrap();
+    let nodes = start_all(&h);
+    let ldns = ldnses(&h, 22, 12);
+    // Each LDNS asks A and B at the same moment: both may balance.
+    std::thread::scope(|s| {
+        for l in &ldns {
+            let h = &h;
+            s.spawn(move || h.ask(0, *l, "shop.gslb.example.").unwrap());
+            s.spawn(move || h.ask(1, *l, "shop.gslb.example.").unwrap());
+        }
+    });
+    // Every node settles on one record per LDNS: the same VS and creator.
+    for l in &ldns {
+        wait_until(Duration::from_secs(5), "one record everywhere", || {
+            let r: Vec<_> = nodes.iter().map(|e| record(e, *l)).collect();
+            r[0].is_some() && r.iter().all(|x| *x == r[0])
+        });
+        let want = h.ask(2, *l, "shop.gslb.example.").unwrap();
+        for i in [0, 1] {
+            assert_eq!(h.ask(i, *l, "shop.gslb.example.").unwrap(), want, "{l}");
+        }
+    }
+}
+
+#[test]
+fn a_partition_heals_with_one_winner_per_key_everywhere() {
+    require_root();
+    let h = ClusterHarness::new(3).unwrap();
+    let nodes = start_all(&h);
+    let ldns = ldnses(&h, 23, 10);
+    h.partition(2).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Each LDNS asks C (cut off) first, then A: two records per key.
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for l in &ldns {
+        let c = h.ask(2, *l, "shop.gslb.example.").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let a = h.ask(0, *l, "shop.gslb.example.").unwrap();
+        seen.push(vec![c, a]);
+    }
+    h.heal(2).unwrap();
+    for (k, l) in ldns.iter().enumerate() {
+        wait_until(Duration::from_secs(10), "one winner per key after the heal", || {
+            let r: Vec<_> = nodes.iter().map(|e| record(e, *l)).collect();
+            r[0].is_some() && r.iter().all(|x| *x == r[0])
+        });
+        // C's record was created first: it wins on every node.
+        let (_, creator) = record(&nodes[0], *l).unwrap();
+        assert_eq!(creator, 3, "{l}: the record created first (on C) wins");
+        let answers: Vec<String> = (0..3).map(|i| h.ask(i, *l, "shop.gslb.example.").unwrap()).collect();
+        assert!(answers.iter().all(|a| *a == answers[0]), "{l}: {answers:?}");
+        assert_eq!(answers[0], seen[k][0], "{l}: C's answer everywhere, so A's side flapped at most once");
+    }
+}
+
+#[test]
+fn a_restarted_node_takes_the_clusters_records_before_answering() {
+    require_root();
+    let h = ClusterHarness::new(3).unwrap();
+    let mut nodes = start_all(&h);
+    let ldns = ldnses(&h, 24, 8);
+    let answers: Vec<String> = ldns.iter().enumerate().map(|(k, l)| h.ask(k % 2, *l, "shop.gslb.example.").unwrap()).collect();
+    wait_until(Duration::from_secs(5), "the records on C", || ldns.iter().all(|l| record(&nodes[2], *l).is_some()));
+    let c = nodes.pop().unwrap();
+    c.kill_hard();
+    let c = h.start(2, &demo_config(), 100).unwrap();
+    // It answers only once synced; its first answers are the cluster's.
+    wait_until(Duration::from_secs(10), "C answering", || h.ask(2, ldns[0], "www.gslb.example.").is_ok() && stats(&c)["cluster"]["synced"] == true);
+    for (l, want) in ldns.iter().zip(&answers) {
+        assert_eq!(&h.ask(2, *l, "shop.gslb.example.").unwrap(), want, "{l} at the restarted node");
+    }
+    assert_eq!(xdp(&c, "pass_persist_miss"), 0, "no record was missing: {}", stats(&c));
+}
