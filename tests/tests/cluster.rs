@@ -158,3 +158,64 @@ fn a_restarted_node_takes_the_clusters_records_before_answering() {
     }
     assert_eq!(xdp(&c, "pass_persist_miss"), 0, "no record was missing: {}", stats(&c));
 }
+
+/// The demo config with both of east's VSs monitored over HTTP at a server
+/// in the client namespace that logs each probe.
+fn monitored_config() -> String {
+    let cfg = demo_config().replace(
+        "virtual_servers = [{ name = \"vs1\" }, { name = \"vs2\" }]",
+        "virtual_servers = [{ name = \"vs1\", target = \"198.18.0.2:8080\", monitor = \"web\" }, { name = \"vs2\", target = \"198.18.0.2:8080\", monitor = \"web\" }]",
+    );
+    assert!(cfg.contains("monitor = \"web\""), "{cfg}");
+    cfg + "\n[[monitor]]\nname = \"web\"\ntype = \"http\"\ninterval_ms = 200\ntimeout_ms = 150\nup_after = 1\ndown_after = 2\npath = \"/health\"\n"
+}
+
+/// Probes the HTTP server logged over `window`, after the nodes settled.
+fn probes_in(h: &ClusterHarness, log: &std::path::Path, window: Duration) -> usize {
+    std::thread::sleep(Duration::from_secs(1));
+    let count = || std::fs::read_to_string(log).unwrap_or_default().lines().count();
+    let before = count();
+    std::thread::sleep(window);
+    let _ = h;
+    count() - before
+}
+
+#[test]
+fn probes_per_vs_with_three_nodes_equal_those_with_one_and_every_node_sees_the_result() {
+    require_root();
+    let counts: Vec<usize> = [1usize, 3]
+        .iter()
+        .map(|&n| {
+            let h = ClusterHarness::new(n).unwrap();
+            let dir = edns_tests::tmpdir();
+            let log = dir.join("probes.log");
+            let mut vs = h.client.cmd("python3");
+            vs.arg(edns_tests::sites::http_vs_script()).args(["198.18.0.2", "8080", "--log"]).arg(&log);
+            let mut vs = vs.stdout(std::process::Stdio::piped()).spawn().unwrap();
+            let nodes: Vec<EdnsProc> = (0..n).map(|i| h.start(i, &monitored_config(), 100).unwrap()).collect();
+            for e in &nodes {
+                wait_until(Duration::from_secs(10), "synced", || stats(e)["cluster"]["synced"] == true);
+            }
+            let c = probes_in(&h, &log, Duration::from_secs(3));
+            if n == 3 {
+                // The server dies: every node marks east's VSs down, though one probes each.
+                vs.kill().unwrap();
+                let _ = vs.wait();
+                for e in &nodes {
+                    wait_until(Duration::from_secs(5), "east/vs1 down on every node", || e.vs("east/vs1")["marked_up"] == false);
+                }
+                let adopted: u64 = nodes.iter().map(|e| stats(e)["cluster"]["probes_adopted"].as_u64().unwrap()).sum();
+                assert!(adopted > 0, "peers' results were taken");
+            } else {
+                let _ = vs.kill();
+                let _ = vs.wait();
+            }
+            c
+        })
+        .collect();
+    println!("probes in 3 s: one node {}, three nodes {}", counts[0], counts[1]);
+    // 2 VSs every 200 ms ±10% jitter: about 30 in 3 s, whatever the node count.
+    assert!(counts[0] >= 20, "{counts:?}");
+    let ratio = counts[1] as f64 / counts[0] as f64;
+    assert!((0.7..=1.3).contains(&ratio), "three nodes probe as much as one, not three times: {counts:?}");
+}
