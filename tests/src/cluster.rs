@@ -76,8 +76,21 @@ impl ClusterHarness {
 
     /// Starts node `i` with XDP attached.
     pub fn start(&self, i: usize, base: &str, interval_ms: u64) -> anyhow::Result<EdnsProc> {
+        self.start_bin(i, base, interval_ms, &crate::edns_bin(false))
+    }
+
+    pub fn start_bin(&self, i: usize, base: &str, interval_ms: u64, bin: &std::path::Path) -> anyhow::Result<EdnsProc> {
         let cfg = self.config(base, i, interval_ms);
-        EdnsProc::start(&cfg, Some(&self.nodes[i]), &["--iface", &self.node_ifs[i], "--xdp", "native"])
+        EdnsProc::start_bin(bin, &cfg, Some(&self.nodes[i]), &["--iface", &self.node_ifs[i], "--xdp", "native"])
+    }
+
+    /// Bytes node `i`'s interface received and sent so far.
+    pub fn node_bytes(&self, i: usize) -> anyhow::Result<(u64, u64)> {
+        let read = |what: &str| -> anyhow::Result<u64> {
+            let out = sh(self.nodes[i].cmd("cat").arg(format!("/sys/class/net/{}/statistics/{what}", self.node_ifs[i])))?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+        };
+        Ok((read("rx_bytes")?, read("tx_bytes")?))
     }
 
     pub fn add_client_addrs(&self, addrs: &[IpAddr]) -> anyhow::Result<()> {

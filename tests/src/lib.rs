@@ -373,6 +373,10 @@ impl EdnsProc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash: nothing is cleaned up by edns itself.
     pub fn kill_hard(mut self) {
         let _ = self.child.kill();

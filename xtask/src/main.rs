@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cluster_bench;
 mod demo;
 
 #[derive(Parser)]
@@ -34,8 +35,17 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
-    /// Set up, build (release), and run the benchmarks.
+    /// Set up, build (release), and run the benchmarks (`bench cluster`: the cluster's replication).
     Bench {
+        /// `cluster`: only the cluster replication benchmark.
+        #[arg(value_enum)]
+        what: Option<BenchWhat>,
+        /// Records for `bench cluster`.
+        #[arg(long, default_value_t = 10_000)]
+        records: u32,
+        /// New records per second for `bench cluster`.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u32,
         /// Passes over the query file per dnsperf run (each run also stops after --seconds).
         #[arg(long, default_value_t = 500_000)]
         passes: u64,
@@ -49,6 +59,11 @@ enum Cmd {
         #[arg(long)]
         testrun_only: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchWhat {
+    Cluster,
 }
 
 pub fn root() -> PathBuf {
@@ -238,7 +253,7 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             demo::run()
         }
-        Cmd::Bench { passes, seconds, rrl_only, testrun_only } => {
+        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
@@ -247,6 +262,9 @@ fn main() -> anyhow::Result<()> {
             }
             if testrun_only {
                 return bench::testrun_table();
+            }
+            if what == Some(BenchWhat::Cluster) {
+                return cluster_bench::run(records, rate);
             }
             bench::run(passes, seconds)
         }

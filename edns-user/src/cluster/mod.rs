@@ -92,7 +92,13 @@ pub struct Cluster {
     probe_tx: mpsc::UnboundedSender<(u32, String)>,
     probe_rx: Mutex<Option<mpsc::UnboundedReceiver<(u32, String)>>>,
     pub stats: Stats,
+    /// For records first learned from a peer: milliseconds from their
+    /// creation there to their arrival here (the last `MAX_DELAYS`).
+    delays: Mutex<std::collections::VecDeque<u32>>,
 }
+
+/// Learn delays kept for the percentiles.
+const MAX_DELAYS: usize = 100_000;
 
 impl Cluster {
     /// Joins the cluster (binds the gossip socket) and shares this node's
@@ -137,6 +143,7 @@ impl Cluster {
             probe_tx,
             probe_rx: Mutex::new(Some(probe_rx)),
             stats: Stats::default(),
+            delays: Mutex::new(std::collections::VecDeque::new()),
         });
         let (here, publish) = (c.clone(), c.clone());
         c.health.share(
@@ -347,6 +354,13 @@ impl Cluster {
             };
             self.store.persist_put(&pk, &rec)?;
             self.stats.merged_in.fetch_add(1, Ordering::Relaxed);
+            if local.is_none() && m.creator != self.cfg.node_id {
+                let mut d = self.delays.lock().unwrap();
+                if d.len() == MAX_DELAYS {
+                    d.pop_front();
+                }
+                d.push_back(now_ms.saturating_sub(m.created_ms) as u32);
+            }
         }
         Ok(())
     }
@@ -444,9 +458,25 @@ impl Cluster {
         Some((PersistKey { wide_ip: w.id, ldns }, w.id))
     }
 
+    /// Percentiles of the learn delays, in ms: (count, p50, p99, max).
+    pub fn learn_delays(&self) -> (usize, u32, u32, u32) {
+        let mut d: Vec<u32> = self.delays.lock().unwrap().iter().copied().collect();
+        if d.is_empty() {
+            return (0, 0, 0, 0);
+        }
+        d.sort_unstable();
+        let at = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
+        (d.len(), at(0.5), at(0.99), d[d.len() - 1])
+    }
+
     /// Gossip state size and membership, for `edns ctl stats`.
     pub fn view(&self) -> serde_json::Value {
+        let (n, p50, p99, max) = self.learn_delays();
         serde_json::json!({
+            "learned": n,
+            "learn_delay_p50_ms": p50,
+            "learn_delay_p99_ms": p99,
+            "learn_delay_max_ms": max,
             "node_id": self.cfg.node_id,
             "live_nodes": self.live_nodes(),
             "synced": self.is_synced(),
