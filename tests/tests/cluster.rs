@@ -219,3 +219,41 @@ fn probes_per_vs_with_three_nodes_equal_those_with_one_and_every_node_sees_the_r
     let ratio = counts[1] as f64 / counts[0] as f64;
     assert!((0.7..=1.3).contains(&ratio), "three nodes probe as much as one, not three times: {counts:?}");
 }
+
+/// Lines the probe log gains over `window`.
+fn new_probe_lines(log: &std::path::Path, window: Duration) -> Vec<String> {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let before = read().lines().count();
+    std::thread::sleep(window);
+    read().lines().skip(before).map(str::to_string).collect()
+}
+
+#[test]
+fn when_a_prober_dies_the_live_nodes_take_its_vss_over() {
+    require_root();
+    let h = ClusterHarness::new(3).unwrap();
+    let dir = edns_tests::tmpdir();
+    let log = dir.join("probes.log");
+    let mut vs = h.client.cmd("python3");
+    vs.arg(edns_tests::sites::http_vs_script()).args(["198.18.0.2", "8080", "--log"]).arg(&log);
+    let _vs = vs.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut nodes: Vec<Option<EdnsProc>> = (0..3).map(|i| Some(h.start(i, &monitored_config(), 100).unwrap())).collect();
+    for e in nodes.iter().flatten() {
+        wait_until(Duration::from_secs(10), "synced", || stats(e)["cluster"]["synced"] == true);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let lines = new_probe_lines(&log, Duration::from_secs(1));
+    // The node probing first: it dies.
+    let victim = h.node_ips.iter().position(|ip| lines.iter().any(|l| *l == ip.to_string())).expect("some node probes");
+    nodes[victim].take().unwrap().kill_hard();
+    let dead = h.node_ips[victim].to_string();
+    // Once the failure detector has it, the survivors probe both VSs: about 10 probes a second, none from the dead.
+    wait_until(Duration::from_secs(20), "both VSs probed by the survivors", || {
+        let l = new_probe_lines(&log, Duration::from_secs(1));
+        l.len() >= 8 && l.iter().all(|x| *x != dead)
+    });
+    for e in nodes.iter().flatten() {
+        let live = stats(e)["cluster"]["live_nodes"].as_array().unwrap().len();
+        assert_eq!(live, 2, "the dead node left the membership");
+    }
+}
