@@ -132,6 +132,19 @@ fn monitors_metrics_methods_and_all_down_policies_are_checked() {
     refused(&t, line_of(&t, "ecs_max_prefix_v4"), "a client-subnet prefix length is 1 to 32");
     let t = example().replace("mode = \"topology\"", "mode = \"topology\"\necs = true\necs_max_prefix_v4 = 20");
     assert!(check(&t).0, "ECS with a /20 maximum is fine");
+    // [cluster]: a node id of 1 or more, addresses with ports, a sane pace.
+    let cluster = |c: &str| example() + "\n[cluster]\n" + c;
+    assert!(check(&cluster("node_id = 2\ngossip = \"127.0.0.1:7946\"\nseeds = [\"127.0.0.2:7946\"]\n")).0, "a cluster section is fine");
+    let t = cluster("node_id = 0\ngossip = \"127.0.0.1:7946\"\n");
+    refused(&t, line_of(&t, "node_id = 0"), "a cluster node_id is 1 or more");
+    let t = cluster("node_id = 1\ngossip = \"nowhere\"\n");
+    refused(&t, line_of(&t, "gossip ="), "gossip \"nowhere\" is not an address:port");
+    let t = cluster("node_id = 1\ngossip = \"0.0.0.0:7946\"\n");
+    refused(&t, line_of(&t, "gossip ="), "needs advertise");
+    let t = cluster("node_id = 1\ngossip = \"127.0.0.1:7946\"\ninterval_ms = 5\n");
+    refused(&t, line_of(&t, "interval_ms"), "interval_ms is 10 to 10000");
+    let t = cluster("node_id = 1\ngossip = \"127.0.0.1:7946\"\nseeds = [\"peer\"]\n");
+    refused(&t, line_of(&t, "seeds"), "seed \"peer\" needs a port");
     // Persistence schedules: dynamic only; days, times and zones checked.
     let window = |w: &str| example().replace("persistence_ttl = 600", &format!("persistence_ttl = 600\npersistence_schedule = [{w}]"));
     let t = window("{ days = [\"mon\", \"fri\"], start = \"22:00\", end = \"06:00\", time_zone = \"Europe/Berlin\", ttl = 3600 }");
