@@ -88,6 +88,8 @@ pub struct Cluster {
     live: RwLock<Vec<u32>>,
     synced: AtomicBool,
     started: Instant,
+    /// Rounds that heard peers before this node was synced.
+    heard_rounds: Mutex<u32>,
     replica: Mutex<Replica>,
     probe_tx: mpsc::UnboundedSender<(u32, String)>,
     probe_rx: Mutex<Option<mpsc::UnboundedReceiver<(u32, String)>>>,
@@ -132,6 +134,7 @@ impl Cluster {
             live: RwLock::new(vec![cfg.node_id]),
             synced: AtomicBool::new(cfg.seeds.is_empty()),
             started: Instant::now(),
+            heard_rounds: Mutex::new(0),
             cfg,
             model,
             store,
@@ -220,15 +223,30 @@ impl Cluster {
         let full = self.stats.rounds.load(Ordering::Relaxed) % 50 == 1;
         let (changes, live, peers_heard) = self.take_changes(full).await;
         *self.live.write().unwrap() = live;
+        let quiet = changes.is_empty();
         let dirty = self.apply_changes(changes, full);
         self.merge_in(&dirty)?;
         let ops = self.scan_local()?;
         self.publish(ops, probes).await;
-        if !self.is_synced() && (peers_heard || self.started.elapsed() >= self.cfg.sync_timeout) {
-            self.synced.store(true, Ordering::Relaxed);
-            tracing::info!(peers_heard, after_ms = self.started.elapsed().as_millis() as u64, "cluster state taken; answering");
+        if !self.is_synced() {
+            self.check_synced(peers_heard, quiet);
         }
         Ok(())
+    }
+
+    /// Synced once peers' state has been taken in: a round with nothing new
+    /// after hearing them (or, under a steady stream of new records, five
+    /// rounds after), or `sync_timeout` with no peer heard.
+    fn check_synced(&self, peers_heard: bool, quiet: bool) {
+        let mut heard = self.heard_rounds.lock().unwrap();
+        if peers_heard {
+            *heard += 1;
+        }
+        let done = (peers_heard && (quiet || *heard >= 5)) || (*heard == 0 && self.started.elapsed() >= self.cfg.sync_timeout);
+        if done {
+            self.synced.store(true, Ordering::Relaxed);
+            tracing::info!(peers_heard, rounds_heard = *heard, after_ms = self.started.elapsed().as_millis() as u64, "cluster state taken; answering");
+        }
     }
 
     /// Peers' keys changed since last taken (all of them when `full`), the
