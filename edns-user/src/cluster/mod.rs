@@ -344,10 +344,14 @@ impl Cluster {
             let Some((pk, w)) = self.parse_key(key) else { continue };
             let ttl = self.ttls.get(w);
             let mine = rep.mine.entry(pk).or_default();
-            let peers = rep.peers.get(key).into_iter().flat_map(|m| m.values());
-            let Some(m) = merge(peers.chain(mine.published.iter()), now_ms, ttl) else { continue };
-            let Some(vs) = self.model.vs_by_name(&m.vs) else { continue };
+            // The local record takes part too: one made here may not be
+            // published yet (a partition healing right after it was made).
             let local = self.store.persist_get(&pk)?;
+            // (This node's own entry once: the record held, fresher than what was published.)
+            let own = local.as_ref().and_then(|r| self.entry_of(r, mine.others_hits)).or_else(|| mine.published.clone());
+            let peers = rep.peers.get(key).into_iter().flat_map(|m| m.values());
+            let Some(m) = merge(peers.chain(own.iter()), now_ms, ttl) else { continue };
+            let Some(vs) = self.model.vs_by_name(&m.vs) else { continue };
             let identity: Identity = (m.generation, m.created_ms, m.creator);
             let same = local.as_ref().is_some_and(|r| self.identity(r) == identity && r.vs == vs);
             if same && local.as_ref().is_some_and(|r| self.wall_ms(r.last_ns) >= m.last_ms) {
@@ -357,8 +361,9 @@ impl Cluster {
                 (Some(r), true) => r.hits.saturating_sub(mine.others_hits),
                 _ => 0,
             };
-            let own_published = mine.published.as_ref().filter(|p| p.identity() == identity).map_or(0, |p| p.hits);
-            mine.others_hits = m.hits.saturating_sub(own_published);
+            // The merge counted this node's own entry once: the rest is the others'.
+            let own_counted = own.as_ref().filter(|o| o.identity() == identity).map_or(0, |o| o.hits);
+            mine.others_hits = m.hits.saturating_sub(own_counted);
             mine.base_last_ms = m.last_ms;
             let last_ns = self.boot_ns(m.last_ms).max(local.as_ref().filter(|_| same).map_or(0, |r| r.last_ns));
             let rec = PersistRecord {
@@ -381,6 +386,19 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// The local record as this node's entry (its own hits: beyond `others_hits`).
+    fn entry_of(&self, r: &PersistRecord, others_hits: u64) -> Option<Entry> {
+        let vs = self.model.vss.get(r.vs as usize)?;
+        Some(Entry {
+            generation: r.generation,
+            created_ms: self.wall_ms(r.created_ns),
+            creator: r.node_id,
+            vs: vs.name.clone(),
+            last_ms: self.wall_ms(r.last_ns),
+            hits: r.hits.saturating_sub(others_hits),
+        })
     }
 
     fn identity(&self, r: &PersistRecord) -> Identity {
@@ -418,14 +436,7 @@ impl Cluster {
             if !due {
                 continue;
             }
-            let e = Entry {
-                generation: r.generation,
-                created_ms: identity.1,
-                creator: r.node_id,
-                vs: vs.name.clone(),
-                last_ms,
-                hits: r.hits.saturating_sub(mine.others_hits),
-            };
+            let Some(e) = self.entry_of(&r, mine.others_hits) else { continue };
             ops.push((key, Some(e.to_wire())));
             mine.published = Some(e);
         }
