@@ -51,30 +51,13 @@ impl Entry {
     }
 }
 
-/// The record every node keeps for a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Merged {
-    pub generation: u32,
-    pub created_ms: u64,
-    pub creator: u32,
-    pub vs: String,
-    pub last_ms: u64,
-    pub hits: u64,
-}
-
-/// The merge rule over the entries of one key (node id -> entry), at wall
-/// time `now_ms` with the TTL in force; `None` when nothing is timely.
-pub fn merge<'a>(entries: impl IntoIterator<Item = &'a Entry>, now_ms: u64, ttl_secs: u32) -> Option<Merged> {
-    let mut incarnations: BTreeMap<Identity, Merged> = BTreeMap::new();
+/// The merge rule over the entries of one key, at wall time `now_ms`
+/// with the TTL in force: the record every node keeps (its last request the
+/// latest, its hits the sum of its entries'); `None` when nothing is timely.
+pub fn merge<'a>(entries: impl IntoIterator<Item = &'a Entry>, now_ms: u64, ttl_secs: u32) -> Option<Entry> {
+    let mut incarnations: BTreeMap<Identity, Entry> = BTreeMap::new();
     for e in entries {
-        let m = incarnations.entry(e.identity()).or_insert_with(|| Merged {
-            generation: e.generation,
-            created_ms: e.created_ms,
-            creator: e.creator,
-            vs: e.vs.clone(),
-            last_ms: 0,
-            hits: 0,
-        });
+        let m = incarnations.entry(e.identity()).or_insert_with(|| Entry { last_ms: 0, hits: 0, ..e.clone() });
         m.last_ms = m.last_ms.max(e.last_ms);
         m.hits += e.hits;
     }
