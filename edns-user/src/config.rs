@@ -55,6 +55,31 @@ struct RawConfig {
     #[serde(default)]
     ldns_group: Vec<Spanned<RawLdnsGroup>>,
     cluster: Option<Spanned<RawCluster>>,
+    paths: Option<Spanned<RawPaths>>,
+}
+
+/// Path measurement: prefixes, budget, cache, and the QoS weights.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    prefix_v4: Option<Spanned<u8>>,
+    prefix_v6: Option<Spanned<u8>>,
+    max_probes_per_sec: Option<Spanned<u32>>,
+    queue: Option<Spanned<usize>>,
+    ttl_secs: Option<Spanned<u64>>,
+    window: Option<Spanned<usize>>,
+    probes_per_round: Option<Spanned<u32>>,
+    timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    qos: std::collections::BTreeMap<String, Spanned<f64>>,
+}
+
+/// A SAC's blackbox exporter.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathProbe {
+    url: Spanned<String>,
+    module: Spanned<String>,
 }
 
 /// Several edns nodes as one virtual EDNS (Fig. 4).
@@ -380,6 +405,8 @@ struct RawSac {
     /// Load figures of the whole site, for every VS it manages.
     #[serde(default)]
     metrics: RawMetrics,
+    /// The blackbox exporter measuring paths from this site to LDNSes.
+    path_probe: Option<Spanned<RawPathProbe>>,
 }
 
 #[derive(Deserialize)]
@@ -504,6 +531,7 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
         if wide_ips.iter().any(|o| o.name.to_lowercase() == wide_ip.name.to_lowercase()) {
             return Err(cx.err(&w.get_ref().name, format!("duplicate wide IP {}", wide_ip.name)));
         }
+        check_path_sources(cx, w.get_ref(), &wide_ip, &sacs)?;
         wide_ips.push(wide_ip);
     }
     let topology = build_topology(cx, &raw.topology, &sac_ids)?;
@@ -513,6 +541,9 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
     let cluster = raw.cluster.as_ref().map(|c| build_cluster(cx, c, &mut server)).transpose()?;
     let mut model = Model::new(server, sacs, vss, wide_ips, topology);
     model.cluster = cluster;
+    if let Some(p) = &raw.paths {
+        model.paths = build_paths(cx, p.get_ref())?;
+    }
     model.groups = std::sync::Arc::new(crate::groups::GroupTable::new(groups));
     model.monitors = monitors;
     model.exporters = exporters;
@@ -944,7 +975,8 @@ fn build_sacs(cx: &Cx, raw: &[Spanned<RawSac>], monitors: &[Monitor], exporters:
             vss.push(vs);
         }
         sac_ids.insert(name.clone(), id);
-        sacs.push(Sac { name, address, address6 });
+        let path_probe = s.path_probe.as_ref().map(|p| build_path_probe(cx, p.get_ref())).transpose()?;
+        sacs.push(Sac { name, address, address6, path_probe });
     }
     Ok((sacs, vss, sac_ids, vs_ids))
 }
@@ -1036,6 +1068,74 @@ fn check_method_sources(cx: &Cx, raw: &Spanned<RawMethods>, methods: &[Method], 
         }
     }
     Ok(())
+}
+
+fn build_path_probe(cx: &Cx, p: &RawPathProbe) -> Result<crate::model::PathProbe, ConfigError> {
+    let url = p.url.get_ref();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(url).is_err() {
+        return Err(cx.err(&p.url, format!("path_probe url {url:?} is not an http(s) URL like http://192.0.2.1:9115/probe")));
+    }
+    let module = p.module.get_ref();
+    if !["icmp", "tcp", "dns"].contains(&module.as_str()) {
+        return Err(cx.err(&p.module, format!("path_probe module {module:?} is not one of icmp, tcp, dns")));
+    }
+    Ok(crate::model::PathProbe { url: url.clone(), module: module.clone() })
+}
+
+/// A path method needs a SAC of the pool with a `path_probe`.
+fn check_path_sources(cx: &Cx, w: &RawWideIp, wide_ip: &WideIp, sacs: &[Sac]) -> Result<(), ConfigError> {
+    let ModeConfig::Dynamic { methods, .. } = &wide_ip.mode else { return Ok(()) };
+    let probed = wide_ip.pool_sac.iter().any(|s| sacs[*s as usize].path_probe.is_some());
+    match (methods.iter().find(|m| m.reads_paths()), &w.method) {
+        (Some(m), Some(raw)) if !probed => Err(cx.err(raw, format!("method {:?} reads path metrics, but no SAC of this pool has a path_probe", m.name()))),
+        _ => Ok(()),
+    }
+}
+
+fn build_paths(cx: &Cx, p: &RawPaths) -> Result<crate::model::PathConfig, ConfigError> {
+    let mut c = crate::model::PathConfig::default();
+    let within = |v: &Option<Spanned<u8>>, max: u8, what: &str| -> Result<Option<u8>, ConfigError> {
+        match v {
+            Some(x) if *x.get_ref() == 0 || *x.get_ref() > max => Err(cx.err(x, format!("{what} is 1 to {max}"))),
+            Some(x) => Ok(Some(*x.get_ref())),
+            None => Ok(None),
+        }
+    };
+    c.prefix_v4 = within(&p.prefix_v4, 32, "prefix_v4")?.unwrap_or(c.prefix_v4);
+    c.prefix_v6 = within(&p.prefix_v6, 128, "prefix_v6")?.unwrap_or(c.prefix_v6);
+    let positive = |v: &Option<Spanned<u64>>, what: &str| -> Result<Option<u64>, ConfigError> {
+        match v {
+            Some(x) if *x.get_ref() == 0 => Err(cx.err(x, format!("{what} must be above 0"))),
+            Some(x) => Ok(Some(*x.get_ref())),
+            None => Ok(None),
+        }
+    };
+    let as64 = |v: &Option<Spanned<u32>>| v.as_ref().map(|x| Spanned::new(x.span(), *x.get_ref() as u64));
+    let as64u = |v: &Option<Spanned<usize>>| v.as_ref().map(|x| Spanned::new(x.span(), *x.get_ref() as u64));
+    c.max_probes_per_sec = positive(&as64(&p.max_probes_per_sec), "max_probes_per_sec")?.map_or(c.max_probes_per_sec, |v| v as u32);
+    c.queue = positive(&as64u(&p.queue), "queue")?.map_or(c.queue, |v| v as usize);
+    c.window = positive(&as64u(&p.window), "window")?.map_or(c.window, |v| v as usize);
+    c.probes_per_round = positive(&as64(&p.probes_per_round), "probes_per_round")?.map_or(c.probes_per_round, |v| v as u32);
+    c.ttl = positive(&p.ttl_secs, "ttl_secs")?.map_or(c.ttl, std::time::Duration::from_secs);
+    c.timeout = positive(&p.timeout_ms, "timeout_ms")?.map_or(c.timeout, std::time::Duration::from_millis);
+    for (k, v) in &p.qos {
+        let w = *v.get_ref();
+        if !(w >= 0.0 && w.is_finite()) {
+            return Err(cx.err(v, format!("qos weight {k} must be 0 or more")));
+        }
+        let slot = match k.as_str() {
+            "rtt" => &mut c.qos.rtt,
+            "loss" => &mut c.qos.loss,
+            "hops" => &mut c.qos.hops,
+            "cpu" => &mut c.qos.cpu,
+            "connections" => &mut c.qos.connections,
+            "packet_rate" => &mut c.qos.packet_rate,
+            "capacity" => &mut c.qos.capacity,
+            other => return Err(cx.err(v, format!("qos weight {other:?} is not one of rtt, loss, hops, cpu, connections, packet_rate, capacity"))),
+        };
+        *slot = w;
+    }
+    Ok(c)
 }
 
 fn build_all_down(cx: &Cx, w: &RawWideIp, mode: &str) -> Result<AllDown, ConfigError> {

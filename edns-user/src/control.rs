@@ -24,6 +24,8 @@ pub struct Control {
     pub xdp_counters: Option<Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>>,
     /// The cluster this node is part of, if any.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Path measurements, when a SAC has a `path_probe`.
+    pub paths: Option<Arc<crate::paths::Paths>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -273,7 +275,19 @@ async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>,
     if let Some(cl) = &c.cluster {
         v["cluster"] = cl.view();
     }
+    if let Some(p) = &c.paths {
+        v["paths"] = p.stats().into_iter().map(|(sac, s)| (sac, serde_json::to_value(s).unwrap_or_default())).collect();
+    }
     Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PathsQuery {
+    pub ldns: Option<IpAddr>,
+}
+
+async fn paths_view(State(c): State<Arc<Control>>, axum::extract::Query(q): axum::extract::Query<PathsQuery>) -> Json<Vec<crate::paths::PathView>> {
+    Json(c.paths.as_ref().map(|p| p.view(q.ldns)).unwrap_or_default())
 }
 
 pub fn router(c: Arc<Control>) -> Router {
@@ -283,6 +297,7 @@ pub fn router(c: Arc<Control>) -> Router {
         .route("/v1/vs/{sac}/{vs}", post(set_vs))
         .route("/v1/wide-ips", get(|State(c): State<Arc<Control>>| async move { Json(wide_ip_view(&c)) }))
         .route("/v1/stats", get(stats))
+        .route("/v1/paths", get(paths_view))
         .with_state(c)
 }
 

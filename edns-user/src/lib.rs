@@ -10,6 +10,7 @@ pub mod groups;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod paths;
 pub mod rrl;
 pub mod select;
 pub mod server;

@@ -102,6 +102,8 @@ enum CtlCmd {
     WideIps,
     /// Show query and data-plane counters.
     Stats,
+    /// Show path measurements (RTT, loss, hops) per SAC, of every LDNS prefix or of one LDNS's.
+    Paths { ldns: Option<std::net::IpAddr> },
 }
 
 fn main() {
@@ -183,6 +185,8 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     let metrics = Arc::new(Metrics::new(model.clone()));
     let health = Arc::new(Health::new(model.clone(), store.clone()));
     let mut selector = Selector::with_metrics(model.clone(), store.clone(), metrics.clone());
+    let paths = model.sacs.iter().any(|s| s.path_probe.is_some()).then(|| Arc::new(edns_user::paths::Paths::new(model.clone())));
+    selector.paths = paths.clone();
     let clock = clock_start.map_or_else(schedule::system_clock, schedule::clock_starting_at);
     let ttls = Arc::new(schedule::PersistenceTtls::new(&model, clock()));
     selector.ttls = ttls.clone();
@@ -242,6 +246,9 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
             }
             None => None,
         };
+        if let Some(p) = &paths {
+            p.spawn()?;
+        }
         let monitored = spawn_monitors(health.clone())?;
         spawn_scrapers(metrics)?;
         if monitored > 0 || !model.exporters.is_empty() {
@@ -268,6 +275,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                     Box::new(move || dp.counters()) as Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>
                 }),
                 cluster: cluster.clone(),
+                paths: paths.clone(),
             });
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind control {addr}"))?;
             tracing::info!(%addr, "control endpoint");
@@ -317,12 +325,24 @@ fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: Ct
         CtlCmd::SetVs { name, state } => c.set_vs(name, state)?,
         CtlCmd::Stats => c.get("/v1/stats")?,
         CtlCmd::WideIps => c.get("/v1/wide-ips")?,
+        CtlCmd::Paths { ldns: None } => c.get("/v1/paths")?,
+        CtlCmd::Paths { ldns: Some(l) } => c.get(&format!("/v1/paths?ldns={l}"))?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     match cmd {
+        CtlCmd::Paths { .. } => {
+            let list: Vec<edns_user::paths::PathView> = serde_json::from_value(v)?;
+            println!("{:<20} {:<12} {:>9} {:>6} {:>5} {:>7} {:>6}", "LDNS_PREFIX", "SAC", "RTT_MS", "LOSS", "HOPS", "PROBES", "AGE_S");
+            for p in list {
+                let f = p.figures;
+                let rtt = f.rtt_ms.map_or("-".into(), |r| format!("{r:.1}"));
+                let hops = f.hops.map_or("-".into(), |h| h.to_string());
+                println!("{:<20} {:<12} {:>9} {:>5.0}% {:>5} {:>7} {:>6.1}", p.prefix, p.sac, rtt, f.loss * 100.0, hops, f.probes, f.age_secs);
+            }
+        }
         CtlCmd::Records => {
             let recs: Vec<RecordView> = serde_json::from_value(v)?;
             println!(

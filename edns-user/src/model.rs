@@ -101,6 +101,64 @@ pub struct Sac {
     pub name: String,
     pub address: Ipv4Addr,
     pub address6: Option<Ipv6Addr>,
+    /// The blackbox exporter measuring paths from this site.
+    pub path_probe: Option<PathProbe>,
+}
+
+/// A SAC's blackbox exporter: its `/probe` URL and module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathProbe {
+    pub url: String,
+    pub module: String,
+}
+
+/// `[paths]`: how LDNS paths are measured and weighed.
+#[derive(Debug, Clone)]
+pub struct PathConfig {
+    /// LDNSes in one prefix share a measurement.
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    /// Per SAC.
+    pub max_probes_per_sec: u32,
+    /// Prefixes waiting per SAC; the oldest drop first.
+    pub queue: usize,
+    /// A measurement older than this is unknown.
+    pub ttl: std::time::Duration,
+    /// Probes kept per path.
+    pub window: usize,
+    /// Probes per measurement round of a prefix.
+    pub probes_per_round: u32,
+    /// Of one request to an exporter.
+    pub timeout: std::time::Duration,
+    pub qos: QosWeights,
+}
+
+/// Weights of `quality_of_service` (0: not read).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QosWeights {
+    pub rtt: f64,
+    pub loss: f64,
+    pub hops: f64,
+    pub cpu: f64,
+    pub connections: f64,
+    pub packet_rate: f64,
+    pub capacity: f64,
+}
+
+impl Default for PathConfig {
+    fn default() -> PathConfig {
+        PathConfig {
+            prefix_v4: 24,
+            prefix_v6: 48,
+            max_probes_per_sec: 20,
+            queue: 1000,
+            ttl: std::time::Duration::from_secs(300),
+            window: 10,
+            probes_per_round: 5,
+            timeout: std::time::Duration::from_secs(2),
+            qos: QosWeights { rtt: 1.0, loss: 1.0, hops: 0.5, cpu: 0.0, connections: 0.0, packet_rate: 0.0, capacity: 0.0 },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -212,10 +270,14 @@ pub enum Method {
     LowestCpu,
     MostCapacity,
     GlobalAvailability,
+    LowestRtt,
+    LowestLoss,
+    FewestHops,
+    QualityOfService,
 }
 
 impl Method {
-    pub const ALL: [(&'static str, Method); 7] = [
+    pub const ALL: [(&'static str, Method); 11] = [
         ("round_robin", Method::RoundRobin),
         ("ratio", Method::Ratio),
         ("least_connections", Method::LeastConnections),
@@ -223,10 +285,18 @@ impl Method {
         ("lowest_cpu", Method::LowestCpu),
         ("most_capacity", Method::MostCapacity),
         ("global_availability", Method::GlobalAvailability),
+        ("lowest_rtt", Method::LowestRtt),
+        ("lowest_loss", Method::LowestLoss),
+        ("fewest_hops", Method::FewestHops),
+        ("quality_of_service", Method::QualityOfService),
     ];
     /// True for the methods that need load figures from exporters.
     pub fn reads_metrics(self) -> bool {
-        !matches!(self, Method::RoundRobin | Method::Ratio | Method::GlobalAvailability)
+        matches!(self, Method::LeastConnections | Method::LowestPacketRate | Method::LowestCpu | Method::MostCapacity | Method::QualityOfService)
+    }
+    /// True for the methods that need path measurements (RTT, loss, hops).
+    pub fn reads_paths(self) -> bool {
+        matches!(self, Method::LowestRtt | Method::LowestLoss | Method::FewestHops | Method::QualityOfService)
     }
     pub fn name(self) -> &'static str {
         Method::ALL.iter().find(|(_, m)| *m == self).map(|(n, _)| *n).unwrap_or("?")
@@ -376,6 +446,8 @@ pub struct Model {
     pub groups: std::sync::Arc<crate::groups::GroupTable>,
     /// Several nodes as one virtual EDNS (`[cluster]`).
     pub cluster: Option<ClusterConfig>,
+    /// Path measurement (`[paths]`).
+    pub paths: PathConfig,
     by_name: HashMap<Vec<u8>, u32>,
 }
 
@@ -393,7 +465,7 @@ pub fn wire_lower(name: &Name) -> Vec<u8> {
 impl Model {
     pub fn new(server: ServerConfig, sacs: Vec<Sac>, vss: Vec<Vs>, wide_ips: Vec<WideIp>, topology: Vec<TopologyRule>) -> Model {
         let by_name = wide_ips.iter().map(|w| (wire_lower(&w.name), w.id)).collect();
-        Model { server, sacs, vss, wide_ips, topology, monitors: Vec::new(), exporters: Vec::new(), groups: Default::default(), cluster: None, by_name }
+        Model { server, sacs, vss, wide_ips, topology, monitors: Vec::new(), exporters: Vec::new(), groups: Default::default(), cluster: None, paths: PathConfig::default(), by_name }
     }
 
     /// VS states before any probe or admin action: marked up and available, or neither.

@@ -524,5 +524,6 @@ pub fn fig3(ip: std::net::Ipv4Addr, marked: &[bool]) -> usize {
 
 pub mod cluster;
 pub mod packet;
+pub mod paths;
 pub mod xdp;
 pub mod sites;

@@ -98,6 +98,8 @@ const PACKAGES: &[(&str, &str)] = &[
     // Virtual servers and exporters of the health and metrics tests.
     ("haproxy", "haproxy"),
     ("prometheus-node-exporter", "prometheus-node-exporter"),
+    // Path metrics from each site (RTT, loss, hops).
+    ("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"),
     ("openssl", "openssl"),
     // BIND 9 as an LDNS that sends DNS cookies.
     ("bind9", "named"),
@@ -117,7 +119,7 @@ fn setup() -> anyhow::Result<()> {
             .args(&pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         // Packaged daemons must not hold port 53 or run beside the tests.
-        for svc in ["knot", "unbound", "haproxy", "prometheus-node-exporter", "named", "bind9"] {
+        for svc in ["knot", "unbound", "haproxy", "prometheus-node-exporter", "prometheus-blackbox-exporter", "named", "bind9"] {
             let _ = Command::new("sh").arg("-c").arg(format!("service {svc} stop >/dev/null 2>&1")).status();
         }
     }

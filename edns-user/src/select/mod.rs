@@ -91,6 +91,8 @@ pub struct Selector {
     pub last: Mutex<Vec<Option<LastPick>>>,
     /// Per wide IP, the persistence TTL in force (it may follow a schedule).
     pub ttls: Arc<schedule::PersistenceTtls>,
+    /// Path measurements, for the methods that read them.
+    pub paths: Option<Arc<crate::paths::Paths>>,
 }
 
 impl Selector {
@@ -103,7 +105,7 @@ impl Selector {
     pub fn with_metrics(model: Arc<Model>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Selector {
         let last = Mutex::new(vec![None; model.wide_ips.len()]);
         let ttls = Arc::new(schedule::PersistenceTtls::new(&model, jiff::Timestamp::now()));
-        Selector { model, store, metrics, last, ttls }
+        Selector { model, store, metrics, last, ttls, paths: None }
     }
 
     fn masks(&self, w: &WideIp) -> anyhow::Result<(PoolMask, PoolMask)> {
@@ -168,7 +170,7 @@ impl Selector {
         // persistence keys on it; topology matches the member's own address.
         // A client subnet (ECS on) replaces both.
         let r = requester(&ip16(ldns), self.model.group_of(ldns), ecs, &w.entry());
-        let outcome = self.choose(w, &r, now_ns)?;
+        let outcome = self.choose(w, &r, ldns, now_ns)?;
         let scope = match outcome {
             Outcome::Vs(d) => ecs_scope(&r, d.how.from_address(), matches!(d.how, How::PersistenceHit | How::PersistenceNew)),
             _ => 0,
@@ -176,7 +178,7 @@ impl Selector {
         Ok(Selection { outcome, scope })
     }
 
-    fn choose(&self, w: &WideIp, r: &Requester, now_ns: u64) -> anyhow::Result<Outcome> {
+    fn choose(&self, w: &WideIp, r: &Requester, ldns: IpAddr, now_ns: u64) -> anyhow::Result<Outcome> {
         let ident = r.ident;
         match &w.mode {
             ModeConfig::Stripe => self.stripe(w, &ident, How::Stripe),
@@ -200,7 +202,7 @@ impl Selector {
                 }
                 self.stripe(w, &ident, How::TopologyFallbackStripe)
             }
-            ModeConfig::Dynamic { methods, .. } => self.persistent(w, methods, PersistKey { wide_ip: w.id, ldns: r.persist }, now_ns),
+            ModeConfig::Dynamic { methods, .. } => self.persistent(w, methods, PersistKey { wide_ip: w.id, ldns: r.persist }, ldns, now_ns),
         }
     }
 
@@ -208,7 +210,7 @@ impl Selector {
     /// is refreshed and used; otherwise it is deleted (block 935) and the
     /// method chain balances, making a new record — one generation on from
     /// the deleted one, so that it supersedes it on every node of a cluster.
-    fn persistent(&self, w: &WideIp, methods: &[Method], key: PersistKey, now_ns: u64) -> anyhow::Result<Outcome> {
+    fn persistent(&self, w: &WideIp, methods: &[Method], key: PersistKey, ldns: IpAddr, now_ns: u64) -> anyhow::Result<Outcome> {
         // The TTL in force now judges old records and makes new ones.
         let ttl = self.ttls.get(w.id);
         let mut generation = 0;
@@ -231,7 +233,7 @@ impl Selector {
         if up == 0 {
             return self.all_down(w, Some(counter), How::AllDownRoundRobin);
         }
-        let pos = self.balance(w, methods, up, counter);
+        let pos = self.balance(w, methods, up, counter, ldns);
         let d = self.decision(w, pos, How::PersistenceNew);
         let rec = PersistRecord {
             vs: d.vs,
@@ -246,10 +248,24 @@ impl Selector {
         Ok(Outcome::Vs(d))
     }
 
+    /// The path from each pool position's SAC to `ldns`, when a method of
+    /// the chain reads paths; the LDNS is queued for probing if unmeasured
+    /// (never waited for: the chain's next method answers meanwhile).
+    fn path_figures(&self, w: &WideIp, methods: &[Method], ldns: IpAddr) -> Vec<Option<crate::paths::PathFigures>> {
+        match &self.paths {
+            Some(p) if methods.iter().any(|m| m.reads_paths()) => {
+                let ldns = crate::model::unmapped(ldns);
+                p.want(ldns);
+                w.pool_sac.iter().map(|s| p.figures(*s, ldns)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Runs the method chain over the VSs up (`up` non-empty). When every
     /// method lacks data, round robin over the VSs up answers: a GSLB with
     /// VSs up always names one of them.
-    fn balance(&self, w: &WideIp, methods: &[Method], up: PoolMask, counter: u64) -> u32 {
+    fn balance(&self, w: &WideIp, methods: &[Method], up: PoolMask, counter: u64, ldns: IpAddr) -> u32 {
         let figures: Vec<_> = if methods.iter().any(|m| m.reads_metrics()) {
             w.pool.iter().map(|v| self.metrics.figures(*v)).collect()
         } else {
@@ -257,7 +273,9 @@ impl Selector {
         };
         let weights: Vec<u32> = w.pool.iter().map(|v| self.model.vss[*v as usize].weight).collect();
         let names: Vec<&str> = w.pool.iter().map(|v| self.model.vss[*v as usize].name.as_str()).collect();
-        let c = methods::Candidates { up, counter, weights: &weights, figures: &figures, names: &names };
+        let paths = self.path_figures(w, methods, ldns);
+        let qos = self.model.paths.qos;
+        let c = methods::Candidates { up, counter, weights: &weights, figures: &figures, names: &names, paths: &paths, qos };
         let mut skipped = Vec::new();
         let mut chosen = None;
         for m in methods {
