@@ -119,6 +119,34 @@ pub fn site_path(server: &Netns, client: &Netns, i: u8, routers: usize, ldns: &[
     Ok(SitePath { site, _fwd: fwd, _routers: hops, settings, _forwarder: forwarder, exporter })
 }
 
+/// SAC names and addresses of [`paths_config`].
+pub const SACS: [&str; 3] = ["a", "b", "c"];
+pub const ADDRS: [&str; 3] = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+
+/// A config for edns at 198.18.0.1 with one SAC per path (a, b, c, each
+/// probed by its exporter) and a dynamic wide IP per path method, NAME.gslb.example.
+/// for (NAME, METHOD) in `NAMES` of the tests: rtt, loss, hops, qos; `extra` lines go in `[paths]`.
+pub fn paths_config(paths: &[SitePath], extra: &str) -> String {
+    let mut c = String::from(
+        "[server]\nlisten = [\"198.18.0.1:53\"]\nzone = \"gslb.example.\"\nnameservers = [\"ns1.gslb.example.\"]\nanswer_ttl = 30\ncontrol = \"127.0.0.1:8053\"\n\n",
+    );
+    c += &format!("[paths]\nmax_probes_per_sec = 20\nprobes_per_round = 8\ntimeout_ms = 1200\nqos = {{ rtt = 1.0, loss = 1.0, hops = 0.5 }}\n{extra}\n");
+    for (i, p) in paths.iter().enumerate() {
+        c += &format!(
+            "[[sac]]\nname = \"{}\"\naddress = \"{}\"\npath_probe = {{ url = \"{}\", module = \"icmp\" }}\nvirtual_servers = [{{ name = \"vs\" }}]\n\n",
+            SACS[i],
+            ADDRS[i],
+            p.probe_url()
+        );
+    }
+    for (name, method) in [("rtt", "lowest_rtt"), ("loss", "lowest_loss"), ("hops", "fewest_hops"), ("qos", "quality_of_service")] {
+        c += &format!(
+            "[[wide_ip]]\nname = \"{name}.gslb.example.\"\nmode = \"dynamic\"\nmethod = [\"{method}\", \"round_robin\"]\npersistence_ttl = 600\npool = [\"a/vs\", \"b/vs\", \"c/vs\"]\n\n"
+        );
+    }
+    c
+}
+
 /// A directory for the paths' settings and exporter configs.
 pub fn path_dir() -> TmpDir {
     tmpdir()

@@ -145,6 +145,20 @@ fn monitors_metrics_methods_and_all_down_policies_are_checked() {
     refused(&t, line_of(&t, "interval_ms"), "interval_ms is 10 to 10000");
     let t = cluster("node_id = 1\ngossip = \"127.0.0.1:7946\"\nseeds = [\"peer\"]\n");
     refused(&t, line_of(&t, "seeds"), "seed \"peer\" needs a port");
+    // Path metrics: a path method needs a probed SAC; URL, module and weights checked.
+    let t = example().replace("method = \"round_robin\"", "method = [\"lowest_rtt\", \"round_robin\"]");
+    refused(&t, line_of(&t, "lowest_rtt"), "method \"lowest_rtt\" reads path metrics, but no SAC of this pool has a path_probe");
+    let probed = |p: &str| example().replace("name = \"east\"\n", &format!("name = \"east\"\npath_probe = {p}\n"));
+    let t = probed("{ url = \"http://192.0.2.1:9115/probe\", module = \"icmp\" }").replace("method = \"round_robin\"", "method = [\"quality_of_service\", \"round_robin\"]");
+    assert!(check(&t).0, "a probed SAC in the pool is enough");
+    let t = probed("{ url = \"http://192.0.2.1:9115/probe\", module = \"udp\" }");
+    refused(&t, line_of(&t, "path_probe"), "path_probe module \"udp\" is not one of icmp, tcp, dns");
+    let t = probed("{ url = \"192.0.2.1:9115\", module = \"icmp\" }");
+    refused(&t, line_of(&t, "path_probe"), "is not an http(s) URL");
+    let t = example() + "\n[paths]\nprefix_v4 = 33\n";
+    refused(&t, line_of(&t, "prefix_v4"), "prefix_v4 is 1 to 32");
+    let t = example() + "\n[paths]\nqos = { rtt = 1.0, jitter = 2.0 }\n";
+    refused(&t, line_of(&t, "qos"), "qos weight \"jitter\" is not one of");
     // Persistence schedules: dynamic only; days, times and zones checked.
     let window = |w: &str| example().replace("persistence_ttl = 600", &format!("persistence_ttl = 600\npersistence_schedule = [{w}]"));
     let t = window("{ days = [\"mon\", \"fri\"], start = \"22:00\", end = \"06:00\", time_zone = \"Europe/Berlin\", ttl = 3600 }");

@@ -8,34 +8,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use edns_tests::paths::{path_dir, site_path, SitePath};
+use edns_tests::paths::{path_dir, paths_config, site_path, SitePath, ADDRS, SACS};
 use edns_tests::{kdig, require_root, wait_until, EdnsProc, VethHarness};
 
-const SACS: [&str; 3] = ["a", "b", "c"];
-const ADDRS: [&str; 3] = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
 const NAMES: [(&str, &str); 4] =
     [("rtt", "lowest_rtt"), ("loss", "lowest_loss"), ("hops", "fewest_hops"), ("qos", "quality_of_service")];
-
-fn config(paths: &[SitePath], extra: &str) -> String {
-    let mut c = String::from(
-        "[server]\nlisten = [\"198.18.0.1:53\"]\nzone = \"gslb.example.\"\nnameservers = [\"ns1.gslb.example.\"]\nanswer_ttl = 30\ncontrol = \"127.0.0.1:8053\"\n\n",
-    );
-    c += &format!("[paths]\nmax_probes_per_sec = 20\nprobes_per_round = 8\ntimeout_ms = 1200\nqos = {{ rtt = 1.0, loss = 1.0, hops = 0.5 }}\n{extra}\n");
-    for (i, p) in paths.iter().enumerate() {
-        c += &format!(
-            "[[sac]]\nname = \"{}\"\naddress = \"{}\"\npath_probe = {{ url = \"{}\", module = \"icmp\" }}\nvirtual_servers = [{{ name = \"vs\" }}]\n\n",
-            SACS[i],
-            ADDRS[i],
-            p.probe_url()
-        );
-    }
-    for (name, method) in NAMES {
-        c += &format!(
-            "[[wide_ip]]\nname = \"{name}.gslb.example.\"\nmode = \"dynamic\"\nmethod = [\"{method}\", \"round_robin\"]\npersistence_ttl = 600\npool = [\"a/vs\", \"b/vs\", \"c/vs\"]\n\n"
-        );
-    }
-    c
-}
 
 struct Lab {
     h: VethHarness,
@@ -115,7 +92,7 @@ fn new_ldnses_go_to_the_sac_each_path_method_finds_best_after_the_first_probe_ro
     // probe round, the second (new, same prefix) is balanced on it.
     let ldns: Vec<IpAddr> = (0..4).flat_map(|k| [1, 2].map(|h| format!("198.18.{}.{h}", 60 + k).parse().unwrap())).collect();
     let lab = lab(&ldns);
-    let e = EdnsProc::start(&config(&lab.paths, ""), Some(&lab.h.server), &[]).unwrap();
+    let e = EdnsProc::start(&paths_config(&lab.paths, ""), Some(&lab.h.server), &[]).unwrap();
     let mut right = [0usize; 4];
     let mut slowest_first = Duration::ZERO;
     for pair in ldns.chunks(2) {
@@ -158,7 +135,7 @@ fn changed_delays_move_new_decisions_while_persistent_ones_stay() {
     require_root();
     let ldns: Vec<IpAddr> = ["198.18.70.1", "198.18.70.2", "198.18.71.1", "198.18.71.2"].iter().map(|s| s.parse().unwrap()).collect();
     let lab = lab(&ldns);
-    let e = EdnsProc::start(&config(&lab.paths, ""), Some(&lab.h.server), &[]).unwrap();
+    let e = EdnsProc::start(&paths_config(&lab.paths, ""), Some(&lab.h.server), &[]).unwrap();
     ask(&lab.h, ldns[0], "rtt");
     wait_until(Duration::from_secs(30), "a probe round", || measured(&e, ldns[0], 8).is_some());
     let (first, _) = ask(&lab.h, ldns[1], "rtt");
@@ -180,7 +157,7 @@ fn an_exporter_down_or_stalled_never_holds_up_an_answer() {
     require_root();
     let ldns: Vec<IpAddr> = (1..=12).map(|i| format!("198.18.{}.1", 80 + i).parse().unwrap()).collect();
     let mut lab = lab(&ldns);
-    let e = EdnsProc::start(&config(&lab.paths, ""), Some(&lab.h.server), &[]).unwrap();
+    let e = EdnsProc::start(&paths_config(&lab.paths, ""), Some(&lab.h.server), &[]).unwrap();
     lab.paths[1].stop_exporter();
     lab.paths[2].stall_exporter();
     let mut slowest = Duration::ZERO;
@@ -210,7 +187,7 @@ fn an_exporter_down_or_stalled_never_holds_up_an_answer() {
 fn a_burst_of_10000_ldnses_probes_within_the_budget_and_every_query_is_answered() {
     require_root();
     let lab = lab(&[]);
-    let e = EdnsProc::start(&config(&lab.paths, "prefix_v4 = 32\nqueue = 100\n"), Some(&lab.h.server), &[]).unwrap();
+    let e = EdnsProc::start(&paths_config(&lab.paths, "prefix_v4 = 32\nqueue = 100\n"), Some(&lab.h.server), &[]).unwrap();
     // Answers to 10,000 sources through the client's address: no neighbour entry each.
     lab.h.route_via_client("198.18.128.0/18").unwrap();
     let t = Instant::now();

@@ -74,6 +74,7 @@ pub fn run() -> anyhow::Result<()> {
     ctl_table(&e, &["stats"])?;
     drop(e);
     health(&h, &ldns)?;
+    paths()?;
     println!("\ndemo done; namespaces and edns are removed on exit");
     Ok(())
 }
@@ -122,5 +123,54 @@ fn health(h: &VethHarness, ldns: &[IpAddr]) -> anyhow::Result<()> {
     println!("\n== edns ctl wide-ips");
     ctl_table(&e, &["wide-ips"])?;
     drop(east_http);
+    Ok(())
+}
+
+/// Path metrics: three sites, each with a blackbox exporter and its own
+/// path (delay, loss, router hops) to the LDNSes; lowest_rtt and
+/// quality_of_service before and after the first probe round.
+fn paths() -> anyhow::Result<()> {
+    use edns_tests::paths::{path_dir, paths_config, site_path, ADDRS, SACS};
+    println!("\n\n==== path metrics (RTT, loss, hops from each site's blackbox exporter)");
+    let h = VethHarness::new()?;
+    let ldns: Vec<IpAddr> = ["198.18.60.10", "198.18.60.20"].iter().map(|s| s.parse().unwrap()).collect();
+    h.add_client_addrs(&ldns)?;
+    for k in ["all", "default"] {
+        edns_tests::sh(h.client.cmd("sysctl").args(["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")]))?;
+    }
+    let dir = path_dir();
+    let mut paths = Vec::new();
+    for (i, (delay, loss, routers)) in [(80, 0.2, 1), (5, 0.5, 3), (30, 0.0, 2)].into_iter().enumerate() {
+        let p = site_path(&h.server, &h.client, i as u8, routers, &ldns, &dir)?;
+        p.set(delay, loss)?;
+        println!("site {} ({}): {delay} ms, {:.0}% loss, {routers} router(s) to the LDNSes; blackbox exporter at {}", SACS[i], ADDRS[i], loss * 100.0, p.probe_url());
+        paths.push(p);
+    }
+    let e = EdnsProc::start_bin(&edns_bin(true), &paths_config(&paths, ""), Some(&h.server), &[])?;
+    let server = SocketAddr::new(h.server_ip, 53);
+    let ask = |src: IpAddr, name: &str| -> anyhow::Result<String> {
+        let d = kdig(Some(&h.client), server, Some(src), &[name, "A"])?;
+        Ok(d.answers.join(","))
+    };
+    println!("\n== {} asks, unmeasured: answered at once by the chain's next method (round_robin)", ldns[0]);
+    for name in ["rtt.gslb.example.", "qos.gslb.example."] {
+        println!("$ kdig -b {} {name} A  -> {}", ldns[0], ask(ldns[0], name)?);
+    }
+    println!("\n== the sites' exporters probe 198.18.60.0/24 (8 probes each, at most 20/s per site)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let v = e.ctl(&["paths", &ldns[0].to_string()])?;
+        if v.as_array().map(|a| a.len() == 3 && a.iter().all(|p| p["figures"]["probes"].as_u64() >= Some(8))).unwrap_or(false) {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no probe round: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    println!("$ edns ctl paths {}", ldns[0]);
+    ctl_table(&e, &["paths", &ldns[0].to_string()])?;
+    println!("\n== {} (a new LDNS of the measured /24) asks", ldns[1]);
+    for name in ["rtt.gslb.example.", "loss.gslb.example.", "hops.gslb.example.", "qos.gslb.example."] {
+        println!("$ kdig -b {} {name} A  -> {}", ldns[1], ask(ldns[1], name)?);
+    }
     Ok(())
 }
