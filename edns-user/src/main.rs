@@ -240,7 +240,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
         // In a cluster, before the first probe: probing is shared from the start.
         let cluster = match &model.cluster {
             Some(_) => {
-                let c = edns_user::cluster::Cluster::start(model.clone(), store.clone(), health.clone(), ttls_for_cluster.clone()).await?;
+                let c = edns_user::cluster::Cluster::start(model.clone(), store.clone(), health.clone(), ttls_for_cluster.clone(), paths.clone()).await?;
                 c.spawn();
                 Some(c)
             }

@@ -225,3 +225,45 @@ fn a_burst_of_10000_ldnses_probes_within_the_budget_and_every_query_is_answered(
     }
 }
 
+
+/// Two clustered nodes (in the server namespace, on ports 53 and 5300):
+/// each site's paths are probed by one node, and both decide from the
+/// same figures.
+#[test]
+fn clustered_nodes_share_the_probing_of_each_sites_paths() {
+    require_root();
+    let ldns: Vec<IpAddr> = ["198.18.75.1", "198.18.75.2", "198.18.75.3"].iter().map(|s| s.parse().unwrap()).collect();
+    let lab = lab(&ldns);
+    let base = paths_config(&lab.paths, "");
+    let node = |i: usize, port: u16, control: u16, peer: u16| {
+        let cfg = base.replace("198.18.0.1:53", &format!("198.18.0.1:{port}")).replace("127.0.0.1:8053", &format!("127.0.0.1:{control}"))
+            + &format!("\n[cluster]\nnode_id = {i}\ngossip = \"127.0.0.1:{}\"\nseeds = [\"127.0.0.1:{peer}\"]\ninterval_ms = 100\n", 7945 + i);
+        EdnsProc::start(&cfg, Some(&lab.h.server), &[]).unwrap()
+    };
+    let nodes = [node(1, 53, 8053, 7947), node(2, 5300, 8054, 7946)];
+    for e in &nodes {
+        wait_until(Duration::from_secs(10), "synced", || {
+            let c = &e.ctl(&["stats"]).unwrap()["cluster"];
+            c["synced"] == true && c["live_nodes"].as_array().unwrap().len() == 2
+        });
+    }
+    // The LDNS asks node 2 first: the prefix is wanted from every prober.
+    let ask_at = |port: u16, src: IpAddr| {
+        let d = kdig(Some(&lab.h.client), SocketAddr::new(lab.h.server_ip, port), Some(src), &["rtt.gslb.example.", "A"]).unwrap();
+        d.answer().to_string()
+    };
+    ask_at(5300, ldns[0]);
+    for e in &nodes {
+        wait_until(Duration::from_secs(60), "every site's figures on both nodes", || measured(e, ldns[0], 8).is_some());
+    }
+    // One node probed each site.
+    let sent = |e: &EdnsProc, sac: &str| e.ctl(&["stats"]).unwrap()["paths"][sac]["sent"].as_u64().unwrap();
+    for sac in SACS {
+        let (a, b) = (sent(&nodes[0], sac), sent(&nodes[1], sac));
+        println!("site {sac}: probes from node 1 {a}, node 2 {b}");
+        assert!((a == 0) != (b == 0), "site {sac} probed by one node: {a} and {b}");
+    }
+    // The same best site from either node.
+    assert_eq!(ask_at(53, ldns[1]), ADDRS[1]);
+    assert_eq!(ask_at(5300, ldns[2]), ADDRS[1]);
+}

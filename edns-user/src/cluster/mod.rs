@@ -91,8 +91,10 @@ pub struct Cluster {
     /// Rounds that heard peers before this node was synced.
     heard_rounds: Mutex<u32>,
     replica: Mutex<Replica>,
-    probe_tx: mpsc::UnboundedSender<(u32, String)>,
-    probe_rx: Mutex<Option<mpsc::UnboundedReceiver<(u32, String)>>>,
+    /// Keys to publish from other tasks (probe views, path wants and measurements).
+    probe_tx: mpsc::UnboundedSender<(String, String)>,
+    probe_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+    paths: Option<Arc<crate::paths::Paths>>,
     pub stats: Stats,
     /// For records first learned from a peer: milliseconds from their
     /// creation there to their arrival here (the last `MAX_DELAYS`).
@@ -106,7 +108,13 @@ impl Cluster {
     /// Joins the cluster (binds the gossip socket) and shares this node's
     /// probing: from now on a monitored VS is probed here only when the
     /// rendezvous over the live nodes picks this node.
-    pub async fn start(model: Arc<Model>, store: Arc<dyn Store>, health: Arc<Health>, ttls: Arc<PersistenceTtls>) -> anyhow::Result<Arc<Cluster>> {
+    pub async fn start(
+        model: Arc<Model>,
+        store: Arc<dyn Store>,
+        health: Arc<Health>,
+        ttls: Arc<PersistenceTtls>,
+        paths: Option<Arc<crate::paths::Paths>>,
+    ) -> anyhow::Result<Arc<Cluster>> {
         let cfg = model.cluster.clone().ok_or_else(|| anyhow::anyhow!("no [cluster] in the config"))?;
         let generation = jiff::Timestamp::now().as_millisecond() as u64;
         let id = ChitchatId::new(cfg.node_id.to_string(), generation, cfg.advertise);
@@ -145,6 +153,7 @@ impl Cluster {
             replica: Mutex::new(Replica::default()),
             probe_tx,
             probe_rx: Mutex::new(Some(probe_rx)),
+            paths,
             stats: Stats::default(),
             delays: Mutex::new(std::collections::VecDeque::new()),
         });
@@ -152,9 +161,23 @@ impl Cluster {
         c.health.share(
             Box::new(move |vs| here.probes_here(vs)),
             Box::new(move |vs, h| {
-                let _ = publish.probe_tx.send((vs, probe_view(h)));
+                let _ = publish.probe_tx.send((format!("h/{}", publish.model.vss[vs as usize].name), probe_view(h)));
             }),
         );
+        if let Some(p) = &c.paths {
+            let (here, want, measured) = (c.clone(), c.clone(), c.clone());
+            p.share(crate::paths::Sharing {
+                probes_here: Box::new(move |sac| here.owner(sac as u64 ^ SAC_SALT) == here.cfg.node_id),
+                wanted: Box::new(move |prefix, ldns| {
+                    let _ = want.probe_tx.send((format!("w/{prefix}"), ldns.to_string()));
+                }),
+                measured: Box::new(move |sac, prefix, f| {
+                    let now = jiff::Timestamp::now().as_millisecond();
+                    let sac = &measured.model.sacs[sac as usize].name;
+                    let _ = measured.probe_tx.send((format!("p/{sac}/{prefix}"), path_view(&f, now)));
+                }),
+            });
+        }
         tracing::info!(node = c.cfg.node_id, gossip = %c.cfg.gossip, seeds = ?c.cfg.seeds, "joined the cluster");
         Ok(c)
     }
@@ -200,9 +223,14 @@ impl Cluster {
     /// The live node that probes `vs`: rendezvous hashing over the
     /// membership, so a node's death moves only its VSs.
     pub fn prober_of(&self, vs: u32) -> u32 {
-        let vs_hash = mix64(vs as u64 ^ 0x5eed_0f_ed45);
+        self.owner(vs as u64 ^ VS_SALT)
+    }
+
+    /// The live node rendezvous hashing gives `what` to.
+    fn owner(&self, what: u64) -> u32 {
+        let h = mix64(what);
         let live = self.live.read().unwrap();
-        live.iter().copied().max_by_key(|n| (mix64(vs_hash ^ (*n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)), *n)).unwrap_or(self.cfg.node_id)
+        live.iter().copied().max_by_key(|n| (mix64(h ^ (*n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)), *n)).unwrap_or(self.cfg.node_id)
     }
 
     pub fn probes_here(&self, vs: u32) -> bool {
@@ -218,7 +246,7 @@ impl Cluster {
     }
 
     /// One round: take peers' changes, merge them in, publish this node's.
-    async fn round(&self, probes: Vec<(u32, String)>) -> anyhow::Result<()> {
+    async fn round(&self, probes: Vec<(String, String)>) -> anyhow::Result<()> {
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         let full = self.stats.rounds.load(Ordering::Relaxed) % 50 == 1;
         let (changes, live, peers_heard) = self.take_changes(full).await;
@@ -296,6 +324,12 @@ impl Cluster {
                 }
                 continue;
             }
+            if key.starts_with("w/") || key.starts_with("p/") {
+                if let (Some(v), Some(p)) = (value, &self.paths) {
+                    self.path_news(p, &key, &v);
+                }
+                continue;
+            }
             if !key.starts_with("r/") {
                 continue;
             }
@@ -332,6 +366,22 @@ impl Cluster {
             tracing::error!(vs = vs_name, error = %e, "cannot apply a peer's probe result");
         }
         self.stats.probes_adopted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A peer wants a prefix measured (`w/PREFIX` → LDNS: queued here for
+    /// the SACs probed here), or measured one (`p/SAC/PREFIX` → figures).
+    fn path_news(&self, paths: &crate::paths::Paths, key: &str, value: &str) {
+        if key.starts_with("w/") {
+            if let Ok(ldns) = value.parse() {
+                paths.want_from(ldns, false);
+            }
+        } else if let Some((sac, prefix)) = key.strip_prefix("p/").and_then(|k| k.split_once('/')) {
+            let sac = self.model.sacs.iter().position(|s| s.name == sac);
+            if let (Some(sac), Ok(prefix), Some((f, at_ms))) = (sac, prefix.parse(), parse_path_view(value)) {
+                let age = (jiff::Timestamp::now().as_millisecond() - at_ms).max(0) as u64;
+                paths.adopt(sac as u32, prefix, f, Duration::from_millis(age));
+            }
+        }
     }
 
     /// Merges each touched key and writes the winner where it differs from
@@ -454,7 +504,7 @@ impl Cluster {
         Ok(ops)
     }
 
-    async fn publish(&self, ops: Vec<(String, Option<String>)>, probes: Vec<(u32, String)>) {
+    async fn publish(&self, ops: Vec<(String, Option<String>)>, probes: Vec<(String, String)>) {
         if ops.is_empty() && probes.is_empty() {
             return;
         }
@@ -473,8 +523,8 @@ impl Cluster {
                 }
             }
         }
-        for (vs, view) in probes {
-            me.set(format!("h/{}", self.model.vss[vs as usize].name), view);
+        for (key, value) in probes {
+            me.set(key, value);
             self.stats.probes_published.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -540,6 +590,36 @@ fn ldns_from_hex(hex: &str) -> Option<LdnsKey> {
         group: u32::from_be_bytes([b[2], b[3], b[4], b[5]]),
         addr: b[6..22].try_into().ok()?,
     })
+}
+
+/// Rendezvous salts: VSs and SACs are owned separately.
+const VS_SALT: u64 = 0x5eed_0f_ed45;
+const SAC_SALT: u64 = 0x5ac5_0f_ed45;
+
+/// Path figures on the wire: "RTT_MS LOSS HOPS PROBES AT_MS" (RTT, hops `-` when unknown).
+fn path_view(f: &crate::paths::PathFigures, now_ms: i64) -> String {
+    let at = now_ms - (f.age_secs * 1000.0) as i64;
+    let rtt = f.rtt_ms.map_or("-".to_string(), |r| r.to_string());
+    let hops = f.hops.map_or("-".to_string(), |h| h.to_string());
+    format!("{rtt} {} {hops} {} {at}", f.loss, f.probes)
+}
+
+fn parse_path_view(s: &str) -> Option<(crate::paths::PathFigures, i64)> {
+    let f: Vec<&str> = s.split(' ').collect();
+    if f.len() != 5 {
+        return None;
+    }
+    let opt = |x: &str| if x == "-" { Ok(None) } else { x.parse().map(Some) };
+    Some((
+        crate::paths::PathFigures {
+            rtt_ms: opt(f[0]).ok()?,
+            loss: f[1].parse().ok()?,
+            hops: if f[2] == "-" { None } else { Some(f[2].parse().ok()?) },
+            age_secs: 0.0,
+            probes: f[3].parse().ok()?,
+        },
+        f[4].parse().ok()?,
+    ))
 }
 
 /// A probe view on the wire: "PROBES MARKED AVAILABLE OK_RUN FAIL_RUN OK LATENCY_US DETAIL".

@@ -126,6 +126,20 @@ pub struct Paths {
     cfg: PathConfig,
     probers: Vec<Prober>,
     table: Mutex<HashMap<(u32, IpNet), Measurement>>,
+    /// In a cluster: figures measured by the node probing that SAC.
+    remote: Mutex<HashMap<(u32, IpNet), (PathFigures, Instant)>>,
+    sharing: std::sync::OnceLock<Sharing>,
+}
+
+/// Shared measurement (`[cluster]`): each SAC's paths are probed by one
+/// node; the others ask it for prefixes and take its figures.
+pub struct Sharing {
+    /// This node probes the SAC's paths.
+    pub probes_here: Box<dyn Fn(u32) -> bool + Send + Sync>,
+    /// A prefix (and the LDNS to probe) wanted here, for the other probers.
+    pub wanted: Box<dyn Fn(IpNet, IpAddr) + Send + Sync>,
+    /// A measurement made here, for the other nodes.
+    pub measured: Box<dyn Fn(u32, IpNet, PathFigures) + Send + Sync>,
 }
 
 impl Paths {
@@ -140,7 +154,22 @@ impl Paths {
                 Some(Prober { sac: i as u32, url: p.url.clone(), module: p.module.clone(), queue: Default::default(), wake: Notify::new(), stats: Default::default() })
             })
             .collect();
-        Paths { model, cfg, probers, table: Mutex::new(HashMap::new()) }
+        Paths { model, cfg, probers, table: Mutex::new(HashMap::new()), remote: Mutex::new(HashMap::new()), sharing: std::sync::OnceLock::new() }
+    }
+
+    /// Shares probing with a cluster.
+    pub fn share(&self, s: Sharing) {
+        let _ = self.sharing.set(s);
+    }
+
+    fn probes_here(&self, sac: u32) -> bool {
+        self.sharing.get().is_none_or(|s| (s.probes_here)(sac))
+    }
+
+    /// A peer's figures for (SAC, prefix), `age` old.
+    pub fn adopt(&self, sac: u32, prefix: IpNet, f: PathFigures, age: Duration) {
+        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        self.remote.lock().unwrap().insert((sac, prefix), (f, at));
     }
 
     /// The prefix an LDNS is measured by.
@@ -152,17 +181,43 @@ impl Paths {
     /// The figures of the path from `sac` to `ldns`, `None` when unmeasured
     /// or older than the TTL (unknown, never best or worst by accident).
     pub fn figures(&self, sac: u32, ldns: IpAddr) -> Option<PathFigures> {
-        let f = self.table.lock().unwrap().get(&(sac, self.prefix_of(ldns)))?.figures()?;
+        let f = self.figures_of((sac, self.prefix_of(ldns)))?;
         (f.age_secs <= self.cfg.ttl.as_secs_f64()).then_some(f)
+    }
+
+    /// The fresher of this node's measurement and the prober's, any age.
+    fn figures_of(&self, key: (u32, IpNet)) -> Option<PathFigures> {
+        let local = self.table.lock().unwrap().get(&key).and_then(|m| m.figures());
+        let remote = self.remote.lock().unwrap().get(&key).map(|(f, at)| PathFigures { age_secs: at.elapsed().as_secs_f64(), ..*f });
+        match (local, remote) {
+            (Some(l), Some(r)) => Some(if r.age_secs < l.age_secs { r } else { l }),
+            (l, r) => l.or(r),
+        }
     }
 
     /// An LDNS asked for a wide IP balanced on paths: queue its prefix for
     /// every prober that has no fresh measurement of it (never blocks).
     pub fn want(&self, ldns: IpAddr) {
-        let prefix = self.prefix_of(crate::model::unmapped(ldns));
+        self.want_from(ldns, true);
+    }
+
+    /// `want`, with `forward` false for a peer's want: queued only for the
+    /// SACs probed here, never passed on.
+    pub fn want_from(&self, ldns: IpAddr, forward: bool) {
+        let ldns = crate::model::unmapped(ldns);
+        let prefix = self.prefix_of(ldns);
+        let mut asked_peers = false;
         for p in &self.probers {
-            let age = self.table.lock().unwrap().get(&(p.sac, prefix)).and_then(|m| m.figures()).map(|f| f.age_secs);
+            let age = self.figures(p.sac, ldns).map(|f| f.age_secs);
             if age.is_some_and(|a| a < self.cfg.ttl.as_secs_f64() / 2.0) {
+                continue;
+            }
+            if !self.probes_here(p.sac) {
+                // Another node probes this SAC: ask it, once per want.
+                if let (false, true, Some(s)) = (asked_peers, forward, self.sharing.get()) {
+                    (s.wanted)(prefix, ldns);
+                    asked_peers = true;
+                }
                 continue;
             }
             let mut q = p.queue.lock().unwrap();
@@ -175,7 +230,7 @@ impl Paths {
                     p.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            q.items.push_back((prefix, crate::model::unmapped(ldns), self.cfg.probes_per_round));
+            q.items.push_back((prefix, ldns, self.cfg.probes_per_round));
             p.stats.queued.fetch_add(1, Ordering::Relaxed);
             drop(q);
             p.wake.notify_one();
@@ -201,6 +256,11 @@ impl Paths {
                 p.wake.notified().await;
                 continue;
             };
+            if !self.probes_here(p.sac) {
+                // The SAC went to another node (membership changed).
+                p.queue.lock().unwrap().queued.remove(&prefix);
+                continue;
+            }
             let started = Instant::now();
             p.stats.sent.fetch_add(1, Ordering::Relaxed);
             let sample = self.probe(p, &client, target).await;
@@ -210,7 +270,15 @@ impl Paths {
             };
             // An exporter that cannot be asked tells nothing of the path.
             if let Ok(s) = sample {
-                self.table.lock().unwrap().entry((p.sac, prefix)).or_default().push(s, self.cfg.window);
+                let f = {
+                    let mut t = self.table.lock().unwrap();
+                    let m = t.entry((p.sac, prefix)).or_default();
+                    m.push(s, self.cfg.window);
+                    m.figures()
+                };
+                if let (Some(f), Some(share)) = (f, self.sharing.get()) {
+                    (share.measured)(p.sac, prefix, f);
+                }
             }
             // A round is several probes (loss needs a share), interleaved
             // with other prefixes' rounds.
@@ -237,12 +305,13 @@ impl Paths {
     /// Measurements for `edns ctl paths`, optionally of one LDNS's prefix.
     pub fn view(&self, ldns: Option<IpAddr>) -> Vec<PathView> {
         let want = ldns.map(|l| self.prefix_of(crate::model::unmapped(l)));
-        let t = self.table.lock().unwrap();
-        let mut out: Vec<PathView> = t
-            .iter()
-            .filter(|((_, prefix), _)| want.is_none_or(|w| w == *prefix))
-            .filter_map(|((sac, prefix), m)| {
-                Some(PathView { sac: self.model.sacs[*sac as usize].name.clone(), prefix: prefix.to_string(), figures: m.figures()? })
+        let mut keys: HashSet<(u32, IpNet)> = self.table.lock().unwrap().keys().copied().collect();
+        keys.extend(self.remote.lock().unwrap().keys().copied());
+        let mut out: Vec<PathView> = keys
+            .into_iter()
+            .filter(|(_, prefix)| want.is_none_or(|w| w == *prefix))
+            .filter_map(|(sac, prefix)| {
+                Some(PathView { sac: self.model.sacs[sac as usize].name.clone(), prefix: prefix.to_string(), figures: self.figures_of((sac, prefix))? })
             })
             .collect();
         out.sort_by(|a, b| (&a.prefix, &a.sac).cmp(&(&b.prefix, &b.sac)));
