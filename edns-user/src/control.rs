@@ -281,6 +281,20 @@ async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>,
     Ok(Json(v))
 }
 
+/// `/metrics`: OpenMetrics text when the scraper asks for it (Prometheus
+/// does), else Prometheus's text format 0.0.4.
+async fn prometheus_metrics(
+    State(c): State<Arc<Control>>,
+    headers: axum::http::HeaderMap,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), HttpError> {
+    let text = crate::telemetry::render(&c).map_err(internal)?;
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/openmetrics-text") {
+        return Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text));
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::telemetry::to_prometheus_text(&text)))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct PathsQuery {
     pub ldns: Option<IpAddr>,
@@ -298,6 +312,7 @@ pub fn router(c: Arc<Control>) -> Router {
         .route("/v1/wide-ips", get(|State(c): State<Arc<Control>>| async move { Json(wide_ip_view(&c)) }))
         .route("/v1/stats", get(stats))
         .route("/v1/paths", get(paths_view))
+        .route("/metrics", get(prometheus_metrics))
         .with_state(c)
 }
 

@@ -100,6 +100,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("prometheus-node-exporter", "prometheus-node-exporter"),
     // Path metrics from each site (RTT, loss, hops).
     ("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"),
+    // promtool checks the /metrics exposition.
+    ("prometheus", "promtool"),
     ("openssl", "openssl"),
     // BIND 9 as an LDNS that sends DNS cookies.
     ("bind9", "named"),
@@ -119,7 +121,7 @@ fn setup() -> anyhow::Result<()> {
             .args(&pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         // Packaged daemons must not hold port 53 or run beside the tests.
-        for svc in ["knot", "unbound", "haproxy", "prometheus-node-exporter", "prometheus-blackbox-exporter", "named", "bind9"] {
+        for svc in ["knot", "unbound", "haproxy", "prometheus", "prometheus-node-exporter", "prometheus-blackbox-exporter", "named", "bind9"] {
             let _ = Command::new("sh").arg("-c").arg(format!("service {svc} stop >/dev/null 2>&1")).status();
         }
     }

@@ -43,6 +43,9 @@ pub struct Stats {
     pub truncated: AtomicU64,
     /// Queries that carried a well-formed client subnet (ECS).
     pub client_subnet: AtomicU64,
+    /// Queries by transport.
+    pub udp_queries: AtomicU64,
+    pub tcp_queries: AtomicU64,
 }
 
 impl Stats {
@@ -110,6 +113,11 @@ impl Responder {
     /// a response, which must never be answered).
     pub fn respond(&self, query: &[u8], src: IpAddr, transport: Transport) -> Option<Vec<u8>> {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        match transport {
+            Transport::Udp => &self.stats.udp_queries,
+            Transport::Tcp => &self.stats.tcp_queries,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         if query.len() < 12 || u16::from_be_bytes([query[2], query[3]]) & FLAG_QR != 0 {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return None;

@@ -44,7 +44,28 @@ pub struct Decision {
     pub how: How,
 }
 
+/// What `/metrics` counts answers by: each way a VS is chosen, and the
+/// all-down policies that answer without one.
+pub const ANSWER_KINDS: [&str; 11] = [
+    "stripe",
+    "stripe_fallback_round_robin",
+    "topology",
+    "topology_fallback_stripe",
+    "persistence_hit",
+    "persistence_new",
+    "all_down_round_robin",
+    "stripe_consistent",
+    "all_down_fallback",
+    "all_down_refused",
+    "all_down_servfail",
+];
+
 impl How {
+    /// Index into [`ANSWER_KINDS`].
+    fn kind(self) -> usize {
+        self as usize
+    }
+
     /// The answer depended on the requester's address (not a round robin
     /// with every VS down): its ECS scope is the bits read.
     pub fn from_address(self) -> bool {
@@ -93,6 +114,8 @@ pub struct Selector {
     pub ttls: Arc<schedule::PersistenceTtls>,
     /// Path measurements, for the methods that read them.
     pub paths: Option<Arc<crate::paths::Paths>>,
+    /// Per wide IP, answers by [`ANSWER_KINDS`].
+    answered: Vec<[std::sync::atomic::AtomicU64; ANSWER_KINDS.len()]>,
 }
 
 impl Selector {
@@ -105,7 +128,8 @@ impl Selector {
     pub fn with_metrics(model: Arc<Model>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Selector {
         let last = Mutex::new(vec![None; model.wide_ips.len()]);
         let ttls = Arc::new(schedule::PersistenceTtls::new(&model, jiff::Timestamp::now()));
-        Selector { model, store, metrics, last, ttls, paths: None }
+        let answered = (0..model.wide_ips.len()).map(|_| Default::default()).collect();
+        Selector { model, store, metrics, last, ttls, paths: None, answered }
     }
 
     fn masks(&self, w: &WideIp) -> anyhow::Result<(PoolMask, PoolMask)> {
@@ -171,11 +195,29 @@ impl Selector {
         // A client subnet (ECS on) replaces both.
         let r = requester(&ip16(ldns), self.model.group_of(ldns), ecs, &w.entry());
         let outcome = self.choose(w, &r, ldns, now_ns)?;
+        let kind = match outcome {
+            Outcome::Vs(d) => d.how.kind(),
+            Outcome::Fallback(..) => 8,
+            Outcome::Refused => 9,
+            Outcome::ServFail => 10,
+        };
+        if let Some(c) = self.answered.get(w.id as usize) {
+            c[kind].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let scope = match outcome {
             Outcome::Vs(d) => ecs_scope(&r, d.how.from_address(), matches!(d.how, How::PersistenceHit | How::PersistenceNew)),
             _ => 0,
         };
         Ok(Selection { outcome, scope })
+    }
+
+    /// Per wide IP (by index), the answers of each kind so far.
+    pub fn answer_counts(&self) -> Vec<(usize, Vec<(&'static str, u64)>)> {
+        self.answered
+            .iter()
+            .enumerate()
+            .map(|(w, c)| (w, ANSWER_KINDS.iter().zip(c).map(|(k, n)| (*k, n.load(std::sync::atomic::Ordering::Relaxed))).collect()))
+            .collect()
     }
 
     fn choose(&self, w: &WideIp, r: &Requester, ldns: IpAddr, now_ns: u64) -> anyhow::Result<Outcome> {
