@@ -102,6 +102,10 @@ struct RawCluster {
     cluster_id: String,
 }
 
+fn default_snapshot_interval() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+
 fn default_gossip_interval() -> Spanned<u64> {
     Spanned::new(0..0, 200)
 }
@@ -326,6 +330,10 @@ struct RawServer {
     persistence_capacity: Spanned<u32>,
     /// Name server identifier returned to queries that ask (RFC 5001).
     nsid: Option<Spanned<String>>,
+    /// A file persistence records are written to and loaded from (relative to the config).
+    persistence_snapshot: Option<Spanned<String>>,
+    #[serde(default = "default_snapshot_interval")]
+    snapshot_interval_secs: Spanned<u64>,
     /// An RFC 1035 master file of static data (relative to this config).
     zone_file: Option<Spanned<String>>,
     /// DNS cookies (default on).
@@ -680,8 +688,17 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
         None => crate::zone::StaticZone::default(),
         Some(f) => load_zone_file(cx, f, &zone)?,
     };
+    if *server.snapshot_interval_secs.get_ref() == 0 {
+        return Err(cx.err(&server.snapshot_interval_secs, "snapshot_interval_secs must be above 0"));
+    }
+    let persistence_snapshot = server.persistence_snapshot.as_ref().map(|f| {
+        let p = Path::new(f.get_ref());
+        cx.path.parent().map(|d| d.join(p)).unwrap_or_else(|| p.to_owned())
+    });
     Ok(crate::model::ServerConfig {
         rrl: None,
+        persistence_snapshot,
+        snapshot_interval: std::time::Duration::from_secs(*server.snapshot_interval_secs.get_ref()),
         static_zone,
         cookies,
         nsid,

@@ -14,6 +14,7 @@ pub mod paths;
 pub mod rrl;
 pub mod select;
 pub mod server;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;
 pub mod udp;

@@ -191,6 +191,8 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     let ttls = Arc::new(schedule::PersistenceTtls::new(&model, clock()));
     selector.ttls = ttls.clone();
     let ttls_for_cluster = ttls.clone();
+    // Records from before a restart or reboot, before anything answers from them.
+    edns_user::snapshot::load_at_start(&model, store.as_ref(), &ttls);
     let cookies = Arc::new(Cookies::new(model.server.cookies.enabled, model.server.cookies.secret));
     if let Some(dp) = &dataplane {
         let dp = dp.clone();
@@ -204,6 +206,16 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
             if model.server.cookies.secret.is_none() {
                 edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
             }
+        }
+        if model.server.persistence_snapshot.is_some() {
+            let (m, st) = (model.clone(), store.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(m.server.snapshot_interval).await;
+                    let (m2, st2) = (m.clone(), st.clone());
+                    let _ = tokio::task::spawn_blocking(move || edns_user::snapshot::save_logged(&m2, st2.as_ref())).await;
+                }
+            });
         }
         // Persistence TTLs follow their schedules; so does the data plane.
         let (dp_ttls, m) = (dataplane.clone(), model.clone());
@@ -294,6 +306,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
             r = server::serve(responder, &model.server.listen) => r,
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
+                edns_user::snapshot::save_logged(&model, store.as_ref());
                 Ok(())
             }
         }

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub static_zone: crate::zone::StaticZone,
     /// Response rate limiting in XDP (`[rrl]`), off when absent.
     pub rrl: Option<RrlConfig>,
+    /// Where persistence records are kept across restarts and reboots.
+    pub persistence_snapshot: Option<std::path::PathBuf>,
+    pub snapshot_interval: std::time::Duration,
 }
 
 /// `[cluster]`: this node's id, gossip addresses and pace.

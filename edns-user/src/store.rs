@@ -6,9 +6,26 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use edns_common::{is_timely, PersistKey, PersistRecord};
+use edns_common::{is_timely, LdnsKey, PersistKey, PersistRecord};
 
 /// Nanoseconds of CLOCK_BOOTTIME, the clock `bpf_ktime_get_boot_ns()` reads.
+/// A persistence key's requester as 44 hex digits (kind, prefix length,
+/// group, address): how the cluster and the snapshot file name it.
+pub fn ldns_key_hex(k: &LdnsKey) -> String {
+    let mut b = vec![k.kind, k.prefix_len];
+    b.extend_from_slice(&k.group.to_be_bytes());
+    b.extend_from_slice(&k.addr);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn ldns_key_from_hex(hex: &str) -> Option<LdnsKey> {
+    if hex.len() != 44 || !hex.is_ascii() {
+        return None;
+    }
+    let b: Vec<u8> = (0..22).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect::<Option<_>>()?;
+    Some(LdnsKey { kind: b[0], prefix_len: b[1], _pad: [0; 2], group: u32::from_be_bytes([b[2], b[3], b[4], b[5]]), addr: b[6..22].try_into().ok()? })
+}
+
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a timespec; CLOCK_BOOTTIME exists on Linux >= 2.6.39.

@@ -132,6 +132,8 @@ fn monitors_metrics_methods_and_all_down_policies_are_checked() {
     refused(&t, line_of(&t, "ecs_max_prefix_v4"), "a client-subnet prefix length is 1 to 32");
     let t = example().replace("mode = \"topology\"", "mode = \"topology\"\necs = true\necs_max_prefix_v4 = 20");
     assert!(check(&t).0, "ECS with a /20 maximum is fine");
+    let t = example().replacen("[server]\n", "[server]\nsnapshot_interval_secs = 0\n", 1);
+    refused(&t, line_of(&t, "snapshot_interval_secs"), "snapshot_interval_secs must be above 0");
     // [cluster]: a node id of 1 or more, addresses with ports, a sane pace.
     let cluster = |c: &str| example() + "\n[cluster]\n" + c;
     assert!(check(&cluster("node_id = 2\ngossip = \"127.0.0.1:7946\"\nseeds = [\"127.0.0.2:7946\"]\n")).0, "a cluster section is fine");

@@ -533,7 +533,7 @@ impl Cluster {
     fn parse_key(&self, key: &str) -> Option<(PersistKey, u32)> {
         let (name, hex) = key.strip_prefix("r/")?.rsplit_once('/')?;
         let w = self.model.wide_ip_by_name(name)?;
-        let ldns = ldns_from_hex(hex)?;
+        let ldns = crate::store::ldns_key_from_hex(hex)?;
         Some((PersistKey { wide_ip: w.id, ldns }, w.id))
     }
 
@@ -571,25 +571,7 @@ impl Cluster {
 
 /// The gossip key of a record: its wide IP and its requester as hex.
 pub fn record_key(wide_ip: &str, k: &LdnsKey) -> String {
-    let mut b = vec![k.kind, k.prefix_len];
-    b.extend_from_slice(&k.group.to_be_bytes());
-    b.extend_from_slice(&k.addr);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("r/{wide_ip}/{hex}")
-}
-
-fn ldns_from_hex(hex: &str) -> Option<LdnsKey> {
-    if hex.len() != 44 {
-        return None;
-    }
-    let b: Vec<u8> = (0..22).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect::<Option<_>>()?;
-    Some(LdnsKey {
-        kind: b[0],
-        prefix_len: b[1],
-        _pad: [0; 2],
-        group: u32::from_be_bytes([b[2], b[3], b[4], b[5]]),
-        addr: b[6..22].try_into().ok()?,
-    })
+    format!("r/{wide_ip}/{}", crate::store::ldns_key_hex(k))
 }
 
 /// Rendezvous salts: VSs and SACs are owned separately.
@@ -665,7 +647,7 @@ mod tests {
         let k = LdnsKey { kind: 3, prefix_len: 120, _pad: [0; 2], group: 7, addr: [1; 16] };
         let s = record_key("shop.gslb.example.", &k);
         let (_, hex) = s.rsplit_once('/').unwrap();
-        assert_eq!(ldns_from_hex(hex), Some(k));
+        assert_eq!(crate::store::ldns_key_from_hex(hex), Some(k));
         assert!(s.starts_with("r/shop.gslb.example./"));
     }
 
