@@ -129,13 +129,13 @@ pub fn ldns_key_text(k: &edns_common::LdnsKey) -> String {
     }
 }
 
-type HttpError = (StatusCode, String);
+pub(crate) type HttpError = (StatusCode, String);
 
 fn internal(e: anyhow::Error) -> HttpError {
     (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }
 
-fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
+pub(crate) fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
     let m = &c.responder.model;
     let now = now_ns();
     let secs = |ns: i128| ns as f64 / 1e9;
@@ -172,7 +172,7 @@ fn records(c: &Control) -> Result<Vec<RecordView>, HttpError> {
         .collect())
 }
 
-fn vs_view(c: &Control) -> Result<Vec<VsView>, HttpError> {
+pub(crate) fn vs_view(c: &Control) -> Result<Vec<VsView>, HttpError> {
     let m = &c.responder.model;
     let health = c.health.snapshot();
     m.vss
@@ -211,7 +211,7 @@ fn vs_view(c: &Control) -> Result<Vec<VsView>, HttpError> {
         .collect()
 }
 
-fn wide_ip_view(c: &Control) -> Vec<WideIpView> {
+pub(crate) fn wide_ip_view(c: &Control) -> Vec<WideIpView> {
     let last = c.responder.selector.last.lock().unwrap().clone();
     c.responder
         .model
@@ -281,6 +281,11 @@ async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>,
     Ok(Json(v))
 }
 
+/// `/`: the status page.
+async fn status_page(State(c): State<Arc<Control>>) -> Result<axum::response::Html<String>, HttpError> {
+    crate::status::render(&c).map(axum::response::Html).map_err(internal)
+}
+
 /// `/metrics`: OpenMetrics text when the scraper asks for it (Prometheus
 /// does), else Prometheus's text format 0.0.4.
 async fn prometheus_metrics(
@@ -313,6 +318,7 @@ pub fn router(c: Arc<Control>) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/paths", get(paths_view))
         .route("/metrics", get(prometheus_metrics))
+        .route("/", get(status_page))
         .with_state(c)
 }
 

@@ -15,6 +15,7 @@ pub mod rrl;
 pub mod select;
 pub mod server;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod udp;

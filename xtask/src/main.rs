@@ -102,6 +102,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"),
     // promtool checks the /metrics exposition.
     ("prometheus", "promtool"),
+    // A real browser for the status page.
+    ("chromium", "chromium"),
     ("openssl", "openssl"),
     // BIND 9 as an LDNS that sends DNS cookies.
     ("bind9", "named"),
