@@ -253,8 +253,12 @@ impl Cluster {
         *self.live.write().unwrap() = live;
         let quiet = changes.is_empty();
         let dirty = self.apply_changes(changes, full);
-        self.merge_in(&dirty)?;
-        let ops = self.scan_local()?;
+        // Map reads and writes (BPF syscalls with XDP): let the runtime
+        // move other tasks off this worker meanwhile.
+        let ops = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+            self.merge_in(&dirty)?;
+            self.scan_local()
+        })?;
         self.publish(ops, probes).await;
         if !self.is_synced() {
             self.check_synced(peers_heard, quiet);
