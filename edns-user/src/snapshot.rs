@@ -39,22 +39,17 @@ struct Saved {
     ldns: String,
     vs: String,
     ttl_secs: u32,
-    created_ms: i64,
-    last_ms: i64,
+    created_ms: u64,
+    last_ms: u64,
     hits: u64,
     node_id: u32,
     generation: u32,
 }
 
-/// wall-clock ns − CLOCK_BOOTTIME ns, now.
-fn offset_ns() -> i128 {
-    jiff::Timestamp::now().as_nanosecond() - now_ns() as i128
-}
-
 /// Writes every record to `path`, atomically. Returns how many.
 pub fn save(model: &Model, store: &dyn Store, path: &Path) -> anyhow::Result<usize> {
-    let off = offset_ns();
-    let ms = |ns: u64| ((ns as i128 + off) / 1_000_000) as i64;
+    let off = crate::cookies::wall_offset_ns();
+    let ms = |ns: u64| crate::store::wall_ms(ns, off);
     let records: Vec<Saved> = store
         .persist_list()?
         .into_iter()
@@ -97,9 +92,9 @@ pub fn load(model: &Model, store: &dyn Store, ttls: &PersistenceTtls, path: &Pat
     let text = std::fs::read(path)?;
     let snap: Snapshot = serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("not a readable snapshot: {e}"))?;
     anyhow::ensure!(snap.version == VERSION, "snapshot format version {} (this build reads {VERSION})", snap.version);
-    let off = offset_ns();
+    let off = crate::cookies::wall_offset_ns();
     let now = now_ns();
-    let ns = |ms: i64| (ms as i128 * 1_000_000 - off).max(0) as u64;
+    let ns = |ms: u64| crate::store::boot_ns(ms, off);
     let mut out = Loaded::default();
     // Everything checked first, then written: never half a snapshot.
     let mut ready = Vec::new();

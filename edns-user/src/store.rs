@@ -9,6 +9,18 @@ use std::sync::Mutex;
 use edns_common::{is_timely, LdnsKey, PersistKey, PersistRecord};
 
 /// Nanoseconds of CLOCK_BOOTTIME, the clock `bpf_ktime_get_boot_ns()` reads.
+/// CLOCK_BOOTTIME nanoseconds as wall-clock milliseconds, given the
+/// offset between the clocks ([`crate::cookies::wall_offset_ns`]): how
+/// records' times leave the node (cluster gossip, snapshot file).
+pub fn wall_ms(boot_ns: u64, offset_ns: i64) -> u64 {
+    ((boot_ns as i128 + offset_ns as i128) / 1_000_000).max(0) as u64
+}
+
+/// Wall-clock milliseconds back to CLOCK_BOOTTIME nanoseconds.
+pub fn boot_ns(wall_ms: u64, offset_ns: i64) -> u64 {
+    (wall_ms as i128 * 1_000_000 - offset_ns as i128).max(0) as u64
+}
+
 /// A persistence key's requester as 44 hex digits (kind, prefix length,
 /// group, address): how the cluster and the snapshot file name it.
 pub fn ldns_key_hex(k: &LdnsKey) -> String {

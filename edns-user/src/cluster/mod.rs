@@ -84,7 +84,7 @@ pub struct Cluster {
     handle: ChitchatHandle,
     /// wall-clock ns − CLOCK_BOOTTIME ns, fixed at start so that times
     /// round-trip exactly.
-    offset_ns: i128,
+    offset_ns: i64,
     live: RwLock<Vec<u32>>,
     synced: AtomicBool,
     started: Instant,
@@ -137,7 +137,7 @@ impl Cluster {
         };
         let handle = spawn_chitchat(config, Vec::new(), &UdpTransport).await?;
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
-        let offset_ns = jiff::Timestamp::now().as_nanosecond() - now_ns() as i128;
+        let offset_ns = crate::cookies::wall_offset_ns();
         let c = Arc::new(Cluster {
             live: RwLock::new(vec![cfg.node_id]),
             synced: AtomicBool::new(cfg.seeds.is_empty()),
@@ -238,11 +238,11 @@ impl Cluster {
     }
 
     fn wall_ms(&self, boot_ns: u64) -> u64 {
-        ((boot_ns as i128 + self.offset_ns) / 1_000_000).max(0) as u64
+        crate::store::wall_ms(boot_ns, self.offset_ns)
     }
 
     fn boot_ns(&self, wall_ms: u64) -> u64 {
-        (wall_ms as i128 * 1_000_000 - self.offset_ns).max(0) as u64
+        crate::store::boot_ns(wall_ms, self.offset_ns)
     }
 
     /// One round: take peers' changes, merge them in, publish this node's.
