@@ -109,7 +109,8 @@ fn selector(model: &Model, vs: usize, kind: Kind) -> Option<&MetricSel> {
     }
 }
 
-fn sample_value(s: &Sample) -> Option<f64> {
+/// A sample's number, whatever its type (histograms and summaries: none).
+pub(crate) fn sample_value(s: &Sample) -> Option<f64> {
     match s.value {
         Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
         _ => None,

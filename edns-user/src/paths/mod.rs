@@ -339,10 +339,7 @@ pub fn parse_probe(text: &str) -> Sample {
     let lines = text.lines().map(|l| Ok::<_, std::io::Error>(l.to_string()));
     if let Ok(scrape) = prometheus_parse::Scrape::parse(lines) {
         for s in &scrape.samples {
-            let v = match s.value {
-                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => v,
-                _ => continue,
-            };
+            let Some(v) = crate::metrics::sample_value(s) else { continue };
             match s.metric.as_str() {
                 "probe_success" => ok = v == 1.0,
                 "probe_duration_seconds" => total = Some(v),
