@@ -318,7 +318,12 @@ struct RawServer {
     nameservers: Spanned<Vec<Spanned<String>>>,
     #[serde(default = "default_answer_ttl")]
     answer_ttl: u32,
+    /// Control endpoint IP:PORT (default 127.0.0.1:8053), or "none".
     control: Option<Spanned<String>>,
+    /// Bearer token the control endpoint requires (needed off loopback).
+    control_token: Option<Spanned<String>>,
+    /// A file holding the token (relative to the config), instead of `control_token`.
+    control_token_file: Option<Spanned<String>>,
     /// Identifies this node in persistence records shared with other nodes.
     #[serde(default)]
     node_id: u32,
@@ -622,14 +627,7 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
     if nameservers.is_empty() {
         return Err(cx.err(&server.nameservers, "server.nameservers must name at least one nameserver"));
     }
-    let control = match &server.control {
-        None => None,
-        Some(c) => Some(
-            c.get_ref()
-                .parse::<SocketAddr>()
-                .map_err(|e| cx.err(c, format!("control address {:?} is not IP:PORT: {e}", c.get_ref())))?,
-        ),
-    };
+    let (control, control_token) = build_control(cx, server)?;
     if *server.edns_payload.get_ref() < 512 {
         return Err(cx.err(&server.edns_payload, "edns_payload must be at least 512"));
     }
@@ -707,11 +705,49 @@ fn build_server(cx: &Cx, raw: &Spanned<RawServer>) -> Result<crate::model::Serve
         nameservers,
         answer_ttl: server.answer_ttl,
         control,
+        control_token,
         node_id: server.node_id,
         edns_payload: *server.edns_payload.get_ref(),
         persistence_capacity: *server.persistence_capacity.get_ref(),
         soa,
     })
+}
+
+/// The control endpoint's address and token. It changes state, so off
+/// loopback it needs a token; "none" turns it off.
+fn build_control(cx: &Cx, server: &RawServer) -> Result<(Option<crate::model::ControlAddr>, Option<String>), ConfigError> {
+    use crate::model::ControlAddr;
+    let control = match &server.control {
+        None => Some(ControlAddr::Default(crate::model::DEFAULT_CONTROL)),
+        Some(c) if c.get_ref() == "none" => None,
+        Some(c) => Some(ControlAddr::Configured(
+            c.get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|e| cx.err(c, format!("control address {:?} is not IP:PORT or \"none\": {e}", c.get_ref())))?,
+        )),
+    };
+    let token = match (&server.control_token, &server.control_token_file) {
+        (Some(t), Some(_)) => return Err(cx.err(t, "give control_token or control_token_file, not both")),
+        (Some(t), None) => Some((t, t.get_ref().clone())),
+        (None, Some(f)) => {
+            let p = cx.path.parent().map(|d| d.join(f.get_ref())).unwrap_or_else(|| f.get_ref().into());
+            let text = std::fs::read_to_string(&p).map_err(|e| cx.err(f, format!("cannot read control_token_file {}: {e}", p.display())))?;
+            Some((f, text.trim().to_string()))
+        }
+        (None, None) => None,
+    };
+    if let Some((at, t)) = &token {
+        if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(cx.err(at, "the control token must be at least 16 printable ASCII characters without spaces"));
+        }
+    }
+    if let (Some(a), None) = (&control, &token) {
+        if !a.addr().ip().is_loopback() {
+            let at = server.control.as_ref().expect("a non-default address was configured");
+            return Err(cx.err(at, format!("control address {} is not loopback: the endpoint changes state, so set control_token or control_token_file", a.addr())));
+        }
+    }
+    Ok((control, token.map(|(_, t)| t)))
 }
 
 /// Reads the zone file named at `f` (relative to the config); its errors

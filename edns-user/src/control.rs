@@ -309,6 +309,34 @@ async fn paths_view(State(c): State<Arc<Control>>, axum::extract::Query(q): axum
     Json(c.paths.as_ref().map(|p| p.view(q.ldns)).unwrap_or_default())
 }
 
+/// With a token configured every request must carry
+/// `Authorization: Bearer TOKEN`; anything else gets 401.
+async fn require_token(
+    State(c): State<Arc<Control>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(token) = &c.responder.model.server.control_token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
+        return next.run(req).await;
+    }
+    tracing::warn!(path = %req.uri().path(), with_token = given.is_some(), "control request refused: wrong or missing bearer token");
+    (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, "Bearer realm=\"edns\"")], "a valid bearer token is required\n").into_response()
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 pub fn router(c: Arc<Control>) -> Router {
     Router::new()
         .route("/v1/records", get(|State(c): State<Arc<Control>>| async move { records(&c).map(Json) }))
@@ -319,6 +347,7 @@ pub fn router(c: Arc<Control>) -> Router {
         .route("/v1/paths", get(paths_view))
         .route("/metrics", get(prometheus_metrics))
         .route("/", get(status_page))
+        .layer(axum::middleware::from_fn_with_state(c.clone(), require_token))
         .with_state(c)
 }
 
@@ -326,18 +355,24 @@ pub fn router(c: Arc<Control>) -> Router {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 impl Client {
-    pub fn new(addr: SocketAddr) -> Client {
+    pub fn new(addr: SocketAddr, token: Option<String>) -> Client {
         Client {
             base: format!("http://{addr}"),
             agent: ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(5)).build(),
+            token,
         }
     }
 
     fn call(&self, req: ureq::Request) -> anyhow::Result<serde_json::Value> {
         let url = req.url().to_string();
+        let req = match &self.token {
+            Some(t) => req.set("Authorization", &format!("Bearer {t}")),
+            None => req,
+        };
         match req.call() {
             Ok(r) => r.into_json().with_context(|| format!("bad JSON from {url}")),
             Err(ureq::Error::Status(code, r)) => {

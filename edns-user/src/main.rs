@@ -77,9 +77,13 @@ enum Cmd {
         /// Control endpoint address; default: `control` of --config, else 127.0.0.1:8053.
         #[arg(long)]
         control: Option<SocketAddr>,
-        /// Read the control address from this config file.
+        /// Read the control address and token from this config file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A file holding the control endpoint's bearer token (else
+        /// $EDNS_CONTROL_TOKEN, else the token of --config).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long, global = true)]
         json: bool,
@@ -126,7 +130,7 @@ fn main() {
                     println!("{name}: {n} instructions verified (limit 1000000)");
                 }
             }),
-        Cmd::Ctl { control, config, json, cmd } => ctl(control, config, json, cmd),
+        Cmd::Ctl { control, config, token_file, json, cmd } => ctl(control, config, token_file, json, cmd),
         Cmd::XdpPass { iface, bpf_object } => xdp::attach_pass(&iface, bpf_object.as_deref()).and_then(|_ebpf| {
             tracing::info!(%iface, "edns_pass attached; detaches on exit");
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -279,7 +283,7 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                 }
             });
         }
-        if let Some(addr) = model.server.control {
+        if let Some(control_addr) = model.server.control {
             let c = Arc::new(control::Control {
                 responder: responder.clone(),
                 health: health.clone(),
@@ -289,13 +293,22 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
                 cluster: cluster.clone(),
                 paths: paths.clone(),
             });
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind control {addr}"))?;
-            tracing::info!(%addr, "control endpoint");
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, control::router(c)).await {
-                    tracing::error!(error = %e, "control endpoint failed");
+            let addr = control_addr.addr();
+            match (tokio::net::TcpListener::bind(addr).await, control_addr) {
+                (Ok(listener), _) => {
+                    tracing::info!(%addr, token = model.server.control_token.is_some(), "control endpoint");
+                    tokio::spawn(async move {
+                        if let Err(e) = axum::serve(listener, control::router(c)).await {
+                            tracing::error!(error = %e, "control endpoint failed");
+                        }
+                    });
                 }
-            });
+                // The default address may be another edns's on this host.
+                (Err(e), edns_user::model::ControlAddr::Default(_)) => {
+                    tracing::warn!(%addr, error = %e, "no control endpoint: the default address cannot be bound (set server.control)")
+                }
+                (Err(e), _) => return Err(anyhow::Error::from(e).context(format!("cannot bind control {addr}"))),
+            }
         }
         if let Some(c) = &cluster {
             // Our own decisions only once the cluster's records are here.
@@ -322,16 +335,18 @@ async fn shutdown_signal() {
     }
 }
 
-fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, json: bool, cmd: CtlCmd) -> anyhow::Result<()> {
-    let addr = match (control, config) {
+fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, token_file: Option<PathBuf>, json: bool, cmd: CtlCmd) -> anyhow::Result<()> {
+    let server = config.as_ref().map(|p| config::load(p).map(|m| (p, m.server))).transpose()?;
+    let addr = match (control, &server) {
         (Some(a), _) => a,
-        (None, Some(p)) => config::load(&p)?
-            .server
-            .control
-            .with_context(|| format!("{} has no server.control address", p.display()))?,
-        (None, None) => "127.0.0.1:8053".parse().unwrap(),
+        (None, Some((p, s))) => s.control.with_context(|| format!("{} has control = \"none\"", p.display()))?.addr(),
+        (None, None) => edns_user::model::DEFAULT_CONTROL,
     };
-    let c = Client::new(addr);
+    let token = match token_file {
+        Some(f) => Some(std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?.trim().to_string()),
+        None => std::env::var("EDNS_CONTROL_TOKEN").ok().or_else(|| server.and_then(|(_, s)| s.control_token)),
+    };
+    let c = Client::new(addr, token);
     let v = match &cmd {
         CtlCmd::Records => c.get("/v1/records")?,
         CtlCmd::Vs => c.get("/v1/vs")?,

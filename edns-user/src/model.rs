@@ -18,7 +18,9 @@ pub struct ServerConfig {
     pub zone: Name,
     pub nameservers: Vec<Name>,
     pub answer_ttl: u32,
-    pub control: Option<SocketAddr>,
+    pub control: Option<ControlAddr>,
+    /// Bearer token every control request must carry, when set.
+    pub control_token: Option<String>,
     pub node_id: u32,
     pub edns_payload: u16,
     pub persistence_capacity: u32,
@@ -33,6 +35,25 @@ pub struct ServerConfig {
     /// Where persistence records are kept across restarts and reboots.
     pub persistence_snapshot: Option<std::path::PathBuf>,
     pub snapshot_interval: std::time::Duration,
+}
+
+/// Where the control endpoint listens when `control` is not set.
+pub const DEFAULT_CONTROL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8053);
+
+/// The control endpoint's address: the default (its bind may fail softly:
+/// another edns on this host holds it) or one the config names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlAddr {
+    Default(SocketAddr),
+    Configured(SocketAddr),
+}
+
+impl ControlAddr {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            ControlAddr::Default(a) | ControlAddr::Configured(a) => *a,
+        }
+    }
 }
 
 /// `[cluster]`: this node's id, gossip addresses and pace.

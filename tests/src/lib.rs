@@ -280,6 +280,8 @@ pub struct EdnsProc {
     netns: Option<String>,
     pub log: PathBuf,
     bin: PathBuf,
+    /// The control endpoint's bearer token, passed to `edns ctl`.
+    token: Option<String>,
 }
 
 impl EdnsProc {
@@ -306,7 +308,8 @@ impl EdnsProc {
         std::fs::write(&config, config_text)?;
         let model = edns_user::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let dns = model.server.listen[0];
-        let control = model.server.control.context("test configs need a control address")?;
+        let control = model.server.control.context("test configs need a control address")?.addr();
+        let token = model.server.control_token.clone();
         let log = dir.join("edns.log");
         let mut cmd = match netns {
             Some(ns) => ns.cmd(bin),
@@ -316,7 +319,7 @@ impl EdnsProc {
         cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
         let child = cmd.spawn().context("cannot start edns")?;
-        let mut p = EdnsProc { _dir: dir, child, dns, control, config, netns: netns.map(|n| n.name.clone()), log, bin: bin.to_owned() };
+        let mut p = EdnsProc { _dir: dir, child, dns, control, config, netns: netns.map(|n| n.name.clone()), log, bin: bin.to_owned(), token };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = p.child.try_wait()? {
@@ -343,6 +346,9 @@ impl EdnsProc {
             None => Command::new(&self.bin),
         };
         cmd.args(["ctl", "--control", &self.control.to_string()]).args(args);
+        if let Some(t) = &self.token {
+            cmd.env("EDNS_CONTROL_TOKEN", t);
+        }
         cmd
     }
 

@@ -262,3 +262,17 @@ fn a_missing_file_is_reported_by_name() {
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(msg.contains("/nonexistent/edns.toml") && msg.contains("cannot read config"), "{msg}");
 }
+
+#[test]
+fn a_control_endpoint_off_loopback_needs_a_token() {
+    let t = example().replace("control = \"127.0.0.1:8053\"", "control = \"0.0.0.0:8053\"");
+    refused(&t, line_of(&t, "control = "), "not loopback: the endpoint changes state, so set control_token");
+    let ok = t.replace("control = \"0.0.0.0:8053\"", "control = \"0.0.0.0:8053\"\ncontrol_token = \"0123456789abcdef0123\"");
+    assert!(check(&ok).0, "{}", check(&ok).1);
+    let short = t.replace("control = \"0.0.0.0:8053\"", "control = \"0.0.0.0:8053\"\ncontrol_token = \"short\"");
+    refused(&short, line_of(&short, "control_token"), "at least 16 printable ASCII characters");
+    let missing = t.replace("control = \"0.0.0.0:8053\"", "control = \"0.0.0.0:8053\"\ncontrol_token_file = \"no-such-token\"");
+    refused(&missing, line_of(&missing, "control_token_file"), "cannot read control_token_file");
+    let off = example().replace("control = \"127.0.0.1:8053\"", "control = \"none\"");
+    assert!(check(&off).0);
+}
