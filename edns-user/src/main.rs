@@ -53,6 +53,29 @@ enum Cmd {
         /// normal rate. For trying a schedule without waiting for the hour.
         #[arg(long)]
         clock_start: Option<jiff::Timestamp>,
+        /// bpffs directory the data plane is pinned under, per interface
+        /// (mounted there when no bpffs is). A restart takes over what it finds.
+        #[arg(long, default_value = xdp::pin::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Where the ids of the pinned maps are noted, per interface.
+        #[arg(long, default_value = xdp::pin::DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        /// Do not pin: XDP detaches when edns exits.
+        #[arg(long)]
+        no_pin: bool,
+        /// On exit, unpin and detach the data plane for good (else it keeps
+        /// answering from the kernel until the next `edns run` takes over).
+        #[arg(long)]
+        detach_on_exit: bool,
+    },
+    /// Detach and unpin the data plane a stopped edns left on IFACE.
+    Detach {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value = xdp::pin::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        #[arg(long, default_value = xdp::pin::DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
     },
     /// Validate a config file without serving.
     CheckConfig { file: PathBuf },
@@ -120,7 +143,18 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { config, iface, xdp, bpf_object, xdp_log, clock_start } => run(config, iface, xdp, bpf_object, xdp_log, clock_start),
+        Cmd::Run { config, iface, xdp, bpf_object, xdp_log, clock_start, pin_dir, run_dir, no_pin, detach_on_exit } => {
+            let pins = iface.as_deref().filter(|_| !no_pin).map(|i| xdp::pin::Pins::new(&pin_dir, &run_dir, i));
+            run(config, iface, xdp, bpf_object, xdp_log, clock_start, pins, detach_on_exit)
+        }
+        Cmd::Detach { iface, pin_dir, run_dir } => {
+            let p = xdp::pin::Pins::new(&pin_dir, &run_dir, &iface);
+            if !p.any_pinned() {
+                println!("nothing pinned at {}", p.dir.display());
+                return;
+            }
+            p.remove_all().map(|_| println!("unpinned {}: the XDP program detached from {iface}", p.dir.display()))
+        }
         Cmd::CheckConfig { file } => check(&file),
         Cmd::VerifyXdp { config, bpf_object } => config::load(&config)
             .map_err(anyhow::Error::from)
@@ -160,13 +194,24 @@ fn check(file: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<PathBuf>, xdp_log: bool, clock_start: Option<jiff::Timestamp>) -> anyhow::Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn run(
+    path: PathBuf,
+    iface: Option<String>,
+    mode: XdpMode,
+    bpf_object: Option<PathBuf>,
+    xdp_log: bool,
+    clock_start: Option<jiff::Timestamp>,
+    pins: Option<xdp::pin::Pins>,
+    detach_on_exit: bool,
+) -> anyhow::Result<()> {
     if xdp_log && mode == XdpMode::Off {
         anyhow::bail!("--xdp-log needs --xdp native or skb");
     }
     let model = Arc::new(config::load(&path)?);
     let xdp_iface = iface.clone();
     let initial = model.initial_vs_states();
+    let mut takeover = xdp::Takeover::default();
     let (store, dataplane): (Arc<dyn Store>, Option<Arc<xdp::DataPlane>>) = match (mode, iface) {
         (XdpMode::Off, None) => (
             Arc::new(MemoryStore::new(initial, model.wide_ips.len(), model.server.persistence_capacity as usize)),
@@ -175,19 +220,14 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
         (XdpMode::Off, Some(_)) => anyhow::bail!("--iface given with --xdp off; pick native or skb, or drop --iface"),
         (m, None) => anyhow::bail!("--xdp {} needs --iface", if m == XdpMode::Skb { "skb" } else { "native" }),
         (m, Some(ifname)) => {
-            let dp = Arc::new(xdp::DataPlane::attach(
-                &model,
-                &ifname,
-                m == XdpMode::Skb,
-                bpf_object.as_deref(),
-                &initial,
-                xdp_log,
-            )?);
+            let (dp, t) = xdp::DataPlane::attach(&model, &ifname, m == XdpMode::Skb, bpf_object.as_deref(), &initial, xdp_log, pins)?;
+            takeover = t;
+            let dp = Arc::new(dp);
             (dp.clone() as Arc<dyn Store>, Some(dp))
         }
     };
     let metrics = Arc::new(Metrics::new(model.clone()));
-    let health = Arc::new(Health::new(model.clone(), store.clone()));
+    let health = Arc::new(if takeover.state { Health::from_store(model.clone(), store.clone())? } else { Health::new(model.clone(), store.clone()) });
     let mut selector = Selector::with_metrics(model.clone(), store.clone(), metrics.clone());
     let paths = model.sacs.iter().any(|s| s.path_probe.is_some()).then(|| Arc::new(edns_user::paths::Paths::new(model.clone())));
     selector.paths = paths.clone();
@@ -195,8 +235,13 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
     let ttls = Arc::new(schedule::PersistenceTtls::new(&model, clock()));
     selector.ttls = ttls.clone();
     let ttls_for_cluster = ttls.clone();
-    // Records from before a restart or reboot, before anything answers from them.
-    edns_user::snapshot::load_at_start(&model, store.as_ref(), &ttls);
+    // Records from before a restart or reboot, before anything answers from
+    // them (the kernel's own, when taken over, are newer than any snapshot).
+    if takeover.state {
+        tracing::info!("records taken over from the pinned data plane; the snapshot is not loaded over them");
+    } else {
+        edns_user::snapshot::load_at_start(&model, store.as_ref(), &ttls);
+    }
     let cookies = Arc::new(Cookies::new(model.server.cookies.enabled, model.server.cookies.secret));
     if let Some(dp) = &dataplane {
         let dp = dp.clone();
@@ -320,6 +365,13 @@ fn run(path: PathBuf, iface: Option<String>, mode: XdpMode, bpf_object: Option<P
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
                 edns_user::snapshot::save_logged(&model, store.as_ref());
+                if let Some(dp) = &dataplane {
+                    if detach_on_exit {
+                        dp.detach_for_good()?;
+                    } else if dp.pinned() {
+                        tracing::info!("XDP stays attached and answers from the kernel until the next `edns run` takes over (`edns detach` removes it)");
+                    }
+                }
                 Ok(())
             }
         }

@@ -66,6 +66,20 @@ pub trait Store: Send + Sync {
     fn persist_list(&self) -> anyhow::Result<Vec<(PersistKey, PersistRecord)>>;
 }
 
+/// Deletes the records `model` has no use for: their wide IP is gone or no
+/// longer dynamic, or their VS left its pool. Returns how many.
+pub fn drop_orphans(model: &crate::model::Model, store: &dyn Store) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for (k, r) in store.persist_list()? {
+        let fits = model.wide_ips.get(k.wide_ip as usize).is_some_and(|w| matches!(w.mode, crate::model::ModeConfig::Dynamic { .. }) && w.pool.contains(&r.vs));
+        if !fits {
+            store.persist_delete(&k)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Process-memory store, used when no XDP program is attached.
 /// Like the kernel's LRU hash it holds at most `capacity` records.
 pub struct MemoryStore {

@@ -169,6 +169,19 @@ impl Health {
         Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new() }
     }
 
+    /// Starts from the states the store holds (a data plane taken over):
+    /// what the last run's probes found stays until the next probe.
+    pub fn from_store(model: Arc<Model>, store: Arc<dyn Store>) -> anyhow::Result<Health> {
+        let mut vs = Vec::with_capacity(model.vss.len());
+        for i in 0..model.vss.len() as u32 {
+            let s = store.vs_state(i)?;
+            let mut h = VsHealth::new(s & VS_MARKED_UP != 0);
+            h.available = s & VS_AVAILABLE != 0;
+            vs.push(h);
+        }
+        Ok(Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new() })
+    }
+
     /// Shares probing with a cluster: `probes_here(vs)` says whether this
     /// node probes `vs` now; `publish` hears each result it records.
     pub fn share(&self, probes_here: Box<dyn Fn(u32) -> bool + Send + Sync>, publish: Box<dyn Fn(u32, &VsHealth) + Send + Sync>) {

@@ -16,6 +16,9 @@ use edns_common::{counter, CookieSecrets, ListenKey, PersistKey, PersistRecord, 
 use crate::model::{ip16, Model};
 use crate::store::Store;
 
+pub mod pin;
+use pin::{Layout, Pins, ID_MAPS, STATE_MAPS};
+
 /// The object `cargo xtask build-ebpf` produced when this binary was built
 /// (empty when it had not been built).
 static EMBEDDED_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/edns-ebpf.o"));
@@ -39,17 +42,30 @@ pub fn object_bytes(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
 
 /// Loads the object with map sizes from the model (maps not yet filled).
 pub fn load(model: &Model, object: &[u8]) -> anyhow::Result<Ebpf> {
+    load_pinned(model, object, None)
+}
+
+/// Like [`load`]; with `pins`, the state maps are the ones pinned there
+/// (made and pinned when absent).
+fn load_pinned(model: &Model, object: &[u8], pins: Option<(&Pins, &Path)>) -> anyhow::Result<Ebpf> {
     if model.wide_ips.len() as u32 > MAX_WIDE_IPS || model.sacs.len() as u32 > MAX_SACS || model.vss.len() as u32 > MAX_VSS {
         bail!("config exceeds data-plane capacity ({MAX_WIDE_IPS} wide IPs, {MAX_SACS} SACs, {MAX_VSS} VSs)");
     }
     if model.topology.len() as u32 > MAX_TOPOLOGY {
         bail!("config has {} topology rules; the data plane holds {MAX_TOPOLOGY}", model.topology.len());
     }
-    EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .map_max_entries("PERSISTENCE", model.server.persistence_capacity)
-        .map_max_entries("RRL", model.server.rrl.map(|r| r.capacity).unwrap_or(1))
-        .load(object)
-        .context("cannot load the eBPF object (verifier log above, if any)")
+        .map_max_entries("RRL", model.server.rrl.map(|r| r.capacity).unwrap_or(1));
+    let paths: Vec<(&str, std::path::PathBuf)> = pins.map(|(p, _)| STATE_MAPS.iter().map(|m| (*m, p.map(m))).collect()).unwrap_or_default();
+    for (m, path) in &paths {
+        loader.map_pin_path(m, path.as_path());
+    }
+    if let Some((_, jumps)) = pins {
+        loader.map_pin_path("JUMPS", jumps);
+    }
+    loader.load(object).context("cannot load the eBPF object (verifier log above, if any)")
 }
 
 pub struct DataPlane {
@@ -69,6 +85,21 @@ pub struct DataPlane {
     wildcard: Vec<(bool, u16)>,
     /// LISTEN keys `sync_listen` put there.
     synced: Mutex<Vec<ListenKey>>,
+    /// Where the link and state maps are pinned (none: they go with us).
+    pins: Option<Pins>,
+    /// Our handle on the XDP link (pinned, so dropping it detaches nothing).
+    link: Mutex<Option<aya::programs::links::FdLink>>,
+}
+
+/// What starting on a pinned data plane found and kept.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// A previous run's program was attached and has been replaced by ours.
+    pub link: bool,
+    /// Its records, VS states and counters were kept (in place, or carried by name).
+    pub state: bool,
+    /// Records dropped: their wide IP or VS is gone, or left the pool.
+    pub dropped_records: usize,
 }
 
 /// Loads the programs, links `edns` to `edns_answer` and `edns_admit`
@@ -129,6 +160,8 @@ fn borrow<'a, T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>>(
 
 impl DataPlane {
     /// Loads, fills the maps, then attaches to `iface` (skb = generic XDP).
+    /// With `pins`, a data plane a previous run left pinned there is taken
+    /// over: its state kept, its program replaced by ours in one step.
     pub fn attach(
         model: &Model,
         iface: &str,
@@ -136,26 +169,101 @@ impl DataPlane {
         object: Option<&Path>,
         vs_states: &[u32],
         log: bool,
-    ) -> anyhow::Result<DataPlane> {
+        pins: Option<Pins>,
+    ) -> anyhow::Result<(DataPlane, Takeover)> {
         let bytes = object_bytes(object)?;
-        let mut ebpf = load(model, &bytes)?;
+        let mut takeover = Takeover::default();
+        let new_layout = Layout::of(model, skb);
+        let mut carry = None;
+        let mut kept_layout = None;
+        if let Some(p) = &pins {
+            p.prepare()?;
+            (carry, kept_layout) = adopt_pinned_maps(p, model, &new_layout)?;
+            takeover.state = carry.is_some() || kept_layout.is_some();
+        }
+        let jumps = pins.as_ref().map(|p| p.new_jumps());
+        let mut ebpf = load_pinned(model, &bytes, pins.as_ref().zip(jumps.as_deref()))?;
         // The logger takes its ring buffer before the programs load.
         let logger = if log { Some(aya_log::EbpfLogger::init(&mut ebpf).context("cannot set up aya-log")?) } else { None };
-        let mut dp = DataPlane::fill(model, &mut ebpf, vs_states, log, Some(iface_mac(iface)?))?;
+        // Taken over in place: keep the states, set only those of new VSs.
+        let states: Vec<Option<u32>> = match &kept_layout {
+            Some(old) => model.vss.iter().enumerate().map(|(i, v)| (old.vss.get(i) != Some(&v.name)).then_some(vs_states[i])).collect(),
+            None => vs_states.iter().map(|s| Some(*s)).collect(),
+        };
+        let mut dp = DataPlane::fill_some(model, &mut ebpf, &states, log, Some(iface_mac(iface)?))?;
         dp.logger = Mutex::new(logger);
+        dp.pins = pins.clone();
         dp.sync_listen(iface)?;
+        if let Some(c) = carry {
+            takeover.dropped_records += dp.put_carried(c)?;
+        }
         let prog = load_programs(&mut ebpf)?;
         let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
-        prog.attach(iface, mode)
-            .with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
-        tracing::info!(iface, ?mode, "XDP data plane attached");
-        Ok(DataPlane { _ebpf: Some(ebpf), ..dp })
+        let link = match &pins {
+            Some(p) => {
+                let (link, replaced) = attach_pinned(prog, p, iface, mode)?;
+                takeover.link = replaced;
+                if replaced && kept_layout.as_ref().is_some_and(|l| l.mode != new_layout.mode) {
+                    tracing::warn!(iface, pinned = %kept_layout.as_ref().unwrap().mode, "the pinned link keeps the mode it was attached in; `edns detach` first to change it");
+                }
+                p.remove_old_jumps(jumps.as_deref())?;
+                p.write_layout(&Layout { mode: if replaced { kept_layout.map(|l| l.mode).unwrap_or(new_layout.mode.clone()) } else { new_layout.mode.clone() }, ..new_layout })?;
+                link
+            }
+            None => {
+                prog.attach(iface, mode).with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
+                None
+            }
+        };
+        if takeover.state {
+            // Records of what this config no longer has go last.
+            takeover.dropped_records += crate::store::drop_orphans(model, &dp)?;
+        }
+        tracing::info!(iface, ?mode, pinned = pins.as_ref().map(|p| p.dir.display().to_string()), took_over = takeover.link, kept_state = takeover.state, dropped_records = takeover.dropped_records, "XDP data plane attached");
+        Ok((DataPlane { _ebpf: Some(ebpf), link: Mutex::new(link), ..dp }, takeover))
+    }
+
+    /// Detaches for good: unpins the link and the maps and drops our link
+    /// handle, so nothing holds the program any more.
+    pub fn detach_for_good(&self) -> anyhow::Result<()> {
+        let Some(p) = &self.pins else { return Ok(()) };
+        drop(self.link.lock().unwrap().take());
+        p.remove_all()?;
+        tracing::info!(pins = %p.dir.display(), "XDP data plane unpinned; it detaches as edns exits");
+        Ok(())
+    }
+
+    /// True when the link is pinned (the program outlives this process).
+    pub fn pinned(&self) -> bool {
+        self.link.lock().unwrap().is_some()
+    }
+
+    /// Writes records, VS states and counters carried by name from pinned
+    /// maps whose ids no longer fit; returns the records dropped.
+    fn put_carried(&self, c: Carried) -> anyhow::Result<usize> {
+        for (k, r) in &c.records {
+            self.persistence.lock().unwrap().insert(k, r, 0)?;
+        }
+        for (vs, s) in &c.vs_states {
+            self.set_vs_state(*vs, *s)?;
+        }
+        for (w, n) in &c.rr_counters {
+            self.rr_counters.lock().unwrap().set(*w, *n, 0)?;
+        }
+        tracing::info!(records = c.records.len(), dropped = c.dropped, "records carried by name into maps for the new config's ids");
+        Ok(c.dropped)
     }
 
     /// Fills every map from the model and takes the ones the controller
     /// keeps using. `log` turns on aya-log output of every verdict; `mac`
     /// is the interface's, to which query frames must be addressed.
     pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<DataPlane> {
+        let states: Vec<Option<u32>> = vs_states.iter().map(|s| Some(*s)).collect();
+        DataPlane::fill_some(model, ebpf, &states, log, mac)
+    }
+
+    /// Like [`DataPlane::fill`]; a `None` state leaves the map's as it is.
+    fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<DataPlane> {
         let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         let rrl = model.server.rrl;
@@ -214,7 +322,9 @@ impl DataPlane {
         }
         let mut states: Array<_, u32> = take(ebpf, "VS_STATES")?;
         for (i, s) in vs_states.iter().enumerate() {
-            states.set(i as u32, *s, 0)?;
+            if let Some(s) = s {
+                states.set(i as u32, *s, 0)?;
+            }
         }
         let mut groups: LpmTrie<_, TopologyAddr, u32> = take(ebpf, "GROUPS")?;
         for g in model.groups.snapshot() {
@@ -240,6 +350,8 @@ impl DataPlane {
             listen: Mutex::new(listen),
             wildcard,
             synced: Mutex::new(Vec::new()),
+            pins: None,
+            link: Mutex::new(None),
         })
     }
 
@@ -323,6 +435,113 @@ impl DataPlane {
             out.push((counter::NAMES[i as usize].to_string(), per_cpu.iter().sum()));
         }
         Ok(out)
+    }
+}
+
+/// State read from pinned maps whose ids the new config does not keep,
+/// renumbered by name.
+struct Carried {
+    records: Vec<(PersistKey, PersistRecord)>,
+    vs_states: Vec<(u32, u32)>,
+    rr_counters: Vec<(u32, u64)>,
+    dropped: usize,
+}
+
+/// Decides which pinned state maps the new program uses as they are; the
+/// others are read (when their ids can be renumbered by name) and unpinned,
+/// so the loader makes them afresh. Returns what to carry over, or the
+/// layout kept in place.
+fn adopt_pinned_maps(p: &Pins, model: &Model, new: &Layout) -> anyhow::Result<(Option<Carried>, Option<Layout>)> {
+    use std::mem::size_of;
+    let rrl_cap = new.rrl_capacity;
+    let shapes: [(&str, usize, usize, u32); 6] = [
+        ("PERSISTENCE", size_of::<PersistKey>(), size_of::<PersistRecord>(), model.server.persistence_capacity),
+        ("VS_STATES", 4, 4, MAX_VSS),
+        ("RR_COUNTERS", 4, 8, MAX_WIDE_IPS),
+        ("COUNTERS", 4, 8, counter::COUNT),
+        ("RRL", 16, size_of::<edns_common::RrlBucket>(), rrl_cap),
+        ("COOKIE_SECRETS", 4, size_of::<CookieSecrets>(), 1),
+    ];
+    let old = p.read_layout();
+    let id_maps_there = ID_MAPS.iter().all(|m| p.map(m).exists());
+    let fits = |m: &str| shapes.iter().find(|s| s.0 == m).is_some_and(|(_, k, v, n)| pin::pinned_map_fits(&p.map(m), *k, *v, *n));
+    let keep = id_maps_there && old.as_ref().is_some_and(|o| o.keeps_ids(new)) && ID_MAPS.iter().all(|m| fits(m));
+    let mut carry = None;
+    if id_maps_there && !keep {
+        match &old {
+            Some(o) => carry = Some(read_carried(p, o, model)?),
+            None => tracing::warn!(dir = %p.dir.display(), "pinned records without a layout: their ids cannot be read, so they are not taken over"),
+        }
+    }
+    for m in STATE_MAPS {
+        let id_map = ID_MAPS.contains(&m);
+        if p.map(m).exists() && ((id_map && !keep) || !fits(m)) {
+            pin::remove_if_there(&p.map(m))?;
+        }
+    }
+    Ok((carry, if keep { old } else { None }))
+}
+
+/// Reads the pinned id maps written with `old` and renumbers them for `model`.
+fn read_carried(p: &Pins, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
+    use aya::maps::Map;
+    let open = |m: &str| MapData::from_pin(p.map(m)).with_context(|| format!("cannot open pinned map {}", p.map(m).display()));
+    let wide_ip = |id: u32| old.wide_ips.get(id as usize).and_then(|n| model.wide_ip_by_name(n)).map(|w| w.id);
+    let vs = |id: u32| old.vss.get(id as usize).and_then(|n| model.vs_by_name(n));
+    let persistence: HashMap<MapData, PersistKey, PersistRecord> = HashMap::try_from(Map::LruHashMap(open("PERSISTENCE")?))?;
+    let (mut records, mut dropped) = (Vec::new(), 0);
+    for kv in persistence.iter() {
+        let Some((mut k, mut r)) = found(kv)? else { continue };
+        match (wide_ip(k.wide_ip), vs(r.vs)) {
+            (Some(w), Some(v)) => {
+                (k.wide_ip, r.vs) = (w, v);
+                records.push((k, r));
+            }
+            _ => dropped += 1,
+        }
+    }
+    let states: Array<MapData, u32> = Array::try_from(Map::Array(open("VS_STATES")?))?;
+    let vs_states = (0..old.vss.len() as u32).filter_map(|i| Some((vs(i)?, states.get(&i, 0).ok()?))).collect();
+    let rr: Array<MapData, u64> = Array::try_from(Map::Array(open("RR_COUNTERS")?))?;
+    let rr_counters = (0..old.wide_ips.len() as u32).filter_map(|i| Some((wide_ip(i)?, rr.get(&i, 0).ok()?))).collect();
+    Ok(Carried { records, vs_states, rr_counters, dropped })
+}
+
+/// Attaches `prog` behind the link pinned at `p` (replacing the program a
+/// previous run left there, in one step), or attaches it afresh and pins
+/// the new link. Returns our link handle and whether one was replaced.
+fn attach_pinned(prog: &mut Xdp, p: &Pins, iface: &str, mode: XdpMode) -> anyhow::Result<(Option<aya::programs::links::FdLink>, bool)> {
+    use aya::programs::links::{FdLink, PinnedLink};
+    use aya::programs::xdp::XdpLink;
+    if p.link().exists() {
+        let replaced = PinnedLink::from_pin(p.link())
+            .map_err(anyhow::Error::from)
+            .and_then(|l| XdpLink::try_from(FdLink::from(l)).map_err(anyhow::Error::from))
+            .and_then(|l| prog.attach_to_link(l).map_err(anyhow::Error::from));
+        match replaced {
+            Ok(id) => {
+                let link = FdLink::try_from(prog.take_link(id)?)?;
+                return Ok((Some(link), true));
+            }
+            // The interface went away and came back, or the pin is stale.
+            Err(e) => {
+                tracing::warn!(iface, error = %format!("{e:#}"), "the pinned XDP link cannot be taken over; attaching afresh");
+                pin::remove_if_there(&p.link())?;
+            }
+        }
+    }
+    let id = prog.attach(iface, mode).with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
+    match FdLink::try_from(prog.take_link(id)?) {
+        Ok(link) => {
+            let pinned = link.pin(p.link()).with_context(|| format!("cannot pin the XDP link at {}", p.link().display()))?;
+            Ok((Some(FdLink::from(pinned)), false))
+        }
+        Err(_) => {
+            // Taking it out detached it: attach again, left with the program.
+            prog.attach(iface, mode).with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
+            tracing::warn!(iface, "XDP attached through netlink (no bpf_link on this kernel): not pinned, it detaches when edns exits");
+            Ok((None, false))
+        }
     }
 }
 

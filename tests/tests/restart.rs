@@ -1,0 +1,229 @@
+//! Restart without an outage: the XDP link and the state maps are pinned,
+//! so while the controller is killed (SIGKILL) and started again the kernel
+//! keeps answering stripe and persistence hits; the new controller takes
+//! the pinned data plane over (records, VS states, counters kept), also
+//! when its config moved the ids. `--detach-on-exit` and `edns detach`
+//! remove it for good.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edns_tests::{kdig, require_root, tmpdir, workspace, EdnsProc, TmpDir, VethHarness};
+
+/// A bpffs of the test's own, visible to every `ip netns exec` (which gives
+/// each process a private /sys): pins in it outlive a killed edns. Unmounted
+/// on drop, which frees whatever is still pinned.
+struct BpfMount {
+    dir: TmpDir,
+}
+
+impl BpfMount {
+    fn new() -> BpfMount {
+        let dir = tmpdir();
+        let st = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&*dir).status().unwrap();
+        assert!(st.success(), "cannot mount bpffs at {}", dir.display());
+        BpfMount { dir }
+    }
+}
+
+impl Drop for BpfMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&*self.dir).status();
+    }
+}
+
+struct Pinned {
+    bpf: BpfMount,
+    run: TmpDir,
+}
+
+impl Pinned {
+    fn new() -> Pinned {
+        Pinned { bpf: BpfMount::new(), run: tmpdir() }
+    }
+    fn args<'a>(&'a self, h: &'a VethHarness) -> Vec<String> {
+        ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", self.bpf.dir.to_str().unwrap(), "--run-dir", self.run.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+    fn link(&self, h: &VethHarness) -> PathBuf {
+        self.bpf.dir.join(&h.server_if).join("link")
+    }
+}
+
+fn start(cfg: &str, h: &VethHarness, p: &Pinned, extra: &[&str]) -> EdnsProc {
+    let mut args = p.args(h);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    EdnsProc::start(cfg, Some(&h.server), &args).unwrap()
+}
+
+fn demo_config() -> String {
+    std::fs::read_to_string(workspace().join("examples/demo.toml")).unwrap()
+}
+
+fn xdp_attached(h: &VethHarness) -> bool {
+    let out = h.server.ip(&["link", "show", &h.server_if]).unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+fn records(e: &EdnsProc) -> Vec<(String, String, String)> {
+    e.ctl(&["records"]).unwrap().as_array().unwrap().iter().map(|r| (r["wide_ip"].as_str().unwrap().to_string(), r["ldns"].as_str().unwrap().to_string(), r["vs"].as_str().unwrap().to_string())).collect()
+}
+
+fn counter(e: &EdnsProc, name: &str) -> u64 {
+    e.ctl(&["stats"]).unwrap()["xdp"][name].as_u64().unwrap()
+}
+
+/// Kills hard, waits for the process to be gone.
+fn kill(e: EdnsProc) {
+    e.kill_hard();
+}
+
+#[test]
+fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let ldns: Vec<IpAddr> = (10..20).map(|i| format!("198.18.7.{i}").parse().unwrap()).collect();
+    h.add_client_addrs(&ldns).unwrap();
+    let p = Pinned::new();
+    let e = start(&demo_config(), &h, &p, &[]);
+    assert!(p.link(&h).exists(), "the XDP link is pinned");
+    // A persistence record per LDNS, made by the controller.
+    let server = std::net::SocketAddr::new(h.server_ip, 53);
+    let mut sacs = Vec::new();
+    for l in &ldns {
+        sacs.push(kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap().answer().to_string());
+    }
+    let before = records(&e);
+    assert_eq!(before.len(), ldns.len(), "{before:?}");
+    let xdp_before = counter(&e, "answered_stripe") + counter(&e, "answered_persistence");
+
+    // 2,000 q/s for 8 s: stripe and persistence hits from every LDNS, and
+    // a name XDP passes up (NXDOMAIN comes from the controller). The
+    // controller is killed at 2 s and started again at 3 s.
+    let mut pairs: Vec<String> = Vec::new();
+    for l in &ldns {
+        pairs.push(format!("{l},www.gslb.example.,stripe"));
+        pairs.push(format!("{l},shop.gslb.example.,persistence_hit"));
+    }
+    pairs.push("198.18.0.2,nope.gslb.example.,passed_up".into());
+    let mut load = h.client.cmd("python3");
+    load.arg(workspace().join("tests/fixtures/fixed_rate.py"))
+        .args(["--server", "198.18.0.1", "--port", "53", "--rate", "2000", "--seconds", "8"])
+        .args(&pairs)
+        .stdout(std::process::Stdio::piped());
+    let gen = load.spawn().unwrap();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    kill(e);
+    let killed_at = t0.elapsed();
+    assert!(xdp_attached(&h), "XDP stays attached with the controller gone");
+    std::thread::sleep(Duration::from_secs(1));
+    let e = start(&demo_config(), &h, &p, &[]);
+    let back_at = t0.elapsed();
+    let out = gen.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = &report["kinds"];
+    let summary: Vec<String> = ["stripe", "persistence_hit", "passed_up"]
+        .iter()
+        .map(|kind| {
+            let at = k[kind]["unanswered_at"].as_array().unwrap();
+            let span = match (at.first(), at.last()) {
+                (Some(a), Some(b)) => format!(" (sent {a}-{b} s)"),
+                _ => String::new(),
+            };
+            format!("{kind}: {} sent, {} answered, {} unanswered{span}", k[kind]["sent"], k[kind]["answered"], k[kind]["unanswered"])
+        })
+        .collect();
+    println!("restart under load: killed at {:.2} s, controller back at {:.2} s; {}", killed_at.as_secs_f64(), back_at.as_secs_f64(), summary.join("; "));
+    for kind in ["stripe", "persistence_hit"] {
+        assert!(k[kind]["sent"].as_u64().unwrap() >= 7000, "{kind}: {k}");
+        assert_eq!(k[kind]["unanswered"], 0, "{kind}: every stripe and persistence-hit query answered: {summary:?}");
+    }
+    // What the kernel passes up goes unanswered only while no controller runs.
+    let missed: Vec<f64> = k["passed_up"]["unanswered_at"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
+    assert!(!missed.is_empty(), "queries passed up during the gap find no socket: {summary:?}");
+    for t in &missed {
+        assert!(*t >= killed_at.as_secs_f64() - 0.5 && *t <= back_at.as_secs_f64() + 0.5, "a passed-up query missed at {t} s, outside the gap: {summary:?}");
+    }
+    // Records, their SACs and the counters were taken over.
+    let after = records(&e);
+    assert_eq!(after, before, "records kept");
+    for (l, sac) in ldns.iter().zip(&sacs) {
+        assert_eq!(&kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap().answer().to_string(), sac);
+    }
+    let xdp_after = counter(&e, "answered_stripe") + counter(&e, "answered_persistence");
+    let sent = k["stripe"]["sent"].as_u64().unwrap() + k["persistence_hit"]["sent"].as_u64().unwrap();
+    assert!(xdp_after >= xdp_before + sent, "XDP counters kept across the restart, and every answer from XDP: {xdp_before} + {sent} > {xdp_after}");
+    assert!(e.log_text().contains("took_over=true"), "{}", e.log_text());
+}
+
+#[test]
+fn a_config_that_moves_ids_carries_records_by_name_and_drops_those_of_removed_vss() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let ldns: Vec<IpAddr> = (10..16).map(|i| format!("198.18.7.{i}").parse().unwrap()).collect();
+    h.add_client_addrs(&ldns).unwrap();
+    let p = Pinned::new();
+    let e = start(&demo_config(), &h, &p, &[]);
+    let server = std::net::SocketAddr::new(h.server_ip, 53);
+    for l in &ldns {
+        kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap();
+    }
+    let before = records(&e);
+    let on_west = before.iter().filter(|r| r.2 == "west/vs1").count();
+    assert!(on_west > 0 && on_west < before.len(), "round robin spread them: {before:?}");
+    kill(e);
+    // A new wide IP first (every wide IP id moves), a SAC first (every VS
+    // id moves), and west/vs1 out of shop's pool.
+    let cfg = demo_config()
+        .replacen("[[sac]]\nname = \"east\"", "[[sac]]\nname = \"north\"\naddress = \"192.0.2.99\"\nvirtual_servers = [{ name = \"vs1\" }]\n\n[[sac]]\nname = \"east\"", 1)
+        .replacen("[[wide_ip]]\nname = \"www.gslb.example.\"", "[[wide_ip]]\nname = \"new.gslb.example.\"\nmode = \"stripe\"\npool = [\"north/vs1\"]\n\n[[wide_ip]]\nname = \"www.gslb.example.\"", 1)
+        .replace("persistence_ttl = 600\npool = [\"east/vs1\", \"west/vs1\"]", "persistence_ttl = 600\npool = [\"east/vs1\", \"north/vs1\"]");
+    let e = start(&cfg, &h, &p, &[]);
+    let after = records(&e);
+    let kept: Vec<_> = before.iter().filter(|r| r.2 == "east/vs1").cloned().collect();
+    assert_eq!(after, kept, "east/vs1's records carried by name; west/vs1 left shop's pool, so its records went");
+    assert!(e.log_text().contains(&format!("dropped_records={on_west}")), "{}", e.log_text());
+    for (_, l, _) in &kept {
+        let a = kdig(Some(&h.client), server, Some(l.parse().unwrap()), &["shop.gslb.example.", "A"]).unwrap();
+        assert_eq!(a.answer(), "192.0.2.10", "{l}");
+    }
+    assert_eq!(kdig(Some(&h.client), server, Some(ldns[0]), &["new.gslb.example.", "A"]).unwrap().answer(), "192.0.2.99");
+}
+
+#[test]
+fn detach_on_exit_and_edns_detach_remove_the_data_plane_for_good() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let p = Pinned::new();
+    let server = std::net::SocketAddr::new(h.server_ip, 53);
+    // A plain stop leaves XDP answering.
+    let mut e = start(&demo_config(), &h, &p, &[]);
+    e.stop();
+    assert!(xdp_attached(&h) && p.link(&h).exists());
+    assert_eq!(kdig(Some(&h.client), server, None, &["www.gslb.example.", "A"]).unwrap().status, "NOERROR");
+    // `edns detach` removes it.
+    let out = h.server.cmd(edns_tests::edns_bin(false)).args(["detach", "--iface", &h.server_if, "--pin-dir", p.bpf.dir.to_str().unwrap(), "--run-dir", p.run.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_detached(&h);
+    assert!(!p.bpf.dir.join(&h.server_if).exists());
+    // --detach-on-exit: gone when edns stops.
+    let mut e = start(&demo_config(), &h, &p, &["--detach-on-exit"]);
+    assert!(xdp_attached(&h));
+    e.stop();
+    wait_detached(&h);
+    assert!(!Path::new(&p.link(&h)).exists());
+}
+
+fn wait_detached(h: &VethHarness) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(h) {
+        assert!(Instant::now() < deadline, "XDP still attached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
