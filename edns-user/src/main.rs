@@ -227,7 +227,7 @@ fn run(
         }
     };
     let metrics = Arc::new(Metrics::new(model.clone()));
-    let health = Arc::new(if takeover.state { Health::from_store(model.clone(), store.clone())? } else { Health::new(model.clone(), store.clone()) });
+    let health = Arc::new(if takeover.kept() { Health::from_store(model.clone(), store.clone())? } else { Health::new(model.clone(), store.clone()) });
     let mut selector = Selector::with_metrics(model.clone(), store.clone(), metrics.clone());
     let paths = model.sacs.iter().any(|s| s.path_probe.is_some()).then(|| Arc::new(edns_user::paths::Paths::new(model.clone())));
     selector.paths = paths.clone();
@@ -237,7 +237,7 @@ fn run(
     let ttls_for_cluster = ttls.clone();
     // Records from before a restart or reboot, before anything answers from
     // them (the kernel's own, when taken over, are newer than any snapshot).
-    if takeover.state {
+    if takeover.kept() {
         tracing::info!("records taken over from the pinned data plane; the snapshot is not loaded over them");
     } else {
         edns_user::snapshot::load_at_start(&model, store.as_ref(), &ttls);

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{bail, Context};
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -69,10 +69,31 @@ fn load_pinned(model: &Model, object: &[u8], pins: Option<(&Pins, &Path)>) -> an
 }
 
 pub struct DataPlane {
-    /// Owns the program and its link: dropping it detaches XDP.
-    _ebpf: Option<Ebpf>,
+    /// The program's maps; a reload replaces them with a new program's.
+    maps: RwLock<Arc<Maps>>,
     /// aya-log reader, taken by whoever drains it (`edns run --xdp-log`).
     pub logger: Mutex<Option<aya_log::EbpfLogger<&'static dyn log::Log>>>,
+    /// Wildcard listen entries (IPv6?, port): answered for the interface's addresses only.
+    wildcard: Vec<(bool, u16)>,
+    /// Where the link and state maps are pinned (none: they go with us).
+    pins: Option<Pins>,
+    /// Our handle on the XDP link (pinned, so dropping it detaches nothing).
+    link: Mutex<Option<aya::programs::links::FdLink>>,
+    /// How the program was loaded, to load the next one the same way.
+    source: Option<Source>,
+}
+
+struct Source {
+    iface: String,
+    skb: bool,
+    object: Vec<u8>,
+    log: bool,
+}
+
+/// One loaded program's maps, as the controller holds them.
+struct Maps {
+    /// Owns the programs (the link, pinned, is apart).
+    _ebpf: Option<Ebpf>,
     vs_states: Mutex<Array<MapData, u32>>,
     rr_counters: Mutex<Array<MapData, u64>>,
     persistence: Mutex<HashMap<MapData, PersistKey, PersistRecord>>,
@@ -81,14 +102,8 @@ pub struct DataPlane {
     groups: Mutex<LpmTrie<MapData, TopologyAddr, u32>>,
     wide_ips: Mutex<HashMap<MapData, QnameKey, WideIpEntry>>,
     listen: Mutex<HashMap<MapData, ListenKey, u32>>,
-    /// Wildcard listen entries (IPv6?, port): answered for the interface's addresses only.
-    wildcard: Vec<(bool, u16)>,
     /// LISTEN keys `sync_listen` put there.
     synced: Mutex<Vec<ListenKey>>,
-    /// Where the link and state maps are pinned (none: they go with us).
-    pins: Option<Pins>,
-    /// Our handle on the XDP link (pinned, so dropping it detaches nothing).
-    link: Mutex<Option<aya::programs::links::FdLink>>,
 }
 
 /// What starting on a pinned data plane found and kept.
@@ -96,10 +111,19 @@ pub struct DataPlane {
 pub struct Takeover {
     /// A previous run's program was attached and has been replaced by ours.
     pub link: bool,
-    /// Its records, VS states and counters were kept (in place, or carried by name).
+    /// Its records, VS states and counters were kept in place.
     pub state: bool,
+    /// They were carried by name into fresh maps (the config moved ids).
+    pub carried: bool,
     /// Records dropped: their wide IP or VS is gone, or left the pool.
     pub dropped_records: usize,
+}
+
+impl Takeover {
+    /// True when records and states came from the pinned maps.
+    pub fn kept(&self) -> bool {
+        self.state || self.carried
+    }
 }
 
 /// Loads the programs, links `edns` to `edns_answer` and `edns_admit`
@@ -159,6 +183,10 @@ fn borrow<'a, T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 impl DataPlane {
+    fn maps(&self) -> Arc<Maps> {
+        self.maps.read().unwrap().clone()
+    }
+
     /// Loads, fills the maps, then attaches to `iface` (skb = generic XDP).
     /// With `pins`, a data plane a previous run left pinned there is taken
     /// over: its state kept, its program replaced by ours in one step.
@@ -171,56 +199,61 @@ impl DataPlane {
         log: bool,
         pins: Option<Pins>,
     ) -> anyhow::Result<(DataPlane, Takeover)> {
-        let bytes = object_bytes(object)?;
-        let mut takeover = Takeover::default();
-        let new_layout = Layout::of(model, skb);
-        let mut carry = None;
-        let mut kept_layout = None;
-        if let Some(p) = &pins {
-            p.prepare()?;
-            (carry, kept_layout) = adopt_pinned_maps(p, model, &new_layout)?;
-            takeover.state = carry.is_some() || kept_layout.is_some();
-        }
-        let jumps = pins.as_ref().map(|p| p.new_jumps());
-        let mut ebpf = load_pinned(model, &bytes, pins.as_ref().zip(jumps.as_deref()))?;
-        // The logger takes its ring buffer before the programs load.
-        let logger = if log { Some(aya_log::EbpfLogger::init(&mut ebpf).context("cannot set up aya-log")?) } else { None };
-        // Taken over in place: keep the states, set only those of new VSs.
-        let states: Vec<Option<u32>> = match &kept_layout {
-            Some(old) => model.vss.iter().enumerate().map(|(i, v)| (old.vss.get(i) != Some(&v.name)).then_some(vs_states[i])).collect(),
-            None => vs_states.iter().map(|s| Some(*s)).collect(),
+        let source = Source { iface: iface.to_string(), skb, object: object_bytes(object)?, log };
+        let mut logger = None;
+        let (maps, wildcard, link, takeover) = bring_up(model, &source, vs_states, pins.as_ref(), if log { Some(&mut logger) } else { None })?;
+        let dp = DataPlane {
+            maps: RwLock::new(Arc::new(maps)),
+            logger: Mutex::new(logger),
+            wildcard,
+            pins,
+            link: Mutex::new(link),
+            source: Some(source),
         };
-        let mut dp = DataPlane::fill_some(model, &mut ebpf, &states, log, Some(iface_mac(iface)?))?;
-        dp.logger = Mutex::new(logger);
-        dp.pins = pins.clone();
-        dp.sync_listen(iface)?;
-        if let Some(c) = carry {
-            takeover.dropped_records += dp.put_carried(c)?;
-        }
-        let prog = load_programs(&mut ebpf)?;
-        let mode = if skb { XdpMode::Skb } else { XdpMode::Driver };
-        let link = match &pins {
-            Some(p) => {
-                let (link, replaced) = attach_pinned(prog, p, iface, mode)?;
-                takeover.link = replaced;
-                if replaced && kept_layout.as_ref().is_some_and(|l| l.mode != new_layout.mode) {
-                    tracing::warn!(iface, pinned = %kept_layout.as_ref().unwrap().mode, "the pinned link keeps the mode it was attached in; `edns detach` first to change it");
-                }
-                p.remove_old_jumps(jumps.as_deref())?;
-                p.write_layout(&Layout { mode: if replaced { kept_layout.map(|l| l.mode).unwrap_or(new_layout.mode.clone()) } else { new_layout.mode.clone() }, ..new_layout })?;
-                link
-            }
-            None => {
-                prog.attach(iface, mode).with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
-                None
-            }
-        };
-        if takeover.state {
+        if takeover.kept() {
             // Records of what this config no longer has go last.
-            takeover.dropped_records += crate::store::drop_orphans(model, &dp)?;
+            let dropped = takeover.dropped_records + crate::store::drop_orphans(model, &dp)?;
+            tracing::info!(dropped_records = dropped, "records taken over; those for wide IPs or VSs this config lacks dropped");
+            return Ok((dp, Takeover { dropped_records: dropped, ..takeover }));
         }
-        tracing::info!(iface, ?mode, pinned = pins.as_ref().map(|p| p.dir.display().to_string()), took_over = takeover.link, kept_state = takeover.state, dropped_records = takeover.dropped_records, "XDP data plane attached");
-        Ok((DataPlane { _ebpf: Some(ebpf), link: Mutex::new(link), ..dp }, takeover))
+        Ok((dp, takeover))
+    }
+
+    /// Serves `model` from now on: a new program with the new config's
+    /// maps and this one's state (kept in place, or carried by name when
+    /// ids moved) replaces the running one behind the pinned link in one
+    /// step, so no name is ever half-configured in the kernel. Records for
+    /// what `model` lacks are dropped after the swap; returns how many.
+    /// `old` is the model being replaced; `vs_states` the states of `model`'s VSs.
+    pub fn reload(&self, old: &Model, model: &Model, vs_states: &[u32]) -> anyhow::Result<usize> {
+        let (Some(source), Some(pins)) = (&self.source, &self.pins) else {
+            bail!("a live reload with XDP needs the data plane pinned (edns run without --no-pin)");
+        };
+        let previous = self.maps();
+        let (maps, _, link, t) = bring_up(model, source, vs_states, Some(pins), None)?;
+        *self.maps.write().unwrap() = Arc::new(maps);
+        *self.link.lock().unwrap() = link;
+        let mut dropped = t.dropped_records;
+        if !t.state {
+            // Carried by name: what the old program or controller wrote
+            // since the copy was read.
+            dropped += self.catch_up(old, model, &previous)?;
+        }
+        drop(previous);
+        Ok(dropped + crate::store::drop_orphans(model, self)?)
+    }
+
+    /// Copies records of `previous` (written with `old`'s ids) that are
+    /// missing here or newer there, renumbered for `model`.
+    fn catch_up(&self, old: &Model, model: &Model, previous: &Maps) -> anyhow::Result<usize> {
+        let layout = Layout::of(old, false);
+        let c = carry_records(&previous.persistence.lock().unwrap(), &layout, model)?;
+        for (k, r) in c.records {
+            if self.persist_get(&k)?.is_none_or(|mine| mine.last_ns < r.last_ns) {
+                self.persist_put(&k, &r)?;
+            }
+        }
+        Ok(0)
     }
 
     /// Detaches for good: unpins the link and the maps and drops our link
@@ -238,32 +271,18 @@ impl DataPlane {
         self.link.lock().unwrap().is_some()
     }
 
-    /// Writes records, VS states and counters carried by name from pinned
-    /// maps whose ids no longer fit; returns the records dropped.
-    fn put_carried(&self, c: Carried) -> anyhow::Result<usize> {
-        for (k, r) in &c.records {
-            self.persistence.lock().unwrap().insert(k, r, 0)?;
-        }
-        for (vs, s) in &c.vs_states {
-            self.set_vs_state(*vs, *s)?;
-        }
-        for (w, n) in &c.rr_counters {
-            self.rr_counters.lock().unwrap().set(*w, *n, 0)?;
-        }
-        tracing::info!(records = c.records.len(), dropped = c.dropped, "records carried by name into maps for the new config's ids");
-        Ok(c.dropped)
-    }
-
     /// Fills every map from the model and takes the ones the controller
     /// keeps using. `log` turns on aya-log output of every verdict; `mac`
     /// is the interface's, to which query frames must be addressed.
     pub fn fill(model: &Model, ebpf: &mut Ebpf, vs_states: &[u32], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<DataPlane> {
         let states: Vec<Option<u32>> = vs_states.iter().map(|s| Some(*s)).collect();
-        DataPlane::fill_some(model, ebpf, &states, log, mac)
+        let (maps, wildcard) = fill_some(model, ebpf, &states, log, mac)?;
+        Ok(DataPlane { maps: RwLock::new(Arc::new(maps)), logger: Mutex::new(None), wildcard, pins: None, link: Mutex::new(None), source: None })
     }
+}
 
-    /// Like [`DataPlane::fill`]; a `None` state leaves the map's as it is.
-    fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<DataPlane> {
+/// Fills every map of a loaded program; a `None` state leaves the map's as it is.
+fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<(Maps, Vec<(bool, u16)>)> {
         let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         let rrl = model.server.rrl;
@@ -337,36 +356,114 @@ impl DataPlane {
             let (addr, len) = r.mapped();
             topo.insert(&Key::new(len, addr), r.sac, 0)?;
         }
-        Ok(DataPlane {
-            _ebpf: None,
-            logger: Mutex::new(None),
-            vs_states: Mutex::new(states),
-            rr_counters: Mutex::new(take(ebpf, "RR_COUNTERS")?),
-            persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),
-            counters: take(ebpf, "COUNTERS")?,
-            cookie_secrets: Mutex::new(take(ebpf, "COOKIE_SECRETS")?),
-            groups: Mutex::new(groups),
-            wide_ips: Mutex::new(wide_ips),
-            listen: Mutex::new(listen),
-            wildcard,
-            synced: Mutex::new(Vec::new()),
-            pins: None,
-            link: Mutex::new(None),
-        })
+    let maps = Maps {
+        _ebpf: None,
+        vs_states: Mutex::new(states),
+        rr_counters: Mutex::new(take(ebpf, "RR_COUNTERS")?),
+        persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),
+        counters: take(ebpf, "COUNTERS")?,
+        cookie_secrets: Mutex::new(take(ebpf, "COOKIE_SECRETS")?),
+        groups: Mutex::new(groups),
+        wide_ips: Mutex::new(wide_ips),
+        listen: Mutex::new(listen),
+        synced: Mutex::new(Vec::new()),
+    };
+    Ok((maps, wildcard))
+}
+
+/// Loads a program for `model` (state maps pinned at `pins` taken over or
+/// carried by name), fills its maps and attaches it — behind the pinned
+/// link when there is one, replacing the program there in one step.
+type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
+fn bring_up(
+    model: &Model,
+    source: &Source,
+    vs_states: &[u32],
+    pins: Option<&Pins>,
+    logger: Option<&mut Option<Logger>>,
+) -> anyhow::Result<(Maps, Vec<(bool, u16)>, Option<aya::programs::links::FdLink>, Takeover)> {
+    let iface = source.iface.as_str();
+    let mut takeover = Takeover::default();
+    let new_layout = Layout::of(model, source.skb);
+    let (mut carry, mut kept_layout) = (None, None);
+    if let Some(p) = pins {
+        p.prepare()?;
+        (carry, kept_layout) = adopt_pinned_maps(p, model, &new_layout)?;
+        takeover.state = kept_layout.is_some();
     }
+    let jumps = pins.map(|p| p.new_jumps());
+    let mut ebpf = load_pinned(model, &source.object, pins.zip(jumps.as_deref()))?;
+    // The logger takes its ring buffer before the programs load.
+    if let Some(l) = logger {
+        *l = Some(aya_log::EbpfLogger::init(&mut ebpf).context("cannot set up aya-log")?);
+    }
+    // Taken over in place: keep the states, set only those of new VSs.
+    let states: Vec<Option<u32>> = match &kept_layout {
+        Some(old) => model.vss.iter().enumerate().map(|(i, v)| (old.vss.get(i) != Some(&v.name)).then_some(vs_states[i])).collect(),
+        None => vs_states.iter().map(|s| Some(*s)).collect(),
+    };
+    let (maps, wildcard) = fill_some(model, &mut ebpf, &states, source.log, Some(iface_mac(iface)?))?;
+    sync_listen(&maps, &wildcard, iface)?;
+    if let Some(c) = carry.take() {
+        takeover.dropped_records += maps.put_carried(c)?;
+        takeover.carried = true;
+    }
+    let prog = load_programs(&mut ebpf)?;
+    let mode = if source.skb { XdpMode::Skb } else { XdpMode::Driver };
+    let link = match pins {
+        Some(p) => {
+            let (link, replaced) = attach_pinned(prog, p, iface, mode)?;
+            takeover.link = replaced;
+            let pinned_mode = kept_layout.as_ref().map(|l| l.mode.clone()).filter(|_| replaced);
+            if pinned_mode.as_ref().is_some_and(|m| *m != new_layout.mode) {
+                tracing::warn!(iface, pinned = ?pinned_mode, "the pinned link keeps the mode it was attached in; `edns detach` first to change it");
+            }
+            p.remove_old_jumps(jumps.as_deref())?;
+            p.write_layout(&Layout { mode: pinned_mode.unwrap_or(new_layout.mode.clone()), ..new_layout })?;
+            link
+        }
+        None => {
+            prog.attach(iface, mode).with_context(|| format!("cannot attach XDP ({mode:?}) to {iface}"))?;
+            None
+        }
+    };
+    tracing::info!(iface, ?mode, pinned = pins.map(|p| p.dir.display().to_string()), took_over = takeover.link, kept_state = takeover.state, carried_state = takeover.carried, dropped_records = takeover.dropped_records, "XDP data plane attached");
+    Ok((Maps { _ebpf: Some(ebpf), ..maps }, wildcard, link, takeover))
+}
+
+impl Maps {
+    /// Writes records, VS states and counters carried by name from pinned
+    /// maps whose ids no longer fit; returns the records dropped.
+    fn put_carried(&self, c: Carried) -> anyhow::Result<usize> {
+        for (k, r) in &c.records {
+            self.persistence.lock().unwrap().insert(k, r, 0)?;
+        }
+        for (vs, s) in &c.vs_states {
+            self.vs_states.lock().unwrap().set(*vs, *s, 0)?;
+        }
+        for (w, n) in &c.rr_counters {
+            self.rr_counters.lock().unwrap().set(*w, *n, 0)?;
+        }
+        tracing::info!(records = c.records.len(), dropped = c.dropped, "records carried by name into maps for the new config's ids");
+        Ok(c.dropped)
+    }
+}
+
+impl DataPlane {
 
     /// Rewrites a wide IP's entry with the persistence TTL now in force
     /// (its schedule's window changed); the kernel judges records by it.
     pub fn set_persistence_ttl(&self, model: &Model, w: &crate::model::WideIp, ttl: u32) -> anyhow::Result<()> {
         let Some(key) = model.qname_key(w) else { return Ok(()) };
         let entry = WideIpEntry { persistence_ttl: ttl, ..w.entry() };
-        self.wide_ips.lock().unwrap().insert(key, entry, 0)?;
+        self.maps().wide_ips.lock().unwrap().insert(key, entry, 0)?;
         Ok(())
     }
 
     /// Brings the GROUPS trie from `old` to `new` members.
     pub fn update_groups(&self, old: &[crate::groups::LdnsGroup], new: &[crate::groups::LdnsGroup]) -> anyhow::Result<()> {
-        let mut t = self.groups.lock().unwrap();
+        let maps = self.maps();
+        let mut t = maps.groups.lock().unwrap();
         for g in old {
             for m in g.members.iter().filter(|m| !new.iter().any(|n| n.id == g.id && n.members.contains(m))) {
                 found(t.remove(&group_key(m)))?;
@@ -390,40 +487,12 @@ impl DataPlane {
     /// wildcard listen never answers for broadcast, multicast or another
     /// host's address: only for what the interface holds.
     pub fn sync_listen(&self, iface: &str) -> anyhow::Result<Vec<IpAddr>> {
-        if self.wildcard.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut addrs: Vec<IpAddr> = Vec::new();
-        for ifa in nix::ifaddrs::getifaddrs()?.filter(|i| i.interface_name == iface) {
-            let Some(a) = ifa.address else { continue };
-            if let Some(v4) = a.as_sockaddr_in() {
-                addrs.push(IpAddr::V4(v4.ip()));
-            } else if let Some(v6) = a.as_sockaddr_in6() {
-                addrs.push(IpAddr::V6(v6.ip()));
-            }
-        }
-        let want: Vec<ListenKey> = self
-            .wildcard
-            .iter()
-            .flat_map(|(v6, port)| {
-                addrs.iter().filter(move |a| a.is_ipv6() == *v6).map(move |a| ListenKey { addr: ip16(*a), port: *port, _pad: 0 })
-            })
-            .collect();
-        let mut map = self.listen.lock().unwrap();
-        let mut synced = self.synced.lock().unwrap();
-        for k in synced.iter().filter(|k| !want.contains(k)) {
-            found(map.remove(k))?;
-        }
-        for k in &want {
-            map.insert(*k, 1, 0)?;
-        }
-        *synced = want;
-        Ok(addrs)
+        sync_listen(&self.maps(), &self.wildcard, iface)
     }
 
     /// The cookie secrets the kernel makes and checks server cookies with.
     pub fn set_cookie_secrets(&self, s: &CookieSecrets) -> anyhow::Result<()> {
-        self.cookie_secrets.lock().unwrap().set(0, *s, 0)?;
+        self.maps().cookie_secrets.lock().unwrap().set(0, *s, 0)?;
         Ok(())
     }
 
@@ -431,7 +500,7 @@ impl DataPlane {
     pub fn counters(&self) -> anyhow::Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         for i in 0..counter::COUNT {
-            let per_cpu = self.counters.get(&i, 0)?;
+            let per_cpu = self.maps().counters.get(&i, 0)?;
             out.push((counter::NAMES[i as usize].to_string(), per_cpu.iter().sum()));
         }
         Ok(out)
@@ -482,17 +551,15 @@ fn adopt_pinned_maps(p: &Pins, model: &Model, new: &Layout) -> anyhow::Result<(O
     Ok((carry, if keep { old } else { None }))
 }
 
-/// Reads the pinned id maps written with `old` and renumbers them for `model`.
-fn read_carried(p: &Pins, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
-    use aya::maps::Map;
-    let open = |m: &str| MapData::from_pin(p.map(m)).with_context(|| format!("cannot open pinned map {}", p.map(m).display()));
-    let wide_ip = |id: u32| old.wide_ips.get(id as usize).and_then(|n| model.wide_ip_by_name(n)).map(|w| w.id);
-    let vs = |id: u32| old.vss.get(id as usize).and_then(|n| model.vs_by_name(n));
-    let persistence: HashMap<MapData, PersistKey, PersistRecord> = HashMap::try_from(Map::LruHashMap(open("PERSISTENCE")?))?;
+/// The records of `map`, written with `old`'s ids, renumbered for `model`
+/// (those naming what it lacks are counted as dropped).
+fn carry_records(map: &HashMap<MapData, PersistKey, PersistRecord>, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
     let (mut records, mut dropped) = (Vec::new(), 0);
-    for kv in persistence.iter() {
+    for kv in map.iter() {
         let Some((mut k, mut r)) = found(kv)? else { continue };
-        match (wide_ip(k.wide_ip), vs(r.vs)) {
+        let w = old.wide_ips.get(k.wide_ip as usize).and_then(|n| model.wide_ip_by_name(n)).map(|w| w.id);
+        let v = old.vss.get(r.vs as usize).and_then(|n| model.vs_by_name(n));
+        match (w, v) {
             (Some(w), Some(v)) => {
                 (k.wide_ip, r.vs) = (w, v);
                 records.push((k, r));
@@ -500,6 +567,17 @@ fn read_carried(p: &Pins, old: &Layout, model: &Model) -> anyhow::Result<Carried
             _ => dropped += 1,
         }
     }
+    Ok(Carried { records, vs_states: Vec::new(), rr_counters: Vec::new(), dropped })
+}
+
+/// Reads the pinned id maps written with `old` and renumbers them for `model`.
+fn read_carried(p: &Pins, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
+    use aya::maps::Map;
+    let open = |m: &str| MapData::from_pin(p.map(m)).with_context(|| format!("cannot open pinned map {}", p.map(m).display()));
+    let wide_ip = |id: u32| old.wide_ips.get(id as usize).and_then(|n| model.wide_ip_by_name(n)).map(|w| w.id);
+    let vs = |id: u32| old.vss.get(id as usize).and_then(|n| model.vs_by_name(n));
+    let persistence: HashMap<MapData, PersistKey, PersistRecord> = HashMap::try_from(Map::LruHashMap(open("PERSISTENCE")?))?;
+    let Carried { records, dropped, .. } = carry_records(&persistence, old, model)?;
     let states: Array<MapData, u32> = Array::try_from(Map::Array(open("VS_STATES")?))?;
     let vs_states = (0..old.vss.len() as u32).filter_map(|i| Some((vs(i)?, states.get(&i, 0).ok()?))).collect();
     let rr: Array<MapData, u64> = Array::try_from(Map::Array(open("RR_COUNTERS")?))?;
@@ -545,6 +623,37 @@ fn attach_pinned(prog: &mut Xdp, p: &Pins, iface: &str, mode: XdpMode) -> anyhow
     }
 }
 
+fn sync_listen(maps: &Maps, wildcard: &[(bool, u16)], iface: &str) -> anyhow::Result<Vec<IpAddr>> {
+    if wildcard.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for ifa in nix::ifaddrs::getifaddrs()?.filter(|i| i.interface_name == iface) {
+        let Some(a) = ifa.address else { continue };
+        if let Some(v4) = a.as_sockaddr_in() {
+            addrs.push(IpAddr::V4(v4.ip()));
+        } else if let Some(v6) = a.as_sockaddr_in6() {
+            addrs.push(IpAddr::V6(v6.ip()));
+        }
+    }
+    let want: Vec<ListenKey> = wildcard
+        .iter()
+        .flat_map(|(v6, port)| {
+            addrs.iter().filter(move |a| a.is_ipv6() == *v6).map(move |a| ListenKey { addr: ip16(*a), port: *port, _pad: 0 })
+        })
+        .collect();
+    let mut map = maps.listen.lock().unwrap();
+    let mut synced = maps.synced.lock().unwrap();
+    for k in synced.iter().filter(|k| !want.contains(k)) {
+        found(map.remove(k))?;
+    }
+    for k in &want {
+        map.insert(*k, 1, 0)?;
+    }
+    *synced = want;
+    Ok(addrs)
+}
+
 /// A group member as the GROUPS trie holds it (IPv4 mapped into IPv6).
 fn group_key(m: &ipnet::IpNet) -> Key<TopologyAddr> {
     let bits = if m.addr().is_ipv4() { 96 } else { 0 } + m.prefix_len() as u32;
@@ -585,33 +694,35 @@ fn found<T>(r: Result<T, aya::maps::MapError>) -> anyhow::Result<Option<T>> {
 
 impl Store for DataPlane {
     fn vs_state(&self, vs: u32) -> anyhow::Result<u32> {
-        Ok(self.vs_states.lock().unwrap().get(&vs, 0)?)
+        Ok(self.maps().vs_states.lock().unwrap().get(&vs, 0)?)
     }
     fn set_vs_state(&self, vs: u32, state: u32) -> anyhow::Result<()> {
-        self.vs_states.lock().unwrap().set(vs, state, 0)?;
+        self.maps().vs_states.lock().unwrap().set(vs, state, 0)?;
         Ok(())
     }
     fn next_counter(&self, wide_ip: u32) -> anyhow::Result<u64> {
         // Read and write are not atomic with the kernel's add; an increment
         // lost in between only repeats a round-robin position.
-        let mut m = self.rr_counters.lock().unwrap();
+        let maps = self.maps();
+        let mut m = maps.rr_counters.lock().unwrap();
         let v = m.get(&wide_ip, 0)?;
         m.set(wide_ip, v.wrapping_add(1), 0)?;
         Ok(v)
     }
     fn persist_get(&self, key: &PersistKey) -> anyhow::Result<Option<PersistRecord>> {
-        found(self.persistence.lock().unwrap().get(key, 0))
+        found(self.maps().persistence.lock().unwrap().get(key, 0))
     }
     fn persist_put(&self, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()> {
-        self.persistence.lock().unwrap().insert(key, rec, 0)?;
+        self.maps().persistence.lock().unwrap().insert(key, rec, 0)?;
         Ok(())
     }
     fn persist_delete(&self, key: &PersistKey) -> anyhow::Result<()> {
-        found(self.persistence.lock().unwrap().remove(key))?;
+        found(self.maps().persistence.lock().unwrap().remove(key))?;
         Ok(())
     }
     fn persist_list(&self) -> anyhow::Result<Vec<(PersistKey, PersistRecord)>> {
-        let m = self.persistence.lock().unwrap();
+        let maps = self.maps();
+        let m = maps.persistence.lock().unwrap();
         let mut v = Vec::new();
         for r in m.iter() {
             // A key deleted while iterating (by LRU eviction) is skipped.
