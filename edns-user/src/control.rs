@@ -16,17 +16,48 @@ use crate::health::{Admin, Health};
 use crate::metrics::{ExporterStatus, VsFigures};
 use crate::store::now_ns;
 
-/// Shared with the handlers.
+/// Data-plane counters by name, summed over CPUs.
+pub type CounterSource = Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>;
+
+/// What the handlers read: the config in force.
 pub struct Control {
     pub responder: Arc<Responder>,
     pub health: Arc<Health>,
     /// Data-plane counters, when an XDP program is attached.
-    pub xdp_counters: Option<Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>>,
+    pub xdp_counters: Option<CounterSource>,
+    /// Reload and restart counts.
+    pub ops: Option<Arc<crate::live::OpsStats>>,
     /// The cluster this node is part of, if any.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Path measurements, when a SAC has a `path_probe`.
     pub paths: Option<Arc<crate::paths::Paths>>,
 }
+
+type Reload = Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>> + Send + Sync>;
+
+/// The router's state: the current [`Control`], replaced at each reload.
+pub struct ControlHandle {
+    current: std::sync::RwLock<Arc<Control>>,
+    reload: std::sync::OnceLock<Reload>,
+}
+
+impl ControlHandle {
+    pub fn new(c: Arc<Control>) -> ControlHandle {
+        ControlHandle { current: std::sync::RwLock::new(c), reload: std::sync::OnceLock::new() }
+    }
+    pub fn get(&self) -> Arc<Control> {
+        self.current.read().unwrap().clone()
+    }
+    pub fn set(&self, c: Arc<Control>) {
+        *self.current.write().unwrap() = c;
+    }
+    /// What `POST /v1/reload` runs.
+    pub fn set_reload(&self, r: Reload) {
+        let _ = self.reload.set(r);
+    }
+}
+
+type Shared = State<Arc<ControlHandle>>;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct RecordView {
@@ -245,10 +276,11 @@ pub(crate) fn wide_ip_view(c: &Control) -> Vec<WideIpView> {
 }
 
 async fn set_vs(
-    State(c): State<Arc<Control>>,
+    State(h): Shared,
     Path((sac, vs)): Path<(String, String)>,
     Query(q): Query<StateQuery>,
 ) -> Result<Json<VsView>, HttpError> {
+    let c = h.get();
     let name = format!("{sac}/{vs}");
     let id = c
         .responder
@@ -262,9 +294,10 @@ async fn set_vs(
     Ok(Json(vs_view(&c)?.swap_remove(id as usize)))
 }
 
-async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>, HttpError> {
+async fn stats(State(h): Shared) -> Result<Json<serde_json::Value>, HttpError> {
+    let c = h.get();
     let exporters: Vec<ExporterStatus> = c.responder.selector.metrics.exporters();
-    let mut v = serde_json::json!({ "dns": &c.responder.stats, "cookies": &c.responder.cookies.stats, "exporters": exporters });
+    let mut v = serde_json::json!({ "dns": &*c.responder.stats, "cookies": &c.responder.cookies.stats, "exporters": exporters });
     if let Some(l) = &c.responder.rrl {
         v["rrl"] = serde_json::to_value(&l.stats).map_err(|e| internal(e.into()))?;
     }
@@ -275,6 +308,9 @@ async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>,
     if let Some(cl) = &c.cluster {
         v["cluster"] = cl.view();
     }
+    if let Some(o) = &c.ops {
+        v["operations"] = serde_json::to_value(&**o).unwrap_or_default();
+    }
     if let Some(p) = &c.paths {
         v["paths"] = p.stats().into_iter().map(|(sac, s)| (sac, serde_json::to_value(s).unwrap_or_default())).collect();
     }
@@ -282,17 +318,17 @@ async fn stats(State(c): State<Arc<Control>>) -> Result<Json<serde_json::Value>,
 }
 
 /// `/`: the status page.
-async fn status_page(State(c): State<Arc<Control>>) -> Result<axum::response::Html<String>, HttpError> {
-    crate::status::render(&c).map(axum::response::Html).map_err(internal)
+async fn status_page(State(h): Shared) -> Result<axum::response::Html<String>, HttpError> {
+    crate::status::render(&h.get()).map(axum::response::Html).map_err(internal)
 }
 
 /// `/metrics`: OpenMetrics text when the scraper asks for it (Prometheus
 /// does), else Prometheus's text format 0.0.4.
 async fn prometheus_metrics(
-    State(c): State<Arc<Control>>,
+    State(h): Shared,
     headers: axum::http::HeaderMap,
 ) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), HttpError> {
-    let text = crate::telemetry::render(&c).map_err(internal)?;
+    let text = crate::telemetry::render(&h.get()).map_err(internal)?;
     let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if accept.contains("application/openmetrics-text") {
         return Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text));
@@ -305,18 +341,26 @@ pub struct PathsQuery {
     pub ldns: Option<IpAddr>,
 }
 
-async fn paths_view(State(c): State<Arc<Control>>, axum::extract::Query(q): axum::extract::Query<PathsQuery>) -> Json<Vec<crate::paths::PathView>> {
-    Json(c.paths.as_ref().map(|p| p.view(q.ldns)).unwrap_or_default())
+async fn paths_view(State(h): Shared, axum::extract::Query(q): axum::extract::Query<PathsQuery>) -> Json<Vec<crate::paths::PathView>> {
+    Json(h.get().paths.as_ref().map(|p| p.view(q.ldns)).unwrap_or_default())
 }
 
 /// With a token configured every request must carry
 /// `Authorization: Bearer TOKEN`; anything else gets 401.
+/// `POST /v1/reload`: 200 with what changed, or 409 with why the config
+/// was refused (file:line) and the running one stays.
+async fn reload(State(h): Shared) -> Result<Json<serde_json::Value>, HttpError> {
+    let r = h.reload.get().ok_or((StatusCode::NOT_IMPLEMENTED, "reload is not available here".to_string()))?;
+    r().await.map(Json).map_err(|e| (StatusCode::CONFLICT, e))
+}
+
 async fn require_token(
-    State(c): State<Arc<Control>>,
+    State(h): Shared,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let c = h.get();
     let Some(token) = &c.responder.model.server.control_token else {
         return next.run(req).await;
     };
@@ -337,12 +381,13 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-pub fn router(c: Arc<Control>) -> Router {
+pub fn router(c: Arc<ControlHandle>) -> Router {
     Router::new()
-        .route("/v1/records", get(|State(c): State<Arc<Control>>| async move { records(&c).map(Json) }))
-        .route("/v1/vs", get(|State(c): State<Arc<Control>>| async move { vs_view(&c).map(Json) }))
+        .route("/v1/records", get(|State(h): Shared| async move { records(&h.get()).map(Json) }))
+        .route("/v1/vs", get(|State(h): Shared| async move { vs_view(&h.get()).map(Json) }))
         .route("/v1/vs/{sac}/{vs}", post(set_vs))
-        .route("/v1/wide-ips", get(|State(c): State<Arc<Control>>| async move { Json(wide_ip_view(&c)) }))
+        .route("/v1/reload", post(reload))
+        .route("/v1/wide-ips", get(|State(h): Shared| async move { Json(wide_ip_view(&h.get())) }))
         .route("/v1/stats", get(stats))
         .route("/v1/paths", get(paths_view))
         .route("/metrics", get(prometheus_metrics))
@@ -384,6 +429,10 @@ impl Client {
 
     pub fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         self.call(self.agent.get(&format!("{}{path}", self.base)))
+    }
+
+    pub fn post(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.call(self.agent.post(&format!("{}{path}", self.base)))
     }
 
     pub fn set_vs(&self, name: &str, state: &str) -> anyhow::Result<serde_json::Value> {

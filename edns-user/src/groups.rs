@@ -102,13 +102,14 @@ pub fn spawn_members_reload(
     table: Arc<GroupTable>,
     every: Duration,
     changed: Box<dyn Fn(&[LdnsGroup], &[LdnsGroup]) + Send + Sync>,
+    tasks: &crate::tasks::Tasks,
 ) {
     let files: Vec<(usize, PathBuf)> =
         table.snapshot().iter().enumerate().filter_map(|(i, g)| g.members_file.clone().map(|f| (i, f))).collect();
     if files.is_empty() {
         return;
     }
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut seen: Vec<Option<SystemTime>> = files.iter().map(|(_, f)| mtime(f)).collect();
         loop {
             tokio::time::sleep(every).await;

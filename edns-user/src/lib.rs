@@ -4,6 +4,8 @@
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod tasks;
+pub mod live;
 pub mod cookies;
 pub mod dns;
 pub mod groups;

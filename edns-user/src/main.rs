@@ -6,12 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use edns_user::control::{self, Client, RecordView, VsView, WideIpView};
 use edns_user::cookies::Cookies;
-use edns_user::health::{spawn_monitors, Health};
+use edns_user::live::Live;
 use edns_user::select::schedule;
-use edns_user::metrics::{spawn_scrapers, Metrics};
-use edns_user::dns::Responder;
-use edns_user::select::Selector;
-use edns_user::store::{MemoryStore, Store};
 use edns_user::{config, server, xdp};
 
 #[derive(Parser)]
@@ -131,6 +127,9 @@ enum CtlCmd {
     Stats,
     /// Show path measurements (RTT, loss, hops) per SAC, of every LDNS prefix or of one LDNS's.
     Paths { ldns: Option<std::net::IpAddr> },
+    /// Re-read the config file and serve it (as SIGHUP does); a bad config
+    /// is refused with file:line and the running one stays.
+    Reload,
 }
 
 fn main() {
@@ -210,44 +209,22 @@ fn run(
     }
     let model = Arc::new(config::load(&path)?);
     let xdp_iface = iface.clone();
-    let initial = model.initial_vs_states();
-    let mut takeover = xdp::Takeover::default();
-    let (store, dataplane): (Arc<dyn Store>, Option<Arc<xdp::DataPlane>>) = match (mode, iface) {
-        (XdpMode::Off, None) => (
-            Arc::new(MemoryStore::new(initial, model.wide_ips.len(), model.server.persistence_capacity as usize)),
-            None,
-        ),
+    let (dataplane, takeover) = match (mode, iface) {
+        (XdpMode::Off, None) => (None, xdp::Takeover::default()),
         (XdpMode::Off, Some(_)) => anyhow::bail!("--iface given with --xdp off; pick native or skb, or drop --iface"),
         (m, None) => anyhow::bail!("--xdp {} needs --iface", if m == XdpMode::Skb { "skb" } else { "native" }),
         (m, Some(ifname)) => {
-            let (dp, t) = xdp::DataPlane::attach(&model, &ifname, m == XdpMode::Skb, bpf_object.as_deref(), &initial, xdp_log, pins)?;
-            takeover = t;
-            let dp = Arc::new(dp);
-            (dp.clone() as Arc<dyn Store>, Some(dp))
+            let (dp, t) = xdp::DataPlane::attach(&model, &ifname, m == XdpMode::Skb, bpf_object.as_deref(), &model.initial_vs_states(), xdp_log, pins)?;
+            (Some(Arc::new(dp)), t)
         }
     };
-    let metrics = Arc::new(Metrics::new(model.clone()));
-    let health = Arc::new(if takeover.kept() { Health::from_store(model.clone(), store.clone())? } else { Health::new(model.clone(), store.clone()) });
-    let mut selector = Selector::with_metrics(model.clone(), store.clone(), metrics.clone());
-    let paths = model.sacs.iter().any(|s| s.path_probe.is_some()).then(|| Arc::new(edns_user::paths::Paths::new(model.clone())));
-    selector.paths = paths.clone();
     let clock = clock_start.map_or_else(schedule::system_clock, schedule::clock_starting_at);
-    let ttls = Arc::new(schedule::PersistenceTtls::new(&model, clock()));
-    selector.ttls = ttls.clone();
-    let ttls_for_cluster = ttls.clone();
-    // Records from before a restart or reboot, before anything answers from
-    // them (the kernel's own, when taken over, are newer than any snapshot).
-    if takeover.kept() {
-        tracing::info!("records taken over from the pinned data plane; the snapshot is not loaded over them");
-    } else {
-        edns_user::snapshot::load_at_start(&model, store.as_ref(), &ttls);
-    }
     let cookies = Arc::new(Cookies::new(model.server.cookies.enabled, model.server.cookies.secret));
     if let Some(dp) = &dataplane {
         let dp = dp.clone();
         cookies.add_sink(Box::new(move |s| dp.set_cookie_secrets(s)))?;
     }
-    let responder = Arc::new(Responder::with_cookies(model.clone(), selector, cookies.clone()));
+    let live = Live::new(path, model.clone(), dataplane.clone(), &takeover, cookies.clone(), clock)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         if model.server.cookies.enabled {
@@ -256,43 +233,6 @@ fn run(
                 edns_user::cookies::spawn_rotation(cookies, model.server.cookies.rotate);
             }
         }
-        if model.server.persistence_snapshot.is_some() {
-            let (m, st) = (model.clone(), store.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(m.server.snapshot_interval).await;
-                    let (m2, st2) = (m.clone(), st.clone());
-                    let _ = tokio::task::spawn_blocking(move || edns_user::snapshot::save_logged(&m2, st2.as_ref())).await;
-                }
-            });
-        }
-        // Persistence TTLs follow their schedules; so does the data plane.
-        let (dp_ttls, m) = (dataplane.clone(), model.clone());
-        schedule::spawn(
-            model.clone(),
-            ttls,
-            clock,
-            Box::new(move |w, ttl| {
-                if let Some(dp) = &dp_ttls {
-                    if let Err(e) = dp.set_persistence_ttl(&m, w, ttl) {
-                        tracing::error!(wide_ip = %w.name, error = %e, "cannot update the persistence TTL in WIDE_IPS");
-                    }
-                }
-            }),
-        );
-        // Members files re-read when they change; the data plane follows.
-        let dp_groups = dataplane.clone();
-        edns_user::groups::spawn_members_reload(
-            model.groups.clone(),
-            std::time::Duration::from_secs(1),
-            Box::new(move |old, new| {
-                if let Some(dp) = &dp_groups {
-                    if let Err(e) = dp.update_groups(old, new) {
-                        tracing::error!(error = %e, "cannot update the GROUPS map");
-                    }
-                }
-            }),
-        );
         if let (Some(dp), Some(ifname)) = (&dataplane, &xdp_iface) {
             if dp.has_wildcard_listen() {
                 xdp::spawn_listen_sync(dp.clone(), ifname.clone())?;
@@ -301,20 +241,15 @@ fn run(
         // In a cluster, before the first probe: probing is shared from the start.
         let cluster = match &model.cluster {
             Some(_) => {
-                let c = edns_user::cluster::Cluster::start(model.clone(), store.clone(), health.clone(), ttls_for_cluster.clone(), paths.clone()).await?;
+                let g = live.current();
+                let c = edns_user::cluster::Cluster::start(model.clone(), g.store.clone(), g.health.clone(), g.ttls.clone(), g.paths.clone()).await?;
                 c.spawn();
+                let _ = live.cluster.set(c.clone());
                 Some(c)
             }
             None => None,
         };
-        if let Some(p) = &paths {
-            p.spawn()?;
-        }
-        let monitored = spawn_monitors(health.clone())?;
-        spawn_scrapers(metrics)?;
-        if monitored > 0 || !model.exporters.is_empty() {
-            tracing::info!(monitored, exporters = model.exporters.len(), "health probes and scrapes started");
-        }
+        live.start()?;
         if let Some(logger) = dataplane.as_ref().and_then(|dp| dp.logger.lock().unwrap().take()) {
             // SAFETY: the logger owns its ring buffer's fd, open and unchanged
             // for as long as the AsyncFd holds the logger.
@@ -329,42 +264,20 @@ fn run(
             });
         }
         if let Some(control_addr) = model.server.control {
-            let c = Arc::new(control::Control {
-                responder: responder.clone(),
-                health: health.clone(),
-                xdp_counters: dataplane.clone().map(|dp| {
-                    Box::new(move || dp.counters()) as Box<dyn Fn() -> anyhow::Result<Vec<(String, u64)>> + Send + Sync>
-                }),
-                cluster: cluster.clone(),
-                paths: paths.clone(),
-            });
-            let addr = control_addr.addr();
-            match (tokio::net::TcpListener::bind(addr).await, control_addr) {
-                (Ok(listener), _) => {
-                    tracing::info!(%addr, token = model.server.control_token.is_some(), "control endpoint");
-                    tokio::spawn(async move {
-                        if let Err(e) = axum::serve(listener, control::router(c)).await {
-                            tracing::error!(error = %e, "control endpoint failed");
-                        }
-                    });
-                }
-                // The default address may be another edns's on this host.
-                (Err(e), edns_user::model::ControlAddr::Default(_)) => {
-                    tracing::warn!(%addr, error = %e, "no control endpoint: the default address cannot be bound (set server.control)")
-                }
-                (Err(e), _) => return Err(anyhow::Error::from(e).context(format!("cannot bind control {addr}"))),
-            }
+            serve_control(&live, control_addr, cluster.clone(), &dataplane).await?;
         }
+        spawn_sighup_reload(live.clone())?;
         if let Some(c) = &cluster {
             // Our own decisions only once the cluster's records are here.
             tracing::info!("taking the cluster's state before answering");
             c.wait_synced().await;
         }
         tokio::select! {
-            r = server::serve(responder, &model.server.listen) => r,
+            r = server::serve(live.clone(), &model.server.listen) => r,
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
-                edns_user::snapshot::save_logged(&model, store.as_ref());
+                let g = live.current();
+                edns_user::snapshot::save_logged(&g.model, g.store.as_ref());
                 if let Some(dp) = &dataplane {
                     if detach_on_exit {
                         dp.detach_for_good()?;
@@ -376,6 +289,66 @@ fn run(
             }
         }
     })
+}
+
+/// The control endpoint, following the config in force.
+async fn serve_control(
+    live: &Arc<Live>,
+    control_addr: edns_user::model::ControlAddr,
+    cluster: Option<Arc<edns_user::cluster::Cluster>>,
+    dataplane: &Option<Arc<xdp::DataPlane>>,
+) -> anyhow::Result<()> {
+    let (dp, ops) = (dataplane.clone(), live.ops.clone());
+    let view = move |g: &edns_user::live::Generation| {
+        Arc::new(control::Control {
+            responder: g.responder.clone(),
+            health: g.health.clone(),
+            xdp_counters: dp.clone().map(|dp| Box::new(move || dp.counters()) as control::CounterSource),
+            cluster: cluster.clone(),
+            paths: g.paths.clone(),
+            ops: Some(ops.clone()),
+        })
+    };
+    let handle = Arc::new(control::ControlHandle::new(view(&live.current())));
+    let h = handle.clone();
+    live.on_swap(Box::new(move |g| h.set(view(g))));
+    let l = live.clone();
+    handle.set_reload(Box::new(move || {
+        let l = l.clone();
+        Box::pin(async move { l.reload().await.map(|r| serde_json::to_value(r).unwrap_or_default()) })
+    }));
+    let addr = control_addr.addr();
+    match (tokio::net::TcpListener::bind(addr).await, control_addr) {
+        (Ok(listener), _) => {
+            tracing::info!(%addr, token = live.current().model.server.control_token.is_some(), "control endpoint");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, control::router(handle)).await {
+                    tracing::error!(error = %e, "control endpoint failed");
+                }
+            });
+            Ok(())
+        }
+        // The default address may be another edns's on this host.
+        (Err(e), edns_user::model::ControlAddr::Default(_)) => {
+            tracing::warn!(%addr, error = %e, "no control endpoint: the default address cannot be bound (set server.control)");
+            Ok(())
+        }
+        (Err(e), _) => Err(anyhow::Error::from(e).context(format!("cannot bind control {addr}"))),
+    }
+}
+
+/// SIGHUP reloads the config file.
+fn spawn_sighup_reload(live: Arc<Live>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            // The outcome is logged (and counted) by the reload itself.
+            let _ = live.reload().await;
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -407,12 +380,24 @@ fn ctl(control: Option<SocketAddr>, config: Option<PathBuf>, token_file: Option<
         CtlCmd::WideIps => c.get("/v1/wide-ips")?,
         CtlCmd::Paths { ldns: None } => c.get("/v1/paths")?,
         CtlCmd::Paths { ldns: Some(l) } => c.get(&format!("/v1/paths?ldns={l}"))?,
+        CtlCmd::Reload => c.post("/v1/reload")?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     match cmd {
+        CtlCmd::Reload => {
+            let r: edns_user::live::ReloadReport = serde_json::from_value(v)?;
+            println!("reloaded in {:.1} ms: {} wide IPs, {} virtual servers", r.took_ms, r.wide_ips, r.virtual_servers);
+            for n in &r.added {
+                println!("    added {n}");
+            }
+            for n in &r.removed {
+                println!("    removed {n}");
+            }
+            println!("    persistence records dropped (their wide IP or VS went): {}", r.dropped_records);
+        }
         CtlCmd::Paths { .. } => {
             let list: Vec<edns_user::paths::PathView> = serde_json::from_value(v)?;
             println!("{:<20} {:<12} {:>9} {:>6} {:>5} {:>7} {:>6}", "LDNS_PREFIX", "SAC", "RTT_MS", "LOSS", "HOPS", "PROBES", "AGE_S");

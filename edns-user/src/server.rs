@@ -8,7 +8,8 @@ use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use crate::dns::{Responder, Transport};
+use crate::dns::Transport;
+use crate::live::Live;
 
 /// Idle time after which a TCP connection is closed (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -53,7 +54,7 @@ fn tcp_listener(addr: &SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Binds every listen address (UDP and TCP) and serves until the task is dropped.
-pub async fn serve(responder: Arc<Responder>, listen: &[SocketAddr]) -> anyhow::Result<()> {
+pub async fn serve(responder: Arc<Live>, listen: &[SocketAddr]) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for addr in listen {
         let udp = udp_sockets(addr)?;
@@ -70,7 +71,7 @@ pub async fn serve(responder: Arc<Responder>, listen: &[SocketAddr]) -> anyhow::
     }
 }
 
-async fn udp_loop(responder: Arc<Responder>, sock: UdpSocket) -> anyhow::Result<()> {
+async fn udp_loop(responder: Arc<Live>, sock: UdpSocket) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65535];
     let mut cmsg = crate::udp::cmsg_buffer();
     loop {
@@ -98,7 +99,7 @@ async fn udp_loop(responder: Arc<Responder>, sock: UdpSocket) -> anyhow::Result<
     }
 }
 
-async fn tcp_loop(responder: Arc<Responder>, listener: TcpListener) -> anyhow::Result<()> {
+async fn tcp_loop(responder: Arc<Live>, listener: TcpListener) -> anyhow::Result<()> {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -117,7 +118,7 @@ async fn tcp_loop(responder: Arc<Responder>, listener: TcpListener) -> anyhow::R
     }
 }
 
-async fn tcp_conn(responder: Arc<Responder>, mut stream: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
+async fn tcp_conn(responder: Arc<Live>, mut stream: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65535];
     loop {
         let mut len = [0u8; 2];

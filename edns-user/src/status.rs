@@ -98,7 +98,7 @@ fn wide_ip_table(h: &mut String, c: &Control) -> anyhow::Result<()> {
 
 fn counters(h: &mut String, c: &Control) -> anyhow::Result<()> {
     write!(h, "<h2>Counters</h2><table id=\"counters\"><tr><th>counter</th><th>value</th></tr>")?;
-    let stats = serde_json::to_value(&c.responder.stats)?;
+    let stats = serde_json::to_value(&*c.responder.stats)?;
     let mut rows: Vec<(String, u64)> = stats.as_object().into_iter().flatten().map(|(k, v)| (format!("dns.{k}"), v.as_u64().unwrap_or(0))).collect();
     if let Some(f) = &c.xdp_counters {
         rows.extend(f()?.into_iter().map(|(k, v)| (format!("xdp.{k}"), v)));

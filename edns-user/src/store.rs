@@ -80,6 +80,93 @@ pub fn drop_orphans(model: &crate::model::Model, store: &dyn Store) -> anyhow::R
     Ok(n)
 }
 
+/// One config's view of the store. A reload retires it: from then on the
+/// old config's writers (its probes, schedules, cluster merges, all with
+/// the old config's ids) are refused instead of writing under new ids.
+pub struct GenStore {
+    inner: std::sync::Arc<dyn Store>,
+    retired: std::sync::RwLock<bool>,
+}
+
+impl GenStore {
+    pub fn new(inner: std::sync::Arc<dyn Store>) -> GenStore {
+        GenStore { inner, retired: std::sync::RwLock::new(false) }
+    }
+    /// Waits for the operations under way, then refuses the rest.
+    pub fn retire(&self) {
+        *self.retired.write().unwrap() = true;
+    }
+    /// Runs `f` unless retired, and keeps it from being retired meanwhile.
+    pub fn while_current<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let g = self.retired.read().unwrap();
+        (!*g).then(f)
+    }
+    fn guard(&self) -> anyhow::Result<std::sync::RwLockReadGuard<'_, bool>> {
+        let g = self.retired.read().unwrap();
+        anyhow::ensure!(!*g, "the config this was for has been replaced by a reload");
+        Ok(g)
+    }
+}
+
+impl Store for GenStore {
+    fn vs_state(&self, vs: u32) -> anyhow::Result<u32> {
+        let _g = self.guard()?;
+        self.inner.vs_state(vs)
+    }
+    fn set_vs_state(&self, vs: u32, state: u32) -> anyhow::Result<()> {
+        let _g = self.guard()?;
+        self.inner.set_vs_state(vs, state)
+    }
+    fn next_counter(&self, wide_ip: u32) -> anyhow::Result<u64> {
+        let _g = self.guard()?;
+        self.inner.next_counter(wide_ip)
+    }
+    fn persist_get(&self, key: &PersistKey) -> anyhow::Result<Option<PersistRecord>> {
+        let _g = self.guard()?;
+        self.inner.persist_get(key)
+    }
+    fn persist_put(&self, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()> {
+        let _g = self.guard()?;
+        self.inner.persist_put(key, rec)
+    }
+    fn persist_delete(&self, key: &PersistKey) -> anyhow::Result<()> {
+        let _g = self.guard()?;
+        self.inner.persist_delete(key)
+    }
+    fn persist_list(&self) -> anyhow::Result<Vec<(PersistKey, PersistRecord)>> {
+        let _g = self.guard()?;
+        self.inner.persist_list()
+    }
+}
+
+/// Copies `from`'s records, VS states and round-robin counters (written
+/// with `old`'s ids) into `to` by name for `new`; records naming what
+/// `new` lacks are left behind and counted. Records already in `to` stay
+/// unless `from`'s are newer (a catch-up after the swap).
+pub fn carry_by_name(old: &crate::model::Model, from: &dyn Store, new: &crate::model::Model, to: &dyn Store, states: bool) -> anyhow::Result<usize> {
+    let mut dropped = 0;
+    for (mut k, mut r) in from.persist_list()? {
+        let w = old.wide_ips.get(k.wide_ip as usize).and_then(|w| new.wide_ip(&w.name)).map(|w| w.id);
+        let v = old.vss.get(r.vs as usize).and_then(|v| new.vs_by_name(&v.name));
+        let (Some(w), Some(v)) = (w, v) else {
+            dropped += 1;
+            continue;
+        };
+        (k.wide_ip, r.vs) = (w, v);
+        if to.persist_get(&k)?.is_none_or(|mine| mine.last_ns < r.last_ns) {
+            to.persist_put(&k, &r)?;
+        }
+    }
+    if states {
+        for (i, v) in old.vss.iter().enumerate() {
+            if let Some(j) = new.vs_by_name(&v.name) {
+                to.set_vs_state(j, from.vs_state(i as u32)?)?;
+            }
+        }
+    }
+    Ok(dropped)
+}
+
 /// Process-memory store, used when no XDP program is attached.
 /// Like the kernel's LRU hash it holds at most `capacity` records.
 pub struct MemoryStore {

@@ -75,12 +75,19 @@ struct Replica {
     probe_seen: HashMap<u32, (Peer, u64)>,
 }
 
+/// The config-bound pieces the cluster reads and writes.
+pub struct Parts {
+    pub model: Arc<Model>,
+    pub store: Arc<dyn Store>,
+    pub health: Arc<Health>,
+    pub ttls: Arc<PersistenceTtls>,
+    pub paths: Option<Arc<crate::paths::Paths>>,
+}
+
 pub struct Cluster {
     pub cfg: ClusterConfig,
-    model: Arc<Model>,
-    store: Arc<dyn Store>,
-    health: Arc<Health>,
-    ttls: Arc<PersistenceTtls>,
+    /// What this node serves; a reload replaces it.
+    parts: RwLock<Arc<Parts>>,
     handle: ChitchatHandle,
     /// wall-clock ns − CLOCK_BOOTTIME ns, fixed at start so that times
     /// round-trip exactly.
@@ -94,7 +101,6 @@ pub struct Cluster {
     /// Keys to publish from other tasks (probe views, path wants and measurements).
     probe_tx: mpsc::UnboundedSender<(String, String)>,
     probe_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
-    paths: Option<Arc<crate::paths::Paths>>,
     pub stats: Stats,
     /// For records first learned from a peer: milliseconds from their
     /// creation there to their arrival here (the last `MAX_DELAYS`).
@@ -144,42 +150,62 @@ impl Cluster {
             started: Instant::now(),
             heard_rounds: Mutex::new(0),
             cfg,
-            model,
-            store,
-            health,
-            ttls,
+            parts: RwLock::new(Arc::new(Parts { model, store, health, ttls, paths })),
             handle,
             offset_ns,
             replica: Mutex::new(Replica::default()),
             probe_tx,
             probe_rx: Mutex::new(Some(probe_rx)),
-            paths,
             stats: Stats::default(),
             delays: Mutex::new(std::collections::VecDeque::new()),
         });
-        let (here, publish) = (c.clone(), c.clone());
-        c.health.share(
-            Box::new(move |vs| here.probes_here(vs)),
-            Box::new(move |vs, h| {
-                let _ = publish.probe_tx.send((format!("h/{}", publish.model.vss[vs as usize].name), probe_view(h)));
-            }),
-        );
-        if let Some(p) = &c.paths {
-            let (here, want, measured) = (c.clone(), c.clone(), c.clone());
-            p.share(crate::paths::Sharing {
-                probes_here: Box::new(move |sac| here.owner(sac as u64 ^ SAC_SALT) == here.cfg.node_id),
-                wanted: Box::new(move |prefix, ldns| {
-                    let _ = want.probe_tx.send((format!("w/{prefix}"), ldns.to_string()));
-                }),
-                measured: Box::new(move |sac, prefix, f| {
-                    let now = jiff::Timestamp::now().as_millisecond();
-                    let sac = &measured.model.sacs[sac as usize].name;
-                    let _ = measured.probe_tx.send((format!("p/{sac}/{prefix}"), path_view(&f, now)));
-                }),
-            });
-        }
+        c.share_with(&c.parts());
         tracing::info!(node = c.cfg.node_id, gossip = %c.cfg.gossip, seeds = ?c.cfg.seeds, "joined the cluster");
         Ok(c)
+    }
+
+    fn parts(&self) -> Arc<Parts> {
+        self.parts.read().unwrap().clone()
+    }
+
+    /// Hooks this node's probing and path measurement of `parts` into the cluster.
+    fn share_with(self: &Arc<Self>, parts: &Parts) {
+        let c = self;
+            let (here, publish, model) = (c.clone(), c.clone(), parts.model.clone());
+            parts.health.share(
+                Box::new(move |vs| here.probes_here(vs)),
+                Box::new(move |vs, h| {
+                    let _ = publish.probe_tx.send((format!("h/{}", model.vss[vs as usize].name), probe_view(h)));
+                }),
+            );
+            if let Some(p) = &parts.paths {
+                let (here, want, measured, sacs_model) = (c.clone(), c.clone(), c.clone(), parts.model.clone());
+                p.share(crate::paths::Sharing {
+                    probes_here: Box::new(move |sac| here.owner(sac as u64 ^ SAC_SALT) == here.cfg.node_id),
+                    wanted: Box::new(move |prefix, ldns| {
+                        let _ = want.probe_tx.send((format!("w/{prefix}"), ldns.to_string()));
+                    }),
+                    measured: Box::new(move |sac, prefix, f| {
+                        let now = jiff::Timestamp::now().as_millisecond();
+                        let sac = &sacs_model.sacs[sac as usize].name;
+                        let _ = measured.probe_tx.send((format!("p/{sac}/{prefix}"), path_view(&f, now)));
+                    }),
+                });
+            }
+    }
+
+    /// Serves a reloaded config from now on: its health and paths share
+    /// through the cluster; what was published stays (keys are by name).
+    pub fn rebind(self: &Arc<Self>, parts: Parts) {
+        let parts = Arc::new(parts);
+        self.share_with(&parts);
+        {
+            let mut rep = self.replica.lock().unwrap();
+            // Keyed by the old ids: rebuilt from the next scan.
+            rep.mine.clear();
+            rep.probe_seen.clear();
+        }
+        *self.parts.write().unwrap() = parts;
     }
 
     /// Runs the replication rounds until the runtime ends.
@@ -316,6 +342,7 @@ impl Cluster {
 
     /// Applies peers' changes to the replica; returns the record keys touched.
     fn apply_changes(&self, changes: Vec<(Peer, String, Option<String>)>, full: bool) -> HashSet<String> {
+        let parts = self.parts();
         let mut rep = self.replica.lock().unwrap();
         if full {
             rep.peers.clear();
@@ -329,7 +356,7 @@ impl Cluster {
                 continue;
             }
             if key.starts_with("w/") || key.starts_with("p/") {
-                if let (Some(v), Some(p)) = (value, &self.paths) {
+                if let (Some(v), Some(p)) = (value, &parts.paths) {
                     self.path_news(p, &key, &v);
                 }
                 continue;
@@ -357,7 +384,8 @@ impl Cluster {
     /// A peer's probe view of a VS this node does not probe: taken as is
     /// (the prober applied the monitor's thresholds, the same config here).
     fn adopt_probe(&self, rep: &mut Replica, peer: Peer, vs_name: &str, view: &str) {
-        let Some(vs) = self.model.vs_by_name(vs_name) else { return };
+        let parts = self.parts();
+        let Some(vs) = parts.model.vs_by_name(vs_name) else { return };
         if self.probes_here(vs) {
             return;
         }
@@ -366,7 +394,7 @@ impl Cluster {
             return;
         }
         rep.probe_seen.insert(vs, (peer, v.probes));
-        if let Err(e) = self.health.adopt(vs, v, peer.0) {
+        if let Err(e) = parts.health.adopt(vs, v, peer.0) {
             tracing::error!(vs = vs_name, error = %e, "cannot apply a peer's probe result");
         }
         self.stats.probes_adopted.fetch_add(1, Ordering::Relaxed);
@@ -375,12 +403,13 @@ impl Cluster {
     /// A peer wants a prefix measured (`w/PREFIX` → LDNS: queued here for
     /// the SACs probed here), or measured one (`p/SAC/PREFIX` → figures).
     fn path_news(&self, paths: &crate::paths::Paths, key: &str, value: &str) {
+        let parts = self.parts();
         if key.starts_with("w/") {
             if let Ok(ldns) = value.parse() {
                 paths.want_from(ldns, false);
             }
         } else if let Some((sac, prefix)) = key.strip_prefix("p/").and_then(|k| k.split_once('/')) {
-            let sac = self.model.sacs.iter().position(|s| s.name == sac);
+            let sac = parts.model.sacs.iter().position(|s| s.name == sac);
             if let (Some(sac), Ok(prefix), Some((f, at_ms))) = (sac, prefix.parse(), parse_path_view(value)) {
                 let age = (jiff::Timestamp::now().as_millisecond() - at_ms).max(0) as u64;
                 paths.adopt(sac as u32, prefix, f, Duration::from_millis(age));
@@ -391,21 +420,22 @@ impl Cluster {
     /// Merges each touched key and writes the winner where it differs from
     /// the local record.
     fn merge_in(&self, dirty: &HashSet<String>) -> anyhow::Result<()> {
+        let parts = self.parts();
         let now_ms = self.wall_ms(now_ns());
         let mut rep = self.replica.lock().unwrap();
         let rep = &mut *rep;
         for key in dirty {
             let Some((pk, w)) = self.parse_key(key) else { continue };
-            let ttl = self.ttls.get(w);
+            let ttl = parts.ttls.get(w);
             let mine = rep.mine.entry(pk).or_default();
             // The local record takes part too: one made here may not be
             // published yet (a partition healing right after it was made).
-            let local = self.store.persist_get(&pk)?;
+            let local = parts.store.persist_get(&pk)?;
             // (This node's own entry once: the record held, fresher than what was published.)
             let own = local.as_ref().and_then(|r| self.entry_of(r, mine.others_hits)).or_else(|| mine.published.clone());
             let peers = rep.peers.get(key).into_iter().flat_map(|m| m.values());
             let Some(m) = merge(peers.chain(own.iter()), now_ms, ttl) else { continue };
-            let Some(vs) = self.model.vs_by_name(&m.vs) else { continue };
+            let Some(vs) = parts.model.vs_by_name(&m.vs) else { continue };
             let identity: Identity = (m.generation, m.created_ms, m.creator);
             let same = local.as_ref().is_some_and(|r| self.identity(r) == identity && r.vs == vs);
             if same && local.as_ref().is_some_and(|r| self.wall_ms(r.last_ns) >= m.last_ms) {
@@ -429,7 +459,7 @@ impl Cluster {
                 node_id: m.creator,
                 generation: m.generation,
             };
-            self.store.persist_put(&pk, &rec)?;
+            parts.store.persist_put(&pk, &rec)?;
             self.stats.merged_in.fetch_add(1, Ordering::Relaxed);
             if local.is_none() && m.creator != self.cfg.node_id {
                 let mut d = self.delays.lock().unwrap();
@@ -444,7 +474,8 @@ impl Cluster {
 
     /// The local record as this node's entry (its own hits: beyond `others_hits`).
     fn entry_of(&self, r: &PersistRecord, others_hits: u64) -> Option<Entry> {
-        let vs = self.model.vss.get(r.vs as usize)?;
+        let parts = self.parts();
+        let vs = parts.model.vss.get(r.vs as usize)?;
         Some(Entry {
             generation: r.generation,
             created_ms: self.wall_ms(r.created_ns),
@@ -463,21 +494,22 @@ impl Cluster {
     /// (key, Some(entry)) to publish, (key, None) for a tombstone. Records
     /// no longer timely are deleted here.
     fn scan_local(&self) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        let parts = self.parts();
         let now = now_ns();
-        let list = self.store.persist_list()?;
+        let list = parts.store.persist_list()?;
         let mut rep = self.replica.lock().unwrap();
         let mut present = HashSet::with_capacity(list.len());
         let mut ops = Vec::new();
         for (pk, r) in list {
-            let Some(w) = self.model.wide_ips.get(pk.wide_ip as usize) else { continue };
-            let ttl = self.ttls.get(pk.wide_ip);
+            let Some(w) = parts.model.wide_ips.get(pk.wide_ip as usize) else { continue };
+            let ttl = parts.ttls.get(pk.wide_ip);
             let key = record_key(&w.name.to_string(), &pk.ldns);
             if !is_timely(now, r.last_ns, ttl) {
-                self.store.persist_delete(&pk)?;
+                parts.store.persist_delete(&pk)?;
                 continue;
             }
             present.insert(pk);
-            let Some(vs) = self.model.vss.get(r.vs as usize) else { continue };
+            let Some(vs) = parts.model.vss.get(r.vs as usize) else { continue };
             let mine = rep.mine.entry(pk).or_default();
             let last_ms = self.wall_ms(r.last_ns);
             let share_ms = (ttl as u64 * 1000 / 8).max(1);
@@ -499,7 +531,7 @@ impl Cluster {
         for pk in gone {
             if let Some(m) = rep.mine.remove(&pk) {
                 if m.published.is_some() {
-                    if let Some(w) = self.model.wide_ips.get(pk.wide_ip as usize) {
+                    if let Some(w) = parts.model.wide_ips.get(pk.wide_ip as usize) {
                         ops.push((record_key(&w.name.to_string(), &pk.ldns), None));
                     }
                 }
@@ -535,8 +567,9 @@ impl Cluster {
 
     /// `r/WIDE_IP/KEY` back to the persistence key and wide IP id.
     fn parse_key(&self, key: &str) -> Option<(PersistKey, u32)> {
+        let parts = self.parts();
         let (name, hex) = key.strip_prefix("r/")?.rsplit_once('/')?;
-        let w = self.model.wide_ip_by_name(name)?;
+        let w = parts.model.wide_ip_by_name(name)?;
         let ldns = crate::store::ldns_key_from_hex(hex)?;
         Some((PersistKey { wide_ip: w.id, ldns }, w.id))
     }

@@ -66,7 +66,8 @@ impl Stats {
 pub struct Responder {
     pub model: Arc<Model>,
     pub selector: Selector,
-    pub stats: Stats,
+    /// Shared with the responders of earlier configs (a reload keeps counting).
+    pub stats: Arc<Stats>,
     pub cookies: Arc<Cookies>,
     /// Rate limiting of UDP answers (`[rrl]`).
     pub rrl: Option<crate::rrl::Limiter>,
@@ -105,8 +106,12 @@ impl Responder {
     }
 
     pub fn with_cookies(model: Arc<Model>, selector: Selector, cookies: Arc<Cookies>) -> Responder {
+        Responder::with_stats(model, selector, cookies, Arc::new(Stats::default()))
+    }
+
+    pub fn with_stats(model: Arc<Model>, selector: Selector, cookies: Arc<Cookies>, stats: Arc<Stats>) -> Responder {
         let rrl = model.server.rrl.map(crate::rrl::Limiter::new);
-        Responder { model, selector, stats: Stats::default(), cookies, rrl }
+        Responder { model, selector, stats, cookies, rrl }
     }
 
     /// Answers one query; `None` means drop it (too short to carry an ID, or

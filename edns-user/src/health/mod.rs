@@ -182,6 +182,18 @@ impl Health {
         Ok(Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new() })
     }
 
+    /// Takes the state of the VSs `old` (an earlier config's) also has, by
+    /// name: probe runs, last result, admin overrides.
+    pub fn carry_from(&self, old: &Health) {
+        let before = old.vs.lock().unwrap();
+        let mut now = self.vs.lock().unwrap();
+        for (i, v) in self.model.vss.iter().enumerate() {
+            if let Some(j) = old.model.vs_by_name(&v.name) {
+                now[i] = before[j as usize].clone();
+            }
+        }
+    }
+
     /// Shares probing with a cluster: `probes_here(vs)` says whether this
     /// node probes `vs` now; `publish` hears each result it records.
     pub fn share(&self, probes_here: Box<dyn Fn(u32) -> bool + Send + Sync>, publish: Box<dyn Fn(u32, &VsHealth) + Send + Sync>) {

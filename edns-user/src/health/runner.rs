@@ -19,7 +19,7 @@ fn jittered(d: Duration) -> Duration {
 }
 
 /// Starts probing every VS that has a monitor; the tasks end with the runtime.
-pub fn spawn_monitors(health: Arc<Health>) -> anyhow::Result<usize> {
+pub fn spawn_monitors(health: Arc<Health>, tasks: &crate::tasks::Tasks) -> anyhow::Result<usize> {
     let permits = Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT));
     let mut n = 0;
     for (id, vs) in health.model.vss.iter().enumerate() {
@@ -30,7 +30,7 @@ pub fn spawn_monitors(health: Arc<Health>) -> anyhow::Result<usize> {
             _ => None,
         };
         let (health, permits) = (health.clone(), permits.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             // The first probe soon after start, spread over a tenth of the interval.
             let first = mon.interval.mul_f64(rand::rng().random_range(0.0..0.1));
             tokio::time::sleep(first).await;

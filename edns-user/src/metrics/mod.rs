@@ -145,6 +145,36 @@ impl Metrics {
         Metrics { model, series: Mutex::new(series), exporters: Mutex::new(exporters) }
     }
 
+    /// Takes what `old` (an earlier config's) scraped from exporters this
+    /// config has with the same URL, and the series of VSs whose sources
+    /// read the same, by name: figures stay known across a reload.
+    pub fn carry_from(&self, old: &Metrics) {
+        let same_exporter = |new_ex: u32| {
+            let e = &self.model.exporters[new_ex as usize];
+            old.model.exporters.iter().position(|o| o.name == e.name && o.url == e.url).map(|i| i as u32)
+        };
+        {
+            let before = old.exporters.lock().unwrap();
+            let mut now = self.exporters.lock().unwrap();
+            for (i, slot) in now.iter_mut().enumerate() {
+                if let Some(j) = same_exporter(i as u32) {
+                    *slot = before[j as usize].clone();
+                }
+            }
+        }
+        let before = old.series.lock().unwrap();
+        let mut now = self.series.lock().unwrap();
+        for (i, v) in self.model.vss.iter().enumerate() {
+            let Some(j) = old.model.vs_by_name(&v.name) else { continue };
+            for (k, kind) in KINDS.iter().enumerate() {
+                let (Some(a), Some(b)) = (selector(&self.model, i, *kind), selector(&old.model, j as usize, *kind)) else { continue };
+                if same_exporter(a.exporter) == Some(b.exporter) && a.metric == b.metric && a.labels == b.labels {
+                    now[i][k] = before[j as usize][k].clone();
+                }
+            }
+        }
+    }
+
     /// Takes one scrape of exporter `ex` (exposition text) taken at `at`.
     pub fn ingest(&self, ex: u32, text: &str, at: Instant) -> anyhow::Result<()> {
         let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?;
@@ -262,7 +292,7 @@ fn labels_text(sel: &MetricSel) -> String {
 }
 
 /// Starts one scrape loop per exporter; the tasks end with the runtime.
-pub fn spawn_scrapers(metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub fn spawn_scrapers(metrics: Arc<Metrics>, tasks: &crate::tasks::Tasks) -> anyhow::Result<()> {
     for (i, ex) in metrics.model.exporters.iter().enumerate() {
         let client = reqwest::Client::builder()
             .timeout(ex.timeout)
@@ -270,7 +300,7 @@ pub fn spawn_scrapers(metrics: Arc<Metrics>) -> anyhow::Result<()> {
             .use_rustls_tls()
             .build()?;
         let (ex, metrics) = (ex.clone(), metrics.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut tick = tokio::time::interval(ex.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -158,6 +158,27 @@ impl Paths {
     }
 
     /// Shares probing with a cluster.
+    /// Takes the measurements of `old` (an earlier config's) for the SACs
+    /// this config has, by name, when the prefix length is the same.
+    pub fn carry_from(&self, old: &Paths) {
+        if (old.cfg.prefix_v4, old.cfg.prefix_v6) != (self.cfg.prefix_v4, self.cfg.prefix_v6) {
+            return;
+        }
+        let sac = |i: u32| self.model.sacs.iter().position(|s| s.name == old.model.sacs[i as usize].name).map(|j| j as u32);
+        let mut t = self.table.lock().unwrap();
+        for ((s, net), m) in old.table.lock().unwrap().iter() {
+            if let Some(j) = sac(*s) {
+                t.insert((j, *net), m.clone());
+            }
+        }
+        let mut r = self.remote.lock().unwrap();
+        for ((s, net), m) in old.remote.lock().unwrap().iter() {
+            if let Some(j) = sac(*s) {
+                r.insert((j, *net), *m);
+            }
+        }
+    }
+
     pub fn share(&self, s: Sharing) {
         let _ = self.sharing.set(s);
     }
@@ -238,11 +259,11 @@ impl Paths {
     }
 
     /// Starts one prober task per SAC with a `path_probe`.
-    pub fn spawn(self: &Arc<Self>) -> anyhow::Result<()> {
+    pub fn spawn(self: &Arc<Self>, tasks: &crate::tasks::Tasks) -> anyhow::Result<()> {
         let client = reqwest::Client::builder().no_proxy().timeout(self.cfg.timeout).build()?;
         for i in 0..self.probers.len() {
             let (paths, client) = (self.clone(), client.clone());
-            tokio::spawn(async move { paths.run_prober(i, client).await });
+            tasks.spawn(async move { paths.run_prober(i, client).await });
         }
         Ok(())
     }

@@ -132,6 +132,20 @@ impl Selector {
         Selector { model, store, metrics, last, ttls, paths: None, answered }
     }
 
+    /// Takes the answer counts and last balancing of the wide IPs `old`
+    /// (an earlier config's selector) also has, by name.
+    pub fn carry_from(&self, old: &Selector) {
+        let old_last = old.last.lock().unwrap();
+        let mut last = self.last.lock().unwrap();
+        for w in &self.model.wide_ips {
+            let Some(o) = old.model.wide_ip(&w.name) else { continue };
+            for (k, n) in self.answered[w.id as usize].iter().enumerate() {
+                n.store(old.answered[o.id as usize][k].load(std::sync::atomic::Ordering::Relaxed), std::sync::atomic::Ordering::Relaxed);
+            }
+            last[w.id as usize] = old_last[o.id as usize].clone();
+        }
+    }
+
     fn masks(&self, w: &WideIp) -> anyhow::Result<(PoolMask, PoolMask)> {
         let (mut marked, mut available) = (0, 0);
         for (pos, vs) in w.pool.iter().enumerate().take(MAX_POOL) {

@@ -114,7 +114,7 @@ pub type TtlSink = Box<dyn Fn(&WideIp, u32) + Send + Sync>;
 /// Brings the TTLs to `clock()` now (call before serving, so the data
 /// plane starts with the TTL in force), then re-evaluates at every second's
 /// edge, logging each change and passing it to `sink`.
-pub fn spawn(model: Arc<Model>, ttls: Arc<PersistenceTtls>, clock: Clock, sink: TtlSink) {
+pub fn spawn(model: Arc<Model>, ttls: Arc<PersistenceTtls>, clock: Clock, sink: TtlSink, tasks: &crate::tasks::Tasks) {
     if model.wide_ips.iter().all(|w| w.schedule.windows.is_empty()) {
         return;
     }
@@ -134,7 +134,7 @@ pub fn spawn(model: Arc<Model>, ttls: Arc<PersistenceTtls>, clock: Clock, sink: 
         sink(w, ttl);
         tracing::info!(wide_ip = %w.name, windows = w.schedule.windows.len(), ttl, "persistence TTL schedule");
     }
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             let nanos = Timestamp::now().subsec_nanosecond() as u64;
             tokio::time::sleep(Duration::from_nanos(1_000_000_000 - nanos)).await;

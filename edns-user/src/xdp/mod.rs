@@ -90,8 +90,15 @@ struct Source {
     log: bool,
 }
 
+/// A new program attached, its maps not yet the controller's.
+pub struct PendingReload {
+    maps: Maps,
+    link: Option<aya::programs::links::FdLink>,
+    takeover: Takeover,
+}
+
 /// One loaded program's maps, as the controller holds them.
-struct Maps {
+pub struct Maps {
     /// Owns the programs (the link, pinned, is apart).
     _ebpf: Option<Ebpf>,
     vs_states: Mutex<Array<MapData, u32>>,
@@ -219,33 +226,41 @@ impl DataPlane {
         Ok((dp, takeover))
     }
 
-    /// Serves `model` from now on: a new program with the new config's
-    /// maps and this one's state (kept in place, or carried by name when
-    /// ids moved) replaces the running one behind the pinned link in one
-    /// step, so no name is ever half-configured in the kernel. Records for
-    /// what `model` lacks are dropped after the swap; returns how many.
-    /// `old` is the model being replaced; `vs_states` the states of `model`'s VSs.
-    pub fn reload(&self, old: &Model, model: &Model, vs_states: &[u32]) -> anyhow::Result<usize> {
+    /// Readies a new program for `model` with this one's state (kept in
+    /// place, or carried by name when ids moved) and puts it behind the
+    /// pinned link in one step, so no name is ever half-configured in the
+    /// kernel. The controller keeps using the old maps until
+    /// [`DataPlane::commit_reload`]. `vs_states`: those of `model`'s VSs.
+    pub fn prepare_reload(&self, model: &Model, vs_states: &[u32]) -> anyhow::Result<PendingReload> {
         let (Some(source), Some(pins)) = (&self.source, &self.pins) else {
             bail!("a live reload with XDP needs the data plane pinned (edns run without --no-pin)");
         };
-        let previous = self.maps();
-        let (maps, _, link, t) = bring_up(model, source, vs_states, Some(pins), None)?;
-        *self.maps.write().unwrap() = Arc::new(maps);
-        *self.link.lock().unwrap() = link;
-        let mut dropped = t.dropped_records;
-        if !t.state {
-            // Carried by name: what the old program or controller wrote
-            // since the copy was read.
-            dropped += self.catch_up(old, model, &previous)?;
+        let (maps, _, link, takeover) = bring_up(model, source, vs_states, Some(pins), None)?;
+        Ok(PendingReload { maps, link, takeover })
+    }
+
+    /// The controller's side of the swap: from now on it reads and writes
+    /// the new program's maps. Returns the old ones, for [`DataPlane::finish_reload`].
+    pub fn commit_reload(&self, p: PendingReload) -> (Arc<Maps>, Takeover) {
+        let previous = std::mem::replace(&mut *self.maps.write().unwrap(), Arc::new(p.maps));
+        *self.link.lock().unwrap() = p.link;
+        (previous, p.takeover)
+    }
+
+    /// After the swap: records the old program or controller wrote since
+    /// they were carried, then (last) the records `model` has no use for.
+    /// Returns how many were dropped.
+    pub fn finish_reload(&self, old: &Model, model: &Model, previous: Arc<Maps>, t: Takeover) -> anyhow::Result<usize> {
+        if t.carried {
+            self.catch_up(old, model, &previous)?;
         }
         drop(previous);
-        Ok(dropped + crate::store::drop_orphans(model, self)?)
+        Ok(t.dropped_records + crate::store::drop_orphans(model, self)?)
     }
 
     /// Copies records of `previous` (written with `old`'s ids) that are
     /// missing here or newer there, renumbered for `model`.
-    fn catch_up(&self, old: &Model, model: &Model, previous: &Maps) -> anyhow::Result<usize> {
+    fn catch_up(&self, old: &Model, model: &Model, previous: &Maps) -> anyhow::Result<()> {
         let layout = Layout::of(old, false);
         let c = carry_records(&previous.persistence.lock().unwrap(), &layout, model)?;
         for (k, r) in c.records {
@@ -253,7 +268,7 @@ impl DataPlane {
                 self.persist_put(&k, &r)?;
             }
         }
-        Ok(0)
+        Ok(())
     }
 
     /// Detaches for good: unpins the link and the maps and drops our link
