@@ -47,6 +47,11 @@ struct Version {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Sac {
     sac: String,
 }
@@ -92,6 +97,9 @@ pub fn render(c: &Control) -> anyhow::Result<String> {
             fam.get_or_create(&Sac { sac: sac.clone() }).inc_by(s.sent.load(Ordering::Relaxed));
             dropped.get_or_create(&Sac { sac }).inc_by(s.dropped.load(Ordering::Relaxed));
         }
+    }
+    if let Some(o) = &c.ops {
+        operations(&mut r, o);
     }
     if let Some(cl) = &c.cluster {
         let live: Gauge = Gauge::default();
@@ -166,6 +174,23 @@ fn persistence(r: &mut Registry, c: &Control) -> anyhow::Result<()> {
     capacity.set(i64::from(c.responder.model.server.persistence_capacity));
     r.register("persistence_capacity", "Persistence records the table holds at most", capacity);
     Ok(())
+}
+
+/// Reloads by outcome, the last one's duration, and takeovers of a pinned data plane.
+fn operations(r: &mut Registry, o: &crate::live::OpsStats) {
+    let reloads = counter_family::<Outcome>(r, "config_reloads", "Config reloads (SIGHUP, ctl reload): ok, refused (bad config, or a change that needs a restart), failed");
+    for (result, n) in [("ok", &o.reloads), ("refused", &o.reloads_refused), ("failed", &o.reloads_failed)] {
+        reloads.get_or_create(&Outcome { result: result.into() }).inc_by(n.load(Ordering::Relaxed));
+    }
+    let dropped: Counter = Counter::default();
+    dropped.inc_by(o.reload_dropped_records.load(Ordering::Relaxed));
+    r.register("config_reload_dropped_records", "Persistence records reloads dropped (their wide IP or VS went)", dropped);
+    let took: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    took.set(o.last_reload_ms.load(Ordering::Relaxed) as f64 / 1e3);
+    r.register("config_last_reload_duration_seconds", "How long the last successful reload took", took);
+    let takeovers: Counter = Counter::default();
+    takeovers.inc_by(o.takeovers.load(Ordering::Relaxed));
+    r.register("dataplane_takeovers", "Starts that took over an XDP data plane a previous run left pinned (a restart without an outage)", takeovers);
 }
 
 /// The data plane's counters: verdicts by reason, plus what answers carried.

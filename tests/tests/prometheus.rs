@@ -66,6 +66,17 @@ fn metrics_pass_promtool_and_count_queries_answers_and_states() {
     // OpenMetrics to a scraper that asks for it (as Prometheus does).
     let om = scrape_as(None, control, "application/openmetrics-text; version=1.0.0");
     assert!(om.ends_with("# EOF\n") && om.contains("# TYPE edns_dns_queries counter"), "{om}");
+    // Reloads are counted by outcome; the counters of what stays go on.
+    assert!(e.ctl_command(&["reload"]).status().unwrap().success());
+    std::fs::write(&e.config, "[server]\nlisten = 5\n").unwrap();
+    assert!(!e.ctl_command(&["reload"]).status().unwrap().success());
+    let text = scrape(None, control);
+    promtool_accepts(&text);
+    has(&text, "edns_config_reloads_total{result=\"ok\"} 1");
+    has(&text, "edns_config_reloads_total{result=\"refused\"} 1");
+    has(&text, "edns_dataplane_takeovers_total 0");
+    has(&text, "edns_dns_queries_total{transport=\"udp\"} 6");
+    has(&text, "edns_answers_total{wide_ip=\"www.gslb.example.\",mode=\"stripe\",how=\"stripe\"} 4");
     drop(e);
 }
 

@@ -160,6 +160,7 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     let sent = k["stripe"]["sent"].as_u64().unwrap() + k["persistence_hit"]["sent"].as_u64().unwrap();
     assert!(xdp_after >= xdp_before + sent, "XDP counters kept across the restart, and every answer from XDP: {xdp_before} + {sent} > {xdp_after}");
     assert!(e.log_text().contains("took_over=true"), "{}", e.log_text());
+    assert_eq!(e.ctl(&["stats"]).unwrap()["operations"]["takeovers"], 1, "counted (edns_dataplane_takeovers_total)");
 }
 
 #[test]
