@@ -539,9 +539,10 @@ fn build(cx: &Cx, raw: RawConfig) -> Result<Model, ConfigError> {
     let exporters = build_exporters(cx, &raw.exporter)?;
     let (sacs, vss, sac_ids, vs_ids) = build_sacs(cx, &raw.sac, &monitors, &exporters)?;
     let mut wide_ips: Vec<WideIp> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for w in &raw.wide_ip {
         let wide_ip = build_wide_ip(cx, w.get_ref(), &server, &vss, &vs_ids, wide_ips.len() as u32)?;
-        if wide_ips.iter().any(|o| o.name.to_lowercase() == wide_ip.name.to_lowercase()) {
+        if !names.insert(crate::model::wire_lower(&wide_ip.name)) {
             return Err(cx.err(&w.get_ref().name, format!("duplicate wide IP {}", wide_ip.name)));
         }
         check_path_sources(cx, w.get_ref(), &wide_ip, &sacs)?;
@@ -1390,6 +1391,7 @@ fn build_ecs(cx: &Cx, w: &RawWideIp) -> Result<Option<(u8, u8)>, ConfigError> {
 
 fn build_topology(cx: &Cx, raw: &[Spanned<RawTopology>], sac_ids: &HashMap<String, u32>) -> Result<Vec<TopologyRule>, ConfigError> {
     let mut topology: Vec<TopologyRule> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for t in raw {
         let t = t.get_ref();
         let net: IpNet = t
@@ -1403,7 +1405,7 @@ fn build_topology(cx: &Cx, raw: &[Spanned<RawTopology>], sac_ids: &HashMap<Strin
         let sac = *sac_ids
             .get(t.sac.get_ref())
             .ok_or_else(|| cx.err(&t.sac, format!("topology names unknown SAC {:?}", t.sac.get_ref())))?;
-        if topology.iter().any(|r| r.net == net) {
+        if !seen.insert(net) {
             return Err(cx.err(&t.ldns, format!("duplicate topology prefix {net}")));
         }
         topology.push(TopologyRule { net, sac });

@@ -506,6 +506,15 @@ impl Model {
         self.wide_ip(&n)
     }
 
+    /// For each of `old`'s wide IPs and VSs, its id here (by name), if any.
+    pub fn ids_from(&self, old_wide_ips: &[String], old_vss: &[String]) -> (Vec<Option<u32>>, Vec<Option<u32>>) {
+        let vs: HashMap<&str, u32> = self.vss.iter().enumerate().map(|(i, v)| (v.name.as_str(), i as u32)).collect();
+        (
+            old_wide_ips.iter().map(|n| self.wide_ip_by_name(n).map(|w| w.id)).collect(),
+            old_vss.iter().map(|n| vs.get(n.as_str()).copied()).collect(),
+        )
+    }
+
     pub fn vs_by_name(&self, name: &str) -> Option<u32> {
         self.vss.iter().position(|v| v.name == name).map(|i| i as u32)
     }

@@ -145,9 +145,12 @@ impl Store for GenStore {
 /// unless `from`'s are newer (a catch-up after the swap).
 pub fn carry_by_name(old: &crate::model::Model, from: &dyn Store, new: &crate::model::Model, to: &dyn Store, states: bool) -> anyhow::Result<usize> {
     let mut dropped = 0;
+    let names = |m: &crate::model::Model| (m.wide_ips.iter().map(|w| w.name.to_string()).collect::<Vec<_>>(), m.vss.iter().map(|v| v.name.clone()).collect::<Vec<_>>());
+    let (old_w, old_v) = names(old);
+    let (wide_ips, vss) = new.ids_from(&old_w, &old_v);
     for (mut k, mut r) in from.persist_list()? {
-        let w = old.wide_ips.get(k.wide_ip as usize).and_then(|w| new.wide_ip(&w.name)).map(|w| w.id);
-        let v = old.vss.get(r.vs as usize).and_then(|v| new.vs_by_name(&v.name));
+        let w = wide_ips.get(k.wide_ip as usize).copied().flatten();
+        let v = vss.get(r.vs as usize).copied().flatten();
         let (Some(w), Some(v)) = (w, v) else {
             dropped += 1;
             continue;
@@ -158,9 +161,9 @@ pub fn carry_by_name(old: &crate::model::Model, from: &dyn Store, new: &crate::m
         }
     }
     if states {
-        for (i, v) in old.vss.iter().enumerate() {
-            if let Some(j) = new.vs_by_name(&v.name) {
-                to.set_vs_state(j, from.vs_state(i as u32)?)?;
+        for (i, j) in vss.iter().enumerate() {
+            if let Some(j) = j {
+                to.set_vs_state(*j, from.vs_state(i as u32)?)?;
             }
         }
     }

@@ -269,6 +269,30 @@ pub fn attach_xdp_pass(ns: &Netns, iface: &str, log: &Path) -> anyhow::Result<()
     Ok(())
 }
 
+/// A bpffs of the test's own, visible to every `ip netns exec` (which gives
+/// each process a private /sys): pins in it outlive a killed edns.
+/// Unmounted on drop, which frees whatever is still pinned.
+pub struct BpfMount {
+    dir: TmpDir,
+}
+
+impl BpfMount {
+    pub fn new() -> anyhow::Result<BpfMount> {
+        let dir = tmpdir();
+        sh(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&*dir))?;
+        Ok(BpfMount { dir })
+    }
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for BpfMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&*self.dir).status();
+    }
+}
+
 /// A running `edns run`, killed on drop.
 pub struct EdnsProc {
     // Dropped after the process is stopped (fields drop after Drop::drop).

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use edns_tests::{example_config, kdig, loopback_ports, require_root, tmpdir, wait_until, workspace, EdnsProc, TmpDir, VethHarness};
+use edns_tests::{example_config, kdig, loopback_ports, require_root, tmpdir, wait_until, workspace, BpfMount, EdnsProc, VethHarness};
 
 fn records(e: &EdnsProc) -> Vec<(String, String, String)> {
     let mut v: Vec<_> = e
@@ -114,26 +114,16 @@ fn a_bad_config_is_refused_with_file_and_line_and_the_running_one_stays() {
     assert_eq!(ask("geo.gslb.example.").status, "NOERROR");
 }
 
-/// A bpffs visible to every `ip netns exec` (see restart.rs), unmounted on drop.
-struct BpfMount(TmpDir);
-
-impl Drop for BpfMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&*self.0).status();
-    }
-}
-
 #[test]
 fn xdp_reloads_under_load_lose_no_query_and_move_ids_with_records_kept() {
     require_root();
     let h = VethHarness::new().unwrap();
     let ldns: Vec<IpAddr> = (10..20).map(|i| format!("198.18.7.{i}").parse().unwrap()).collect();
     h.add_client_addrs(&ldns).unwrap();
-    let bpf = BpfMount(tmpdir());
-    assert!(std::process::Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&*bpf.0).status().unwrap().success());
+    let bpf = BpfMount::new().unwrap();
     let run = tmpdir();
     let cfg = std::fs::read_to_string(workspace().join("examples/demo.toml")).unwrap();
-    let args = ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", bpf.0.to_str().unwrap(), "--run-dir", run.to_str().unwrap()];
+    let args = ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", bpf.path().to_str().unwrap(), "--run-dir", run.to_str().unwrap()];
     let e = EdnsProc::start(&cfg, Some(&h.server), &args).unwrap();
     let server = SocketAddr::new(h.server_ip, 53);
     for l in &ldns {

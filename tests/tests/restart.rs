@@ -7,32 +7,9 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edns_tests::{kdig, require_root, tmpdir, workspace, EdnsProc, TmpDir, VethHarness};
-
-/// A bpffs of the test's own, visible to every `ip netns exec` (which gives
-/// each process a private /sys): pins in it outlive a killed edns. Unmounted
-/// on drop, which frees whatever is still pinned.
-struct BpfMount {
-    dir: TmpDir,
-}
-
-impl BpfMount {
-    fn new() -> BpfMount {
-        let dir = tmpdir();
-        let st = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&*dir).status().unwrap();
-        assert!(st.success(), "cannot mount bpffs at {}", dir.display());
-        BpfMount { dir }
-    }
-}
-
-impl Drop for BpfMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&*self.dir).status();
-    }
-}
+use edns_tests::{kdig, require_root, tmpdir, workspace, BpfMount, EdnsProc, TmpDir, VethHarness};
 
 struct Pinned {
     bpf: BpfMount,
@@ -41,16 +18,16 @@ struct Pinned {
 
 impl Pinned {
     fn new() -> Pinned {
-        Pinned { bpf: BpfMount::new(), run: tmpdir() }
+        Pinned { bpf: BpfMount::new().unwrap(), run: tmpdir() }
     }
     fn args<'a>(&'a self, h: &'a VethHarness) -> Vec<String> {
-        ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", self.bpf.dir.to_str().unwrap(), "--run-dir", self.run.to_str().unwrap()]
+        ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", self.bpf.path().to_str().unwrap(), "--run-dir", self.run.to_str().unwrap()]
             .iter()
             .map(|s| s.to_string())
             .collect()
     }
     fn link(&self, h: &VethHarness) -> PathBuf {
-        self.bpf.dir.join(&h.server_if).join("link")
+        self.bpf.path().join(&h.server_if).join("link")
     }
 }
 
@@ -209,10 +186,10 @@ fn detach_on_exit_and_edns_detach_remove_the_data_plane_for_good() {
     assert!(xdp_attached(&h) && p.link(&h).exists());
     assert_eq!(kdig(Some(&h.client), server, None, &["www.gslb.example.", "A"]).unwrap().status, "NOERROR");
     // `edns detach` removes it.
-    let out = h.server.cmd(edns_tests::edns_bin(false)).args(["detach", "--iface", &h.server_if, "--pin-dir", p.bpf.dir.to_str().unwrap(), "--run-dir", p.run.to_str().unwrap()]).output().unwrap();
+    let out = h.server.cmd(edns_tests::edns_bin(false)).args(["detach", "--iface", &h.server_if, "--pin-dir", p.bpf.path().to_str().unwrap(), "--run-dir", p.run.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_detached(&h);
-    assert!(!p.bpf.dir.join(&h.server_if).exists());
+    assert!(!p.bpf.path().join(&h.server_if).exists());
     // --detach-on-exit: gone when edns stops.
     let mut e = start(&demo_config(), &h, &p, &["--detach-on-exit"]);
     assert!(xdp_attached(&h));

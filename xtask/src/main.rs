@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cluster_bench;
+mod ops_bench;
 mod demo;
 
 #[derive(Parser)]
@@ -37,7 +38,7 @@ enum Cmd {
     },
     /// Set up, build (release), and run the benchmarks (`bench cluster`: the cluster's replication).
     Bench {
-        /// `cluster`: only the cluster replication benchmark.
+        /// `cluster`: only the cluster replication benchmark; `reload`: only the live-reload timing.
         #[arg(value_enum)]
         what: Option<BenchWhat>,
         /// Records for `bench cluster`.
@@ -64,6 +65,7 @@ enum Cmd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum BenchWhat {
     Cluster,
+    Reload,
 }
 
 pub fn root() -> PathBuf {
@@ -109,6 +111,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bind9", "named"),
     // A delegation checker.
     ("zonemaster-cli", "zonemaster-cli"),
+    // systemd-analyze verifies the unit in dist/; setpriv runs edns with only its capabilities.
+    ("systemd", "systemd-analyze"),
+    ("util-linux", "setpriv"),
 ];
 
 fn setup() -> anyhow::Result<()> {
@@ -271,6 +276,9 @@ fn main() -> anyhow::Result<()> {
             }
             if what == Some(BenchWhat::Cluster) {
                 return cluster_bench::run(records, rate);
+            }
+            if what == Some(BenchWhat::Reload) {
+                return ops_bench::run(10_000);
             }
             bench::run(passes, seconds)
         }

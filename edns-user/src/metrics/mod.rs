@@ -164,8 +164,9 @@ impl Metrics {
         }
         let before = old.series.lock().unwrap();
         let mut now = self.series.lock().unwrap();
+        let by_name: std::collections::HashMap<&str, u32> = old.model.vss.iter().enumerate().map(|(j, v)| (v.name.as_str(), j as u32)).collect();
         for (i, v) in self.model.vss.iter().enumerate() {
-            let Some(j) = old.model.vs_by_name(&v.name) else { continue };
+            let Some(&j) = by_name.get(v.name.as_str()) else { continue };
             for (k, kind) in KINDS.iter().enumerate() {
                 let (Some(a), Some(b)) = (selector(&self.model, i, *kind), selector(&old.model, j as usize, *kind)) else { continue };
                 if same_exporter(a.exporter) == Some(b.exporter) && a.metric == b.metric && a.labels == b.labels {

@@ -24,7 +24,8 @@ use pin::{Layout, Pins, ID_MAPS, STATE_MAPS};
 static EMBEDDED_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/edns-ebpf.o"));
 
 /// Map capacities fixed in the object (see edns-ebpf/src/maps.rs).
-pub const MAX_WIDE_IPS: u32 = 4096;
+/// RR_COUNTERS' size; WIDE_IPS is sized to each config when loaded.
+pub const MAX_WIDE_IPS: u32 = 65536;
 pub const MAX_SACS: u32 = 4096;
 pub const MAX_VSS: u32 = 8192;
 pub const MAX_TOPOLOGY: u32 = 65536;
@@ -57,6 +58,7 @@ fn load_pinned(model: &Model, object: &[u8], pins: Option<(&Pins, &Path)>) -> an
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries("PERSISTENCE", model.server.persistence_capacity)
+        .map_max_entries("WIDE_IPS", (model.wide_ips.len() as u32).max(1))
         .map_max_entries("RRL", model.server.rrl.map(|r| r.capacity).unwrap_or(1));
     let paths: Vec<(&str, std::path::PathBuf)> = pins.map(|(p, _)| STATE_MAPS.iter().map(|m| (*m, p.map(m))).collect()).unwrap_or_default();
     for (m, path) in &paths {
@@ -570,10 +572,11 @@ fn adopt_pinned_maps(p: &Pins, model: &Model, new: &Layout) -> anyhow::Result<(O
 /// (those naming what it lacks are counted as dropped).
 fn carry_records(map: &HashMap<MapData, PersistKey, PersistRecord>, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
     let (mut records, mut dropped) = (Vec::new(), 0);
+    let (wide_ips, vss) = model.ids_from(&old.wide_ips, &old.vss);
     for kv in map.iter() {
         let Some((mut k, mut r)) = found(kv)? else { continue };
-        let w = old.wide_ips.get(k.wide_ip as usize).and_then(|n| model.wide_ip_by_name(n)).map(|w| w.id);
-        let v = old.vss.get(r.vs as usize).and_then(|n| model.vs_by_name(n));
+        let w = wide_ips.get(k.wide_ip as usize).copied().flatten();
+        let v = vss.get(r.vs as usize).copied().flatten();
         match (w, v) {
             (Some(w), Some(v)) => {
                 (k.wide_ip, r.vs) = (w, v);
@@ -589,8 +592,9 @@ fn carry_records(map: &HashMap<MapData, PersistKey, PersistRecord>, old: &Layout
 fn read_carried(p: &Pins, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
     use aya::maps::Map;
     let open = |m: &str| MapData::from_pin(p.map(m)).with_context(|| format!("cannot open pinned map {}", p.map(m).display()));
-    let wide_ip = |id: u32| old.wide_ips.get(id as usize).and_then(|n| model.wide_ip_by_name(n)).map(|w| w.id);
-    let vs = |id: u32| old.vss.get(id as usize).and_then(|n| model.vs_by_name(n));
+    let (wide_ips, vss) = model.ids_from(&old.wide_ips, &old.vss);
+    let wide_ip = |id: u32| wide_ips.get(id as usize).copied().flatten();
+    let vs = |id: u32| vss.get(id as usize).copied().flatten();
     let persistence: HashMap<MapData, PersistKey, PersistRecord> = HashMap::try_from(Map::LruHashMap(open("PERSISTENCE")?))?;
     let Carried { records, dropped, .. } = carry_records(&persistence, old, model)?;
     let states: Array<MapData, u32> = Array::try_from(Map::Array(open("VS_STATES")?))?;
