@@ -26,6 +26,11 @@ fn attr<'a>(tag: &'a str, attr: &str) -> Option<&'a str> {
 fn the_status_page_renders_in_chromium_and_shows_the_vs_states_ctl_reports() {
     let (dns, control) = loopback_ports();
     let e = EdnsProc::start(&example_config(dns, control), None, &[]).unwrap();
+    // Some traffic, so counters and records show.
+    for src in ["127.0.0.7", "127.0.0.8"] {
+        edns_tests::kdig(None, dns, Some(src.parse().unwrap()), &["shop.gslb.example.", "A"]).unwrap();
+        edns_tests::kdig(None, dns, Some(src.parse().unwrap()), &["www.gslb.example.", "A"]).unwrap();
+    }
     e.ctl(&["set-vs", "east/vs2", "drain"]).unwrap();
     e.ctl(&["set-vs", "west/vs1", "down"]).unwrap();
     let url = format!("http://{control}/");
@@ -34,6 +39,10 @@ fn the_status_page_renders_in_chromium_and_shows_the_vs_states_ctl_reports() {
     chromium(&["--window-size=1200,900", &format!("--screenshot={}", shot.display()), &url]);
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a screenshot of the page ({} bytes)", png.len());
+    // EDNS_STATUS_SCREENSHOT=docs/status.png regenerates the README's picture.
+    if let Ok(to) = std::env::var("EDNS_STATUS_SCREENSHOT") {
+        std::fs::write(edns_tests::workspace().join(to), &png).unwrap();
+    }
     let dom = String::from_utf8(chromium(&["--dump-dom", &url]).stdout).unwrap();
     let shown: Vec<(String, bool, bool, String)> = dom
         .split("<tr")
