@@ -68,6 +68,16 @@ impl Cookies {
         Cookies { secrets: RwLock::new(s), sinks: RwLock::new(Vec::new()), stats: CookieStats::default() }
     }
 
+    /// Takes the secrets a previous run left in a pinned data plane, so the
+    /// server cookies clients hold stay valid across a restart.
+    pub fn adopt(&self, pinned: &CookieSecrets) {
+        if pinned.current == [0; 16] {
+            return;
+        }
+        let mut s = self.secrets.write().unwrap();
+        (s.current, s.previous, s.has_previous) = (pinned.current, pinned.previous, pinned.has_previous);
+    }
+
     pub fn enabled(&self) -> bool {
         self.secrets.read().unwrap().enabled != 0
     }

@@ -195,7 +195,9 @@ impl Live {
         // Everything that can fail happens before the swap.
         let pending = match &self.dataplane {
             Some(dp) => {
-                let states: Vec<u32> = (0..model.vss.len() as u32).map(|i| gen.base.vs_state(i).unwrap_or(0)).collect();
+                // Only new VSs take these: the others keep (or carry by
+                // name) the kernel's own states.
+                let states: Vec<u32> = gen.health.snapshot().iter().map(|h| h.bits()).collect();
                 Some(dp.prepare_reload(&model, &states)?)
             }
             None => None,

@@ -221,6 +221,10 @@ fn run(
     let clock = clock_start.map_or_else(schedule::system_clock, schedule::clock_starting_at);
     let cookies = Arc::new(Cookies::new(model.server.cookies.enabled, model.server.cookies.secret));
     if let Some(dp) = &dataplane {
+        // A fresh map holds zeros, which are not adopted.
+        if model.server.cookies.secret.is_none() {
+            cookies.adopt(&dp.cookie_secrets()?);
+        }
         let dp = dp.clone();
         cookies.add_sink(Box::new(move |s| dp.set_cookie_secrets(s)))?;
     }

@@ -77,6 +77,9 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     }
     let before = records(&e);
     assert_eq!(before.len(), ldns.len(), "{before:?}");
+    // A server cookie from before the restart.
+    let first = kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", "+cookie=0102030405060708"]).unwrap();
+    let cookie = first.text.lines().find_map(|l| l.strip_prefix(";; COOKIE: ")).and_then(|c| c.split_whitespace().next()).unwrap_or_else(|| panic!("{}", first.text)).to_string();
     let xdp_before = counter(&e, "answered_stripe") + counter(&e, "answered_persistence");
 
     // 2,000 q/s for 8 s: stripe and persistence hits from every LDNS, and
@@ -136,6 +139,10 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     let xdp_after = counter(&e, "answered_stripe") + counter(&e, "answered_persistence");
     let sent = k["stripe"]["sent"].as_u64().unwrap() + k["persistence_hit"]["sent"].as_u64().unwrap();
     assert!(xdp_after >= xdp_before + sent, "XDP counters kept across the restart, and every answer from XDP: {xdp_before} + {sent} > {xdp_after}");
+    // The server cookie from before still passes: the secrets were taken over.
+    let (valid, bad) = (counter(&e, "cookie_valid"), counter(&e, "cookie_bad"));
+    kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", &format!("+cookie={cookie}")]).unwrap();
+    assert_eq!((counter(&e, "cookie_valid"), counter(&e, "cookie_bad")), (valid + 1, bad), "{cookie}");
     assert!(e.log_text().contains("took_over=true"), "{}", e.log_text());
     assert_eq!(e.ctl(&["stats"]).unwrap()["operations"]["takeovers"], 1, "counted (edns_dataplane_takeovers_total)");
 }

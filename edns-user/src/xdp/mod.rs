@@ -507,6 +507,11 @@ impl DataPlane {
         sync_listen(&self.maps(), &self.wildcard, iface)
     }
 
+    /// The cookie secrets in the map now.
+    pub fn cookie_secrets(&self) -> anyhow::Result<CookieSecrets> {
+        Ok(self.maps().cookie_secrets.lock().unwrap().get(&0, 0)?)
+    }
+
     /// The cookie secrets the kernel makes and checks server cookies with.
     pub fn set_cookie_secrets(&self, s: &CookieSecrets) -> anyhow::Result<()> {
         self.maps().cookie_secrets.lock().unwrap().set(0, *s, 0)?;
