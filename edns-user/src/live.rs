@@ -214,7 +214,10 @@ impl Live {
         if let Some(c) = self.cluster.get() {
             c.rebind(crate::cluster::Parts { model: model.clone(), store: gen.store.clone(), health: gen.health.clone(), ttls: gen.ttls.clone(), paths: gen.paths.clone() });
         }
-        parts.start(&gen)?;
+        // Past the swap nothing turns back: a task that cannot start is logged.
+        if let Err(e) = parts.start(&gen) {
+            tracing::error!(error = %format!("{e:#}"), "a background task of the new config did not start");
+        }
         if let Some(f) = self.on_swap.get() {
             f(&gen);
         }
@@ -286,6 +289,21 @@ impl Parts {
             if let (Some(new), Some(old)) = (&paths, &p.paths) {
                 new.carry_from(old);
             }
+        }
+        if let Some(pins) = self.dataplane.as_ref().and_then(|dp| dp.pins()).cloned() {
+            if prev.is_none() && from_store {
+                // The overrides the run we took over from kept, for the VSs still here.
+                for (name, admin) in pins.read_admin() {
+                    if let Some(vs) = model.vs_by_name(&name) {
+                        health.set_admin(vs, admin)?;
+                    }
+                }
+            }
+            health.keep_admin(Box::new(move |kept| {
+                if let Err(e) = pins.write_admin(kept) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot keep the admin overrides");
+                }
+            }));
         }
         let responder = Arc::new(Responder::with_stats(model.clone(), selector, self.cookies.clone(), self.stats.clone()));
         Ok(Generation { model, store, base, responder, health, metrics, paths, ttls, tasks: Tasks::default() })

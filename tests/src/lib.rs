@@ -340,6 +340,10 @@ impl EdnsProc {
             None => Command::new(bin),
         };
         cmd.arg("run").arg("--config").arg(&config).args(extra);
+        // The ids of pinned maps go to the test's directory, not the host's /run.
+        if extra.contains(&"--iface") && !extra.contains(&"--run-dir") {
+            cmd.arg("--run-dir").arg(dir.join("run"));
+        }
         cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
         let child = cmd.spawn().context("cannot start edns")?;
@@ -380,6 +384,14 @@ impl EdnsProc {
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         let out = sh(&mut self.ctl_command(&[&["--json"], args].concat()))?;
         Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// `edns ctl records` as (wide IP, LDNS, VS), sorted.
+    pub fn records(&self) -> Vec<(String, String, String)> {
+        let s = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let mut v: Vec<_> = self.ctl(&["records"]).unwrap().as_array().unwrap().iter().map(|r| (s(r, "wide_ip"), s(r, "ldns"), s(r, "vs"))).collect();
+        v.sort();
+        v
     }
 
     /// One VS of `edns ctl vs --json`.
@@ -553,6 +565,7 @@ pub fn fig3(ip: std::net::Ipv4Addr, marked: &[bool]) -> usize {
 }
 
 pub mod cluster;
+pub mod load;
 pub mod packet;
 pub mod paths;
 pub mod xdp;

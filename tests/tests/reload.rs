@@ -8,20 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use edns_tests::{example_config, kdig, loopback_ports, require_root, tmpdir, wait_until, workspace, BpfMount, EdnsProc, VethHarness};
-
-fn records(e: &EdnsProc) -> Vec<(String, String, String)> {
-    let mut v: Vec<_> = e
-        .ctl(&["records"])
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["wide_ip"].as_str().unwrap().to_string(), r["ldns"].as_str().unwrap().to_string(), r["vs"].as_str().unwrap().to_string()))
-        .collect();
-    v.sort();
-    v
-}
+use edns_tests::{example_config, kdig, load, loopback_ports, require_root, tmpdir, wait_until, workspace, BpfMount, EdnsProc, VethHarness};
 
 /// `edns ctl reload` (text), and whether it succeeded.
 fn ctl_reload(e: &EdnsProc) -> (bool, String) {
@@ -53,7 +40,7 @@ fn a_reload_serves_the_new_config_and_keeps_records_and_states_by_name() {
     for l in &ldns {
         ask(l, "shop.gslb.example.");
     }
-    let before = records(&e);
+    let before = e.records();
     let on_west = before.iter().filter(|r| r.2 == "west/vs1").count();
     assert!(on_west > 0 && on_west < before.len(), "{before:?}");
     e.ctl(&["set-vs", "east/vs2", "drain"]).unwrap();
@@ -69,7 +56,7 @@ fn a_reload_serves_the_new_config_and_keeps_records_and_states_by_name() {
     assert_eq!(ask("127.0.9.1", "new.gslb.example.").answer(), "192.0.2.99");
     assert_eq!(ask("127.0.9.1", "geo.gslb.example.").status, "NXDOMAIN");
     let kept: Vec<_> = before.iter().filter(|r| r.2 == "east/vs1").cloned().collect();
-    assert_eq!(records(&e), kept, "east/vs1's records kept by name; west/vs1 left shop's pool");
+    assert_eq!(e.records(), kept, "east/vs1's records kept by name; west/vs1 left shop's pool");
     for (_, l, _) in &kept {
         assert_eq!(ask(l, "shop.gslb.example.").answer(), "192.0.2.10", "{l} keeps its SAC");
     }
@@ -83,7 +70,7 @@ fn a_reload_serves_the_new_config_and_keeps_records_and_states_by_name() {
     wait_until(Duration::from_secs(5), "SIGHUP reload", || stat(&e, "reloads") == 2);
     assert_eq!(ask("127.0.9.1", "new.gslb.example.").status, "NXDOMAIN");
     assert_eq!(ask("127.1.0.1", "geo.gslb.example.").answer(), "192.0.2.10");
-    assert_eq!(records(&e), kept, "records kept across the second reload too");
+    assert_eq!(e.records(), kept, "records kept across the second reload too");
 }
 
 #[test]
@@ -129,27 +116,13 @@ fn xdp_reloads_under_load_lose_no_query_and_move_ids_with_records_kept() {
     for l in &ldns {
         kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap();
     }
-    let before = records(&e);
+    let before = e.records();
     let kept: Vec<_> = before.iter().filter(|r| r.2 == "east/vs1").cloned().collect();
 
     // 2,000 q/s for 8 s of stripe, persistence hits and names XDP passes up
     // (NXDOMAIN from the controller), while the config is reloaded 4 times,
     // each time moving every id.
-    let mut pairs: Vec<String> = Vec::new();
-    for l in &ldns {
-        pairs.push(format!("{l},www.gslb.example.,stripe"));
-        pairs.push(format!("{l},shop.gslb.example.,persistence_hit"));
-    }
-    pairs.push("198.18.0.2,nope.gslb.example.,passed_up".into());
-    let gen = h
-        .client
-        .cmd("python3")
-        .arg(workspace().join("tests/fixtures/fixed_rate.py"))
-        .args(["--server", "198.18.0.1", "--rate", "2000", "--seconds", "8"])
-        .args(&pairs)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let gen = load::start(&h, &load::stripe_hits_and_passed_up(&ldns), 2000, 8).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let mut took = Vec::new();
     for i in 0..4 {
@@ -160,20 +133,15 @@ fn xdp_reloads_under_load_lose_no_query_and_move_ids_with_records_kept() {
         took.push(t.elapsed().as_millis());
         std::thread::sleep(Duration::from_millis(1000));
     }
-    let out = gen.wait_with_output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let k = &report["kinds"];
-    let summary: Vec<String> = ["stripe", "persistence_hit", "passed_up"]
-        .iter()
-        .map(|kind| format!("{kind}: {} sent, {} unanswered", k[kind]["sent"], k[kind]["unanswered"]))
-        .collect();
-    println!("4 reloads under load (each {took:?} ms as ctl saw it): {}", summary.join("; "));
+    let k = load::Report::wait(gen).unwrap();
+    let summary = k.summary(&["stripe", "persistence_hit", "passed_up"]);
+    println!("4 reloads under load (each {took:?} ms as ctl saw it): {summary}");
     for kind in ["stripe", "persistence_hit", "passed_up"] {
-        assert!(k[kind]["sent"].as_u64().unwrap() > 500, "{summary:?}");
-        assert_eq!(k[kind]["unanswered"], 0, "{kind}: {summary:?}");
+        assert!(k.sent(kind) > 500, "{summary}");
+        assert_eq!(k.unanswered(kind), 0, "{kind}: {summary}");
     }
     // Back on the first config: the records on east/vs1 survived two id moves.
-    let after: Vec<_> = records(&e).into_iter().filter(|r| r.2 == "east/vs1").collect();
+    let after: Vec<_> = e.records().into_iter().filter(|r| r.2 == "east/vs1").collect();
     for r in &kept {
         assert!(after.contains(r), "{r:?} kept: {after:?}");
     }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edns_tests::{kdig, require_root, tmpdir, workspace, BpfMount, EdnsProc, TmpDir, VethHarness};
+use edns_tests::{kdig, load, require_root, tmpdir, workspace, BpfMount, EdnsProc, TmpDir, VethHarness};
 
 struct Pinned {
     bpf: BpfMount,
@@ -47,10 +47,6 @@ fn xdp_attached(h: &VethHarness) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
-fn records(e: &EdnsProc) -> Vec<(String, String, String)> {
-    e.ctl(&["records"]).unwrap().as_array().unwrap().iter().map(|r| (r["wide_ip"].as_str().unwrap().to_string(), r["ldns"].as_str().unwrap().to_string(), r["vs"].as_str().unwrap().to_string())).collect()
-}
-
 fn counter(e: &EdnsProc, name: &str) -> u64 {
     e.ctl(&["stats"]).unwrap()["xdp"][name].as_u64().unwrap()
 }
@@ -75,8 +71,10 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     for l in &ldns {
         sacs.push(kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap().answer().to_string());
     }
-    let before = records(&e);
+    let before = e.records();
     assert_eq!(before.len(), ldns.len(), "{before:?}");
+    // An operator's override from before the restart.
+    e.ctl(&["set-vs", "east/vs2", "drain"]).unwrap();
     // A server cookie from before the restart.
     let first = kdig(Some(&h.client), server, None, &["www.gslb.example.", "A", "+cookie=0102030405060708"]).unwrap();
     let cookie = first.text.lines().find_map(|l| l.strip_prefix(";; COOKIE: ")).and_then(|c| c.split_whitespace().next()).unwrap_or_else(|| panic!("{}", first.text)).to_string();
@@ -85,18 +83,7 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     // 2,000 q/s for 8 s: stripe and persistence hits from every LDNS, and
     // a name XDP passes up (NXDOMAIN comes from the controller). The
     // controller is killed at 2 s and started again at 3 s.
-    let mut pairs: Vec<String> = Vec::new();
-    for l in &ldns {
-        pairs.push(format!("{l},www.gslb.example.,stripe"));
-        pairs.push(format!("{l},shop.gslb.example.,persistence_hit"));
-    }
-    pairs.push("198.18.0.2,nope.gslb.example.,passed_up".into());
-    let mut load = h.client.cmd("python3");
-    load.arg(workspace().join("tests/fixtures/fixed_rate.py"))
-        .args(["--server", "198.18.0.1", "--port", "53", "--rate", "2000", "--seconds", "8"])
-        .args(&pairs)
-        .stdout(std::process::Stdio::piped());
-    let gen = load.spawn().unwrap();
+    let gen = load::start(&h, &load::stripe_hits_and_passed_up(&ldns), 2000, 8).unwrap();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     kill(e);
@@ -105,39 +92,27 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     std::thread::sleep(Duration::from_secs(1));
     let e = start(&demo_config(), &h, &p, &[]);
     let back_at = t0.elapsed();
-    let out = gen.wait_with_output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let k = &report["kinds"];
-    let summary: Vec<String> = ["stripe", "persistence_hit", "passed_up"]
-        .iter()
-        .map(|kind| {
-            let at = k[kind]["unanswered_at"].as_array().unwrap();
-            let span = match (at.first(), at.last()) {
-                (Some(a), Some(b)) => format!(" (sent {a}-{b} s)"),
-                _ => String::new(),
-            };
-            format!("{kind}: {} sent, {} answered, {} unanswered{span}", k[kind]["sent"], k[kind]["answered"], k[kind]["unanswered"])
-        })
-        .collect();
-    println!("restart under load: killed at {:.2} s, controller back at {:.2} s; {}", killed_at.as_secs_f64(), back_at.as_secs_f64(), summary.join("; "));
+    let k = load::Report::wait(gen).unwrap();
+    let summary = k.summary(&["stripe", "persistence_hit", "passed_up"]);
+    println!("restart under load: killed at {:.2} s, controller back at {:.2} s; {summary}", killed_at.as_secs_f64(), back_at.as_secs_f64());
     for kind in ["stripe", "persistence_hit"] {
-        assert!(k[kind]["sent"].as_u64().unwrap() >= 7000, "{kind}: {k}");
-        assert_eq!(k[kind]["unanswered"], 0, "{kind}: every stripe and persistence-hit query answered: {summary:?}");
+        assert!(k.sent(kind) >= 7000, "{summary}");
+        assert_eq!(k.unanswered(kind), 0, "{kind}: every stripe and persistence-hit query answered: {summary}");
     }
     // What the kernel passes up goes unanswered only while no controller runs.
-    let missed: Vec<f64> = k["passed_up"]["unanswered_at"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
-    assert!(!missed.is_empty(), "queries passed up during the gap find no socket: {summary:?}");
+    let missed = k.unanswered_at("passed_up");
+    assert!(!missed.is_empty(), "queries passed up during the gap find no socket: {summary}");
     for t in &missed {
-        assert!(*t >= killed_at.as_secs_f64() - 0.5 && *t <= back_at.as_secs_f64() + 0.5, "a passed-up query missed at {t} s, outside the gap: {summary:?}");
+        assert!(*t >= killed_at.as_secs_f64() - 0.5 && *t <= back_at.as_secs_f64() + 0.5, "a passed-up query missed at {t} s, outside the gap: {summary}");
     }
     // Records, their SACs and the counters were taken over.
-    let after = records(&e);
+    let after = e.records();
     assert_eq!(after, before, "records kept");
     for (l, sac) in ldns.iter().zip(&sacs) {
         assert_eq!(&kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap().answer().to_string(), sac);
     }
     let xdp_after = counter(&e, "answered_stripe") + counter(&e, "answered_persistence");
-    let sent = k["stripe"]["sent"].as_u64().unwrap() + k["persistence_hit"]["sent"].as_u64().unwrap();
+    let sent = k.sent("stripe") + k.sent("persistence_hit");
     assert!(xdp_after >= xdp_before + sent, "XDP counters kept across the restart, and every answer from XDP: {xdp_before} + {sent} > {xdp_after}");
     // The server cookie from before still passes: the secrets were taken over.
     let (valid, bad) = (counter(&e, "cookie_valid"), counter(&e, "cookie_bad"));
@@ -145,6 +120,7 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     assert_eq!((counter(&e, "cookie_valid"), counter(&e, "cookie_bad")), (valid + 1, bad), "{cookie}");
     assert!(e.log_text().contains("took_over=true"), "{}", e.log_text());
     assert_eq!(e.ctl(&["stats"]).unwrap()["operations"]["takeovers"], 1, "counted (edns_dataplane_takeovers_total)");
+    assert_eq!(e.vs("east/vs2")["admin"], "drain", "the override survived the restart");
 }
 
 #[test]
@@ -159,7 +135,7 @@ fn a_config_that_moves_ids_carries_records_by_name_and_drops_those_of_removed_vs
     for l in &ldns {
         kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap();
     }
-    let before = records(&e);
+    let before = e.records();
     let on_west = before.iter().filter(|r| r.2 == "west/vs1").count();
     assert!(on_west > 0 && on_west < before.len(), "round robin spread them: {before:?}");
     kill(e);
@@ -170,7 +146,7 @@ fn a_config_that_moves_ids_carries_records_by_name_and_drops_those_of_removed_vs
         .replacen("[[wide_ip]]\nname = \"www.gslb.example.\"", "[[wide_ip]]\nname = \"new.gslb.example.\"\nmode = \"stripe\"\npool = [\"north/vs1\"]\n\n[[wide_ip]]\nname = \"www.gslb.example.\"", 1)
         .replace("persistence_ttl = 600\npool = [\"east/vs1\", \"west/vs1\"]", "persistence_ttl = 600\npool = [\"east/vs1\", \"north/vs1\"]");
     let e = start(&cfg, &h, &p, &[]);
-    let after = records(&e);
+    let after = e.records();
     let kept: Vec<_> = before.iter().filter(|r| r.2 == "east/vs1").cloned().collect();
     assert_eq!(after, kept, "east/vs1's records carried by name; west/vs1 left shop's pool, so its records went");
     assert!(e.log_text().contains(&format!("dropped_records={on_west}")), "{}", e.log_text());

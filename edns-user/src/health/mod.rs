@@ -154,7 +154,12 @@ pub struct Health {
     vs: Mutex<Vec<VsHealth>>,
     /// With a cluster: which VSs this node probes, and who hears its results.
     sharing: std::sync::OnceLock<Sharing>,
+    /// Hears every admin override (by VS name) when one changes.
+    admin_sink: std::sync::OnceLock<AdminSink>,
 }
+
+/// Where admin overrides are kept: (VS name, override) for each that is not `auto`.
+pub type AdminSink = Box<dyn Fn(&[(String, Admin)]) + Send + Sync>;
 
 /// Shared probing (`[cluster]`): each VS is probed by one node.
 struct Sharing {
@@ -166,7 +171,12 @@ impl Health {
     /// Starts from the model's initial states (which the store already holds).
     pub fn new(model: Arc<Model>, store: Arc<dyn Store>) -> Health {
         let vs = model.vss.iter().map(|v| VsHealth::new(v.initially_up)).collect();
-        Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new() }
+        Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new(), admin_sink: std::sync::OnceLock::new() }
+    }
+
+    /// `sink` hears the admin overrides whenever one changes.
+    pub fn keep_admin(&self, sink: AdminSink) {
+        let _ = self.admin_sink.set(sink);
     }
 
     /// Starts from the states the store holds (a data plane taken over):
@@ -179,7 +189,7 @@ impl Health {
             h.available = s & VS_AVAILABLE != 0;
             vs.push(h);
         }
-        Ok(Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new() })
+        Ok(Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new(), admin_sink: std::sync::OnceLock::new() })
     }
 
     /// Takes the state of the VSs `old` (an earlier config's) also has, by
@@ -249,6 +259,11 @@ impl Health {
             available = h.available,
             "VS admin state set"
         );
+        if let Some(sink) = self.admin_sink.get() {
+            let kept: Vec<(String, Admin)> =
+                all.iter().enumerate().filter(|(_, h)| h.admin != Admin::Auto).map(|(i, h)| (self.model.vss[i].name.clone(), h.admin)).collect();
+            sink(&kept);
+        }
         Ok(())
     }
 

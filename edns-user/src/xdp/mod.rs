@@ -283,6 +283,10 @@ impl DataPlane {
         Ok(())
     }
 
+    pub fn pins(&self) -> Option<&Pins> {
+        self.pins.as_ref()
+    }
+
     /// True when the link is pinned (the program outlives this process).
     pub fn pinned(&self) -> bool {
         self.link.lock().unwrap().is_some()

@@ -139,6 +139,24 @@ impl Pins {
         std::fs::rename(&tmp, &self.layout_file).with_context(|| format!("cannot write {}", self.layout_file.display()))
     }
 
+    /// Operators' admin overrides by VS name, kept beside the layout so a
+    /// VS drained before an upgrade stays drained after it.
+    pub fn admin_file(&self) -> PathBuf {
+        self.layout_file.with_file_name(format!("{}.admin.json", self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
+    }
+
+    pub fn read_admin(&self) -> Vec<(String, crate::health::Admin)> {
+        std::fs::read(self.admin_file()).ok().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or_default()
+    }
+
+    /// Written atomically (temp file + rename).
+    pub fn write_admin(&self, overrides: &[(String, crate::health::Admin)]) -> anyhow::Result<()> {
+        let f = self.admin_file();
+        let tmp = f.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(overrides)?)?;
+        std::fs::rename(&tmp, &f).with_context(|| format!("cannot write {}", f.display()))
+    }
+
     /// True when a previous run left a link or maps here.
     pub fn any_pinned(&self) -> bool {
         self.link().exists() || STATE_MAPS.iter().any(|m| self.map(m).exists())
@@ -153,6 +171,7 @@ impl Pins {
         self.remove_old_jumps(None)?;
         remove_if_there(&self.link())?;
         remove_if_there(&self.layout_file)?;
+        remove_if_there(&self.admin_file())?;
         match std::fs::remove_dir(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove {}", self.dir.display())),
             _ => Ok(()),
