@@ -712,10 +712,13 @@ fn iface_mac(iface: &str) -> anyhow::Result<[u8; 6]> {
 }
 
 /// Missing keys are `None`; any other map error is an error.
+/// (A delete of a key gone meanwhile — the kernel evicted it, or a query
+/// replaced it — reports ENOENT from the syscall.)
 fn found<T>(r: Result<T, aya::maps::MapError>) -> anyhow::Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
