@@ -475,6 +475,20 @@ pub struct Model {
     by_name: HashMap<Vec<u8>, u32>,
 }
 
+/// Old group id → new, by name (see [`Model::regroup_table`]).
+pub struct Regroup(HashMap<u32, Option<u32>>);
+
+impl Regroup {
+    /// The key for the new config: a group's record follows the group's
+    /// name; `None` when the group is gone.
+    pub fn key(&self, mut key: edns_common::PersistKey) -> Option<edns_common::PersistKey> {
+        if key.ldns.kind == edns_common::LDNS_KIND_GROUP {
+            key.ldns.group = self.0.get(&key.ldns.group).copied().flatten()?;
+        }
+        Some(key)
+    }
+}
+
 /// Lowercased wire form of a name: the wide IP table's key.
 pub fn wire_lower(name: &Name) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
@@ -513,6 +527,17 @@ impl Model {
             old_wide_ips.iter().map(|n| self.wide_ip_by_name(n).map(|w| w.id)).collect(),
             old_vss.iter().map(|n| vs.get(n.as_str()).copied()).collect(),
         )
+    }
+
+    /// The LDNS groups as (name, id).
+    pub fn group_ids(&self) -> Vec<(String, u32)> {
+        self.groups.snapshot().into_iter().map(|g| (g.name, g.id)).collect()
+    }
+
+    /// For each of `old`'s group ids, the id of the group of that name here.
+    pub fn regroup_table(&self, old: &[(String, u32)]) -> Regroup {
+        let now = self.group_ids();
+        Regroup(old.iter().map(|(n, id)| (*id, now.iter().find(|(m, _)| m == n).map(|(_, j)| *j))).collect())
     }
 
     pub fn vs_by_name(&self, name: &str) -> Option<u32> {

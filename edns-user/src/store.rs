@@ -148,10 +148,11 @@ pub fn carry_by_name(old: &crate::model::Model, from: &dyn Store, new: &crate::m
     let names = |m: &crate::model::Model| (m.wide_ips.iter().map(|w| w.name.to_string()).collect::<Vec<_>>(), m.vss.iter().map(|v| v.name.clone()).collect::<Vec<_>>());
     let (old_w, old_v) = names(old);
     let (wide_ips, vss) = new.ids_from(&old_w, &old_v);
-    for (mut k, mut r) in from.persist_list()? {
+    let groups = new.regroup_table(&old.group_ids());
+    for (k, mut r) in from.persist_list()? {
         let w = wide_ips.get(k.wide_ip as usize).copied().flatten();
         let v = vss.get(r.vs as usize).copied().flatten();
-        let (Some(w), Some(v)) = (w, v) else {
+        let (Some(w), Some(v), Some(mut k)) = (w, v, groups.key(k)) else {
             dropped += 1;
             continue;
         };

@@ -153,3 +153,26 @@ fn xdp_reloads_under_load_lose_no_query_and_move_ids_with_records_kept() {
     assert_eq!(e.ctl(&["stats"]).unwrap()["xdp"]["answered_stripe"].as_u64().unwrap(), stripe_before + 1, "answered by the new program");
     assert_eq!(kdig(Some(&h.client), server, Some(ldns[0]), &["geo.gslb.example.", "A"]).unwrap().status, "NXDOMAIN");
 }
+
+#[test]
+fn a_groups_records_follow_its_name_when_a_reload_renumbers_the_groups() {
+    let (dns, control) = loopback_ports();
+    let groups = |first: &str, second: &str| {
+        let g = |n: &str, net: &str| format!("\n[[ldns_group]]\nname = \"{n}\"\nmembers = [\"{net}\"]\n");
+        let net = |n: &str| if n == "alpha" { "127.0.5.0/24" } else { "127.0.6.0/24" };
+        g(first, net(first)) + &g(second, net(second))
+    };
+    let cfg = example_config(dns, control);
+    let e = EdnsProc::start(&(cfg.clone() + &groups("alpha", "beta")), None, &[]).unwrap();
+    let ask = |src: &str| kdig(None, dns, Some(src.parse::<IpAddr>().unwrap()), &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+    let (a, b) = (ask("127.0.5.1"), ask("127.0.6.1"));
+    assert_ne!(a, b, "round robin gave the two groups different SACs");
+    let before = e.records();
+    assert_eq!(before.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["group alpha", "group beta"], "{before:?}");
+    // Swapped: alpha is now id 2, beta id 1.
+    std::fs::write(&e.config, cfg + &groups("beta", "alpha")).unwrap();
+    let (ok, text) = ctl_reload(&e);
+    assert!(ok, "{text}");
+    assert_eq!(e.records(), before, "each group keeps its own record");
+    assert_eq!((ask("127.0.5.2"), ask("127.0.6.2")), (a, b), "members keep their group's SAC");
+}

@@ -582,12 +582,13 @@ fn adopt_pinned_maps(p: &Pins, model: &Model, new: &Layout) -> anyhow::Result<(O
 fn carry_records(map: &HashMap<MapData, PersistKey, PersistRecord>, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
     let (mut records, mut dropped) = (Vec::new(), 0);
     let (wide_ips, vss) = model.ids_from(&old.wide_ips, &old.vss);
+    let groups = model.regroup_table(&old.groups);
     for kv in map.iter() {
-        let Some((mut k, mut r)) = found(kv)? else { continue };
+        let Some((k, mut r)) = found(kv)? else { continue };
         let w = wide_ips.get(k.wide_ip as usize).copied().flatten();
         let v = vss.get(r.vs as usize).copied().flatten();
-        match (w, v) {
-            (Some(w), Some(v)) => {
+        match (w, v, groups.key(k)) {
+            (Some(w), Some(v), Some(mut k)) => {
                 (k.wide_ip, r.vs) = (w, v);
                 records.push((k, r));
             }

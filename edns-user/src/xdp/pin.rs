@@ -46,6 +46,9 @@ pub struct Layout {
     pub rrl_capacity: u32,
     /// "native" or "skb": the mode the pinned link was attached in.
     pub mode: String,
+    /// LDNS groups (name, id): records of a group are keyed by its id.
+    #[serde(default)]
+    pub groups: Vec<(String, u32)>,
 }
 
 impl Layout {
@@ -56,6 +59,7 @@ impl Layout {
             persistence_capacity: model.server.persistence_capacity,
             rrl_capacity: model.server.rrl.map(|r| r.capacity).unwrap_or(1),
             mode: if skb { "skb" } else { "native" }.into(),
+            groups: model.group_ids(),
         }
     }
 
@@ -63,7 +67,8 @@ impl Layout {
     /// maps indexed by the old ids read right with the new ones.
     pub fn keeps_ids(&self, new: &Layout) -> bool {
         let same = |old: &[String], new: &[String]| old.iter().enumerate().all(|(i, n)| new.iter().position(|m| m == n).is_none_or(|j| j == i));
-        same(&self.wide_ips, &new.wide_ips) && same(&self.vss, &new.vss) && self.persistence_capacity == new.persistence_capacity
+        let groups_same = self.groups.iter().all(|(n, id)| new.groups.iter().all(|(m, jd)| (n == m) == (id == jd)));
+        same(&self.wide_ips, &new.wide_ips) && same(&self.vss, &new.vss) && groups_same && self.persistence_capacity == new.persistence_capacity
     }
 }
 
