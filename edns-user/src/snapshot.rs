@@ -37,6 +37,9 @@ struct Saved {
     wide_ip: String,
     /// The requester (address, prefix, group or client subnet) as hex.
     ldns: String,
+    /// For a group's record, the group's name (its id may change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
     vs: String,
     ttl_secs: u32,
     created_ms: u64,
@@ -57,6 +60,7 @@ pub fn save(model: &Model, store: &dyn Store, path: &Path) -> anyhow::Result<usi
             Some(Saved {
                 wide_ip: model.wide_ips.get(k.wide_ip as usize)?.name.to_string(),
                 ldns: crate::store::ldns_key_hex(&k.ldns),
+                group: (k.ldns.kind == edns_common::LDNS_KIND_GROUP).then(|| model.groups.name_of(k.ldns.group)).flatten(),
                 vs: model.vss.get(r.vs as usize)?.name.clone(),
                 ttl_secs: r.ttl_secs,
                 created_ms: ms(r.created_ns),
@@ -99,7 +103,15 @@ pub fn load(model: &Model, store: &dyn Store, ttls: &PersistenceTtls, path: &Pat
     // Everything checked first, then written: never half a snapshot.
     let mut ready = Vec::new();
     for s in &snap.records {
-        let (Some(w), Some(vs), Some(ldns)) = (model.wide_ip_by_name(&s.wide_ip), model.vs_by_name(&s.vs), crate::store::ldns_key_from_hex(&s.ldns)) else {
+        let regrouped = |mut k: edns_common::LdnsKey| match &s.group {
+            Some(name) => {
+                k.group = model.group_ids().into_iter().find(|(n, _)| n == name)?.1;
+                Some(k)
+            }
+            None => Some(k),
+        };
+        let ldns = crate::store::ldns_key_from_hex(&s.ldns).and_then(regrouped);
+        let (Some(w), Some(vs), Some(ldns)) = (model.wide_ip_by_name(&s.wide_ip), model.vs_by_name(&s.vs), ldns) else {
             out.unknown += 1;
             continue;
         };

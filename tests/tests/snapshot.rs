@@ -99,3 +99,22 @@ fn the_periodic_snapshot_survives_a_crash() {
     let e = EdnsProc::start(&cfg, None, &[]).unwrap();
     assert_eq!(records(&e), before, "SIGKILL lost nothing the last snapshot had");
 }
+
+#[test]
+fn a_groups_record_follows_its_name_when_the_restarted_config_renumbers_the_groups() {
+    let dir = tmpdir();
+    let snap = dir.join("records.json");
+    let (cfg, dns) = config(&snap, 600);
+    let group = |n: &str, net: &str| format!("\n[[ldns_group]]\nname = \"{n}\"\nmembers = [\"{net}\"]\n");
+    let (alpha, beta) = (group("alpha", "127.0.5.0/24"), group("beta", "127.0.6.0/24"));
+    let mut e = EdnsProc::start(&format!("{cfg}{alpha}{beta}"), None, &[]).unwrap();
+    let ask = |src: &str| kdig(None, dns, Some(src.parse().unwrap()), &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+    let (a, b) = (ask("127.0.5.1"), ask("127.0.6.1"));
+    assert_ne!(a, b);
+    let before = e.records();
+    e.stop();
+    // beta first: the ids swap.
+    let e = EdnsProc::start(&format!("{cfg}{beta}{alpha}"), None, &[]).unwrap();
+    assert_eq!(e.records(), before);
+    assert_eq!((ask("127.0.5.2"), ask("127.0.6.2")), (a, b), "members keep their group's SAC");
+}
