@@ -70,11 +70,8 @@ pub struct ReloadReport {
 
 pub struct Live {
     pub config_path: PathBuf,
-    pub dataplane: Option<Arc<DataPlane>>,
-    pub cookies: Arc<Cookies>,
-    pub stats: Arc<Stats>,
+    parts: Parts,
     pub ops: Arc<OpsStats>,
-    clock: Clock,
     current: RwLock<Arc<Generation>>,
     pub cluster: OnceLock<Arc<crate::cluster::Cluster>>,
     /// Called with the new generation once it serves (the control endpoint's view).
@@ -96,7 +93,7 @@ impl Live {
         ops.takeovers.store(takeover.link as u64, Ordering::Relaxed);
         ops.takeover_dropped_records.store(takeover.dropped_records as u64, Ordering::Relaxed);
         let stats = Arc::new(Stats::default());
-        let parts = Parts { dataplane: dataplane.clone(), cookies: cookies.clone(), stats: stats.clone(), clock: clock.clone() };
+        let parts = Parts { dataplane, cookies, stats, clock };
         let gen = parts.build(model, None, takeover.kept())?;
         if takeover.kept() {
             tracing::info!("records taken over from the pinned data plane; the snapshot is not loaded over them");
@@ -105,11 +102,8 @@ impl Live {
         }
         Ok(Arc::new(Live {
             config_path,
-            dataplane,
-            cookies,
-            stats,
+            parts,
             ops,
-            clock,
             current: RwLock::new(Arc::new(gen)),
             cluster: OnceLock::new(),
             on_swap: OnceLock::new(),
@@ -131,13 +125,14 @@ impl Live {
         let _ = self.on_swap.set(f);
     }
 
-    fn parts(&self) -> Parts {
-        Parts { dataplane: self.dataplane.clone(), cookies: self.cookies.clone(), stats: self.stats.clone(), clock: self.clock.clone() }
+    /// The controller's counters, shared by every generation's responder.
+    pub fn stats(&self) -> &Stats {
+        &self.parts.stats
     }
 
     /// Starts the background tasks of the current generation.
     pub fn start(&self) -> anyhow::Result<()> {
-        self.parts().start(&self.current())
+        self.parts.start(&self.current())
     }
 
     /// Re-reads the config file and serves it; on any error the running
@@ -190,10 +185,11 @@ impl Live {
 
     /// Builds, readies and swaps in `model`; returns the records dropped.
     fn swap_to(&self, old: &Arc<Generation>, model: Arc<Model>) -> anyhow::Result<usize> {
-        let parts = self.parts();
+        let parts = &self.parts;
+        let dataplane = &parts.dataplane;
         let gen = Arc::new(parts.build(model.clone(), Some(old), false)?);
         // Everything that can fail happens before the swap.
-        let pending = match &self.dataplane {
+        let pending = match dataplane {
             Some(dp) => {
                 // Only new VSs take these: the others keep (or carry by
                 // name) the kernel's own states.
@@ -206,7 +202,7 @@ impl Live {
             // In-flight queries finish first; old writers are refused after.
             let mut cur = self.current.write().unwrap();
             old.store.retire();
-            let c = pending.map(|p| self.dataplane.as_ref().expect("pending implies a data plane").commit_reload(p));
+            let c = pending.map(|p| dataplane.as_ref().expect("pending implies a data plane").commit_reload(p));
             *cur = gen.clone();
             c
         };
@@ -221,7 +217,7 @@ impl Live {
         if let Some(f) = self.on_swap.get() {
             f(&gen);
         }
-        let finished = match (committed, &self.dataplane) {
+        let finished = match (committed, dataplane) {
             (Some((previous, t)), Some(dp)) => dp.finish_reload(&old.model, &model, previous, t),
             _ => {
                 // What the old config's responder wrote since the copy.

@@ -86,7 +86,7 @@ async fn udp_loop(responder: Arc<Live>, sock: UdpSocket) -> anyhow::Result<()> {
         // Never an answer to a broadcast or multicast query: it would come
         // once per socket and reflect to whoever the source claims to be.
         if dst.is_some_and(|d| !d.is_unicast_to_us()) {
-            responder.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            responder.stats().dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(%peer, ?dst, "query to a broadcast or multicast address dropped");
             continue;
         }
