@@ -235,7 +235,8 @@ pub struct Settings {
     /// and at an odd offset (for the UDP checksum).
     pub nsid_sum_even: u32,
     pub nsid_sum_odd: u32,
-    pub _pad2: u32,
+    /// Only read by a `stages` build (the bench's): stop at this checkpoint.
+    pub stop_at: u32,
 }
 
 /// Longest NSID the data plane returns.

@@ -29,6 +29,18 @@ use edns_common::{
 use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
+/// With the `stages` feature (the bench's build), returns here when
+/// SETTINGS' `stop_at` names this checkpoint; otherwise nothing.
+macro_rules! stage {
+    ($settings:expr, $n:expr) => {
+        #[cfg(feature = "stages")]
+        if $settings.stop_at == $n {
+            return Err(counter::PASS_INTERNAL);
+        }
+    };
+}
+pub(crate) use stage;
+
 /// Counts the outcome (a `counter` index: how it was answered, or why it
 /// went up) and, with `edns run --xdp-log`, logs it.
 #[inline(always)]
@@ -58,6 +70,7 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
+    stage!(settings, 5);
     // Only queries to an address edns listens on: never answer for a
     // destination that is someone else's. (Here, not in `edns_answer`,
     // whose stack is full.)
@@ -67,6 +80,7 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
         return Err(counter::PASS_NOT_OURS);
     }
+    stage!(settings, 6);
     // The source's LDNS group, for the stripe key and the persistence key.
     let group = GROUPS.get(Key::new(128, scratch.q.ldns)).copied().unwrap_or(0);
     scratch.group = group;
@@ -74,6 +88,7 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     // (`edns_admit`).
     scratch.req.addr = scratch.q.ldns;
     scratch.req.ident = stripe_key(&scratch.q.ldns, group);
+    stage!(settings, 7);
     let next = if scratch.opts.len != 0 || settings.rrl_interval_ns != 0 { JUMP_ADMIT } else { JUMP_ANSWER };
     unsafe { JUMPS.tail_call(ctx, next) };
     Err(counter::PASS_INTERNAL) // the tail call returned: no such program
@@ -107,6 +122,7 @@ pub fn edns_answer(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
+    stage!(settings, 8);
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     let q = scratch.q;
     // Re-establish for the verifier the bounds `edns` checked.
@@ -125,6 +141,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         return Ok(counter::ANSWERED_RRL_SLIP);
     }
     let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
+    stage!(settings, 9);
     // A copy of what the stripe walks read many times: one value on the
     // stack keeps the verifier's states few.
     let (addr, ident) = (scratch.req.addr, scratch.req.ident);
@@ -133,6 +150,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     if pos >= MAX_POOL {
         return Err(counter::PASS_INTERNAL);
     }
+    stage!(settings, 10);
     let sac = SACS.get(w.pool_sac[pos]).ok_or(counter::PASS_NO_ADDRESS)?;
     let mut rdata = [0u8; 16];
     if q.qtype == QTYPE_AAAA {

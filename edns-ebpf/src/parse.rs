@@ -343,6 +343,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
         }
         _ => return Err(counter::PASS_NOT_DNS),
     };
+    crate::stage!(settings, 1);
     let udp = read::<UDP_HLEN>(ctx, l4_off).map_err(|_| counter::PASS_NOT_DNS)?;
     let dport = be16([udp[2], udp[3]]);
     if dport != dns_port {
@@ -352,6 +353,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     if !sum_ok(ip_sum) {
         return Err(counter::DROP_BAD_CHECKSUM);
     }
+    crate::stage!(settings, 2);
     let udp_len = be16([udp[4], udp[5]]) as usize;
     if udp_len != ip_payload_len || udp_len < UDP_HLEN + DNS_HLEN {
         return Err(counter::PASS_UNPARSED);
@@ -399,6 +401,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     if name_len == 0 {
         return Err(counter::PASS_UNPARSED); // longer than the fast path takes
     }
+    crate::stage!(settings, 3);
     let q_end = DNS_HLEN + name_len + 4;
     let tc = read::<4>(ctx, qname_off + name_len)?;
     let hi = 8 * ((name_len & 1) ^ 1) as u32; // shift of an even-offset byte
@@ -429,6 +432,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     } else if dns_len != q_end {
         return Err(counter::PASS_UNPARSED);
     }
+    crate::stage!(settings, 4);
     // Verified here, or with the options' bytes by `edns_admit`.
     s.pending_sum = 0;
     if let Some(partial) = udp_partial_sum(&q.ldns, dst, v6, &udp, &h)? {

@@ -57,13 +57,14 @@ fn vs_state(vs: u32) -> u32 {
     }
 }
 
-/// Marked-up and available bits of the pool. Walks all MAX_POOL slots (the
-/// unused ones hold no VS and read as down) so the loop has one exit.
+/// Marked-up and available bits of the pool's `pool_len` VSs (a VS state
+/// lookup each: walking all MAX_POOL slots cost a third of a stripe answer).
 #[inline(always)]
 fn masks(w: &WideIpEntry) -> (u32, u32) {
     let (mut marked, mut available) = (0u32, 0u32);
     let mut pos = 0usize;
-    while pos < MAX_POOL {
+    let len = opaque(w.pool_len) as usize;
+    while pos < MAX_POOL && pos < len {
         let s = vs_state(w.pool_vs[pos]);
         // Arithmetic, not branches: BPF has no conditional move.
         marked |= (s & VS_MARKED_UP) << pos;

@@ -23,13 +23,25 @@ impl XdpUnderTest {
     /// Loads the object `cargo xtask build-ebpf` built, fills the maps from
     /// `model` with every VS up, and loads both programs.
     pub fn new(model: &Model) -> anyhow::Result<XdpUnderTest> {
-        let obj = crate::workspace().join("edns-ebpf/target/bpfel-unknown-none/release/edns-ebpf");
+        Self::with_object(model, &crate::workspace().join("edns-ebpf/target/bpfel-unknown-none/release/edns-ebpf"))
+    }
+
+    /// Like `new`, with another build of the object (the bench's `stages` one).
+    pub fn with_object(model: &Model, obj: &std::path::Path) -> anyhow::Result<XdpUnderTest> {
         let bytes = std::fs::read(&obj).with_context(|| format!("{} missing: run cargo xtask build-ebpf", obj.display()))?;
         let mut ebpf = xdp::load(model, &bytes)?;
         let states: Vec<u32> = model.vss.iter().map(|v| if v.initially_up { edns_common::VS_UP } else { 0 }).collect();
         let dataplane = Arc::new(DataPlane::fill(model, &mut ebpf, &states, false, Some(crate::packet::SERVER_MAC))?);
         xdp::load_programs(&mut ebpf)?;
         Ok(XdpUnderTest { ebpf, dataplane })
+    }
+
+    /// Where a `stages` build stops (0: nowhere).
+    pub fn stop_at(&mut self, stage: u32) -> anyhow::Result<()> {
+        let mut settings: aya::maps::Array<_, edns_common::Settings> = aya::maps::Array::try_from(self.ebpf.map_mut("SETTINGS").context("SETTINGS")?)?;
+        let s = settings.get(&0, 0)?;
+        settings.set(0, edns_common::Settings { stop_at: stage, ..s }, 0)?;
+        Ok(())
     }
 
     fn prog(&mut self) -> &mut Xdp {

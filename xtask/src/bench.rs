@@ -458,3 +458,55 @@ pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
     println!("\nbest: edns userspace {best_e:.0} q/s, knotd {best_k:.0} q/s, edns/knotd = {:.2}", best_e / best_k);
     Ok(())
 }
+
+/// Where a stripe answer's time goes: a build of the program that stops at
+/// checkpoints (`--features stages`), each checkpoint timed like the
+/// per-query cost table, interleaved with the others and the floor.
+pub fn stages_table(object: &Path) -> anyhow::Result<()> {
+    const ROUNDS: usize = 10;
+    const RUNS: u32 = 100_000;
+    const STAGES: [&str; 11] = [
+        "Ethernet, VLAN and IP headers read",
+        "UDP port; ingress policy (martian source: LISTEN lookup of the source; MAC); IPv4 header checksum",
+        "question name walked, lowercased into the key",
+        "type, class, OPT; UDP checksum verified (end of parse)",
+        "(parse returned: SETTINGS and SCRATCH lookups)",
+        "LISTEN lookups of the destination",
+        "GROUPS (LPM trie) lookup; stripe key",
+        "tail call into edns_answer; SETTINGS lookup",
+        "WIDE_IPS lookup (128-byte name key)",
+        "selection (stripe walk over VS_STATES)",
+        "SACS lookup; answer written; counters (the whole answer)",
+    ];
+    edns_tests::require_root();
+    let model = edns_user::config::load(&crate::root().join("examples/demo.toml")).map_err(anyhow::Error::from)?;
+    let mut x = XdpUnderTest::with_object(&model, object)?;
+    let www = Frame::udp(v4("198.18.3.7"), v4("198.18.0.1"), 53, dns_query(0x1234, true, "www.gslb.example.", 1, Some(1232))).build();
+    let mut floor = Vec::new();
+    let mut at: Vec<Vec<Duration>> = vec![Vec::new(); STAGES.len()];
+    for _ in 0..ROUNDS {
+        floor.push(x.mean_time("edns_pass", &www, RUNS, XDP_PASS)?);
+        for (i, times) in at.iter_mut().enumerate() {
+            // Stage 11 is the whole answer: no checkpoint.
+            let stop = if i + 1 == STAGES.len() { 0 } else { i as u32 + 1 };
+            x.stop_at(stop)?;
+            times.push(x.mean_time("edns", &www, RUNS, if stop == 0 { XDP_TX } else { XDP_PASS })?);
+        }
+    }
+    x.stop_at(0)?;
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e9
+    };
+    let floor = median(floor);
+    println!("## Where a stripe answer's time goes (BPF_PROG_TEST_RUN, a build that stops at each checkpoint; medians of {ROUNDS} interleaved rounds of {RUNS})\n");
+    println!("| up to and including | ns | step | × floor |\n| --- | --- | --- | --- |");
+    println!("| XDP_PASS floor (edns_pass) | {floor:.0} | | 1.00 |");
+    let mut prev = floor;
+    for (name, times) in STAGES.iter().zip(at) {
+        let t = median(times);
+        println!("| {name} | {t:.0} | {:+.0} | {:.2} |", t - prev, t / floor);
+        prev = t;
+    }
+    Ok(())
+}

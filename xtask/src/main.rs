@@ -59,6 +59,9 @@ enum Cmd {
         /// Only the per-query cost table (BPF_PROG_TEST_RUN).
         #[arg(long)]
         testrun_only: bool,
+        /// Only the cost of each step of a stripe answer (a build with checkpoints).
+        #[arg(long)]
+        stages: bool,
     },
 }
 
@@ -210,6 +213,13 @@ pub fn build_ebpf() -> anyhow::Result<()> {
     run(cargo().args(["+nightly", "build", "--release"]).current_dir(root().join("edns-ebpf")))
 }
 
+/// The object with stage checkpoints, for `bench --stages` only.
+pub fn build_ebpf_stages() -> anyhow::Result<PathBuf> {
+    let dir = root().join("edns-ebpf/target/stages");
+    run(cargo().args(["+nightly", "build", "--release", "--features", "stages", "--target-dir"]).arg(&dir).current_dir(root().join("edns-ebpf")))?;
+    Ok(dir.join("bpfel-unknown-none/release/edns-ebpf"))
+}
+
 /// Runs `cargo test`, echoing its output, and closes with one line that
 /// totals every test binary: cargo's own last line is that of the last
 /// binary, which may hold no tests at all.
@@ -264,7 +274,7 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             demo::run()
         }
-        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only } => {
+        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only, stages } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
@@ -273,6 +283,9 @@ fn main() -> anyhow::Result<()> {
             }
             if testrun_only {
                 return bench::testrun_table();
+            }
+            if stages {
+                return bench::stages_table(&build_ebpf_stages()?);
             }
             if what == Some(BenchWhat::Cluster) {
                 return cluster_bench::run(records, rate);

@@ -325,7 +325,7 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
                 nsid_len: model.server.nsid.as_ref().map(|n| n.len().min(edns_common::MAX_NSID) as u32).unwrap_or(0),
                 nsid_sum_even: nsid_sum(model, false),
                 nsid_sum_odd: nsid_sum(model, true),
-                _pad2: 0,
+                stop_at: 0,
             },
             0,
         )?;
