@@ -170,6 +170,7 @@ mod tests {
             flags: if ecs { WIDE_IP_ECS } else { 0 },
             pool_vs: [0; MAX_POOL],
             pool_sac: [0; MAX_POOL],
+            name: crate::maps::QnameKey { name: [0; crate::maps::MAX_QNAME_WIRE] },
         }
     }
 

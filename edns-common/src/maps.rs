@@ -42,7 +42,40 @@ pub struct QnameKey {
     pub name: [u8; MAX_QNAME_WIRE],
 }
 
+/// The WIDE_IPS key: FNV-1a (64-bit) over a name's lowercased wire form,
+/// root label included. The XDP program folds each byte in as it walks the
+/// name, so the map hashes and compares 8 bytes instead of 128; the entry
+/// holds the name itself, compared on a hit (two names of one hash: the
+/// second is answered in userspace).
+pub const NAME_HASH_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const NAME_HASH_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+#[inline(always)]
+pub fn name_hash_step(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(NAME_HASH_PRIME)
+}
+
 impl QnameKey {
+    /// [`name_hash_step`] over the name up to and including its root label.
+    pub fn name_hash(&self) -> u64 {
+        let mut h = NAME_HASH_BASIS;
+        let mut i = 0;
+        while i < MAX_QNAME_WIRE {
+            let len = self.name[i];
+            h = name_hash_step(h, len);
+            if len == 0 {
+                break;
+            }
+            let mut j = 0;
+            while j < len as usize && i + 1 + j < MAX_QNAME_WIRE {
+                h = name_hash_step(h, self.name[i + 1 + j]);
+                j += 1;
+            }
+            i += 1 + len as usize;
+        }
+        h
+    }
+
     /// Builds the key from a wire-format name (labels plus root), lowercasing it.
     /// Returns `None` when the name does not fit the fast path.
     pub fn from_wire(wire: &[u8]) -> Option<QnameKey> {
@@ -92,6 +125,9 @@ pub struct WideIpEntry {
     pub pool_vs: [u32; MAX_POOL],
     /// SAC id managing each pool entry (the answer is that SAC's address).
     pub pool_sac: [u32; MAX_POOL],
+    /// The name, lowercased wire form: the hash that keys the entry is
+    /// checked against it.
+    pub name: QnameKey,
 }
 
 /// Address of a SAC: what an answer carries.
@@ -350,4 +386,23 @@ mod pod {
     unsafe impl aya::Pod for ListenKey {}
     unsafe impl aya::Pod for crate::cookie::CookieSecrets {}
     unsafe impl aya::Pod for RrlBucket {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel folds each byte in as it walks the wire name (root label
+    /// included); the controller hashes the stored key: the same value.
+    #[test]
+    fn the_name_hash_is_the_byte_fold_of_the_lowercased_wire_name() {
+        let wire = b"\x03WwW\x04gslb\x07example\x00";
+        let key = QnameKey::from_wire(wire).unwrap();
+        let folded = wire.iter().map(|b| b.to_ascii_lowercase()).fold(NAME_HASH_BASIS, name_hash_step);
+        assert_eq!(key.name_hash(), folded);
+        let other = QnameKey::from_wire(b"\x03wwx\x04gslb\x07example\x00").unwrap();
+        assert_ne!(key.name_hash(), other.name_hash());
+        // FNV-1a 64 of "a" (its published test vector), as the fold computes it.
+        assert_eq!(name_hash_step(NAME_HASH_BASIS, b'a'), 0xaf63_dc4c_8601_ec8c);
+    }
 }

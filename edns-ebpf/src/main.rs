@@ -29,6 +29,20 @@ use edns_common::{
 use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
+/// The two names are the same key: compared 8 bytes at a time (both are
+/// zero-padded).
+#[inline(always)]
+fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey) -> bool {
+    let (a, b) = (a.name.as_ptr() as *const u64, b.name.as_ptr() as *const u64);
+    let mut diff = 0u64;
+    let mut i = 0;
+    while i < MAX_QNAME_WIRE / 8 {
+        diff |= unsafe { core::ptr::read_unaligned(a.add(i)) ^ core::ptr::read_unaligned(b.add(i)) };
+        i += 1;
+    }
+    diff == 0
+}
+
 /// With the `stages` feature (the bench's build), returns here when
 /// SETTINGS' `stop_at` names this checkpoint; otherwise nothing.
 macro_rules! stage {
@@ -71,6 +85,12 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
     stage!(settings, 5);
+    // A name that is not a wide IP goes up here, before the tail call; a
+    // name whose hash another has (its entry names that one) too.
+    let w = unsafe { WIDE_IPS.get(&scratch.name_hash) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
+    if !same_name(&w.name, &scratch.key) {
+        return Err(counter::PASS_UNKNOWN_NAME);
+    }
     // Only queries to an address edns listens on: never answer for a
     // destination that is someone else's. (Here, not in `edns_answer`,
     // whose stack is full.)
@@ -140,7 +160,8 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         reply::build(ctx, &q, &[0; 16], 0, settings, cookie, None, prefix, true)?;
         return Ok(counter::ANSWERED_RRL_SLIP);
     }
-    let w = unsafe { WIDE_IPS.get(&scratch.key) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
+    // The name was checked against the entry's by `edns`.
+    let w = unsafe { WIDE_IPS.get(&scratch.name_hash) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
     stage!(settings, 9);
     // A copy of what the stripe walks read many times: one value on the
     // stack keeps the verifier's states few.
@@ -242,7 +263,9 @@ fn rate_limit(settings: &edns_common::Settings, ldns: &[u8; 16], cookie: u32) ->
 /// it makes, into scratch for `edns_answer`.
 #[inline(always)]
 fn subnet_requester(scratch: &mut Scratch) {
-    let Some(w) = (unsafe { WIDE_IPS.get(&scratch.key) }) else { return };
+    // (A name of the same hash would find another's entry: `edns_answer`
+    // compares the names and passes such a query up.)
+    let Some(w) = (unsafe { WIDE_IPS.get(&scratch.name_hash) }) else { return };
     if w.flags & WIDE_IP_ECS != 0 && scratch.subnet.source != 0 {
         set_requester(&mut scratch.req, &scratch.q.ldns, scratch.group, &scratch.subnet, w);
         scratch.subnet_req = 1;

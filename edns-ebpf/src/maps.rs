@@ -4,7 +4,7 @@
 use crate::parse::Scratch;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
-use edns_common::{counter, CookieSecrets, ListenKey, RrlBucket, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry};
+use edns_common::{counter, CookieSecrets, ListenKey, RrlBucket, PersistKey, PersistRecord, SacEntry, Settings, TopologyAddr, WideIpEntry};
 
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
@@ -15,7 +15,7 @@ pub static LISTEN: HashMap<ListenKey, u32> = HashMap::with_max_entries(64, 0);
 
 /// Lowercased wire qname -> wide IP.
 #[map]
-pub static WIDE_IPS: HashMap<QnameKey, WideIpEntry> = HashMap::with_max_entries(4096, 0);
+pub static WIDE_IPS: HashMap<u64, WideIpEntry> = HashMap::with_max_entries(4096, 0);
 
 /// SAC id -> answer addresses.
 #[map]

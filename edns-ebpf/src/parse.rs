@@ -3,7 +3,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use edns_common::{
-    counter, is_group_destination, is_martian_source, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX,
+    counter, is_group_destination, is_martian_source, name_hash_step, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, NAME_HASH_BASIS,
     MAX_QNAME_WIRE, OPTION_COOKIE, OPTION_ECS, OPTION_NSID, SERVER_COOKIE_LEN,
 };
 
@@ -121,6 +121,8 @@ pub struct Options {
 #[repr(C)]
 pub struct Scratch {
     pub key: QnameKey,
+    /// The key's WIDE_IPS hash ([`edns_common::QnameKey::name_hash`]).
+    pub name_hash: u64,
     pub q: Query,
     pub opts: Options,
     /// Destination address, IPv4 mapped into IPv6.
@@ -375,6 +377,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     let mut next = 0usize;
     let mut name_len = 0usize;
     let mut qsum = 0u32;
+    let mut hash = NAME_HASH_BASIS;
     let mut i = 0usize;
     while i < MAX_QNAME_WIRE {
         let b = read::<1>(ctx, qname_off + i)?[0];
@@ -383,6 +386,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
         let out = if i == next {
             if b == 0 {
                 name_len = i + 1;
+                hash = name_hash_step(hash, 0);
                 break;
             }
             if b > 63 {
@@ -396,8 +400,10 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
             b
         };
         unsafe { *key.name.get_unchecked_mut(i) = out };
+        hash = name_hash_step(hash, out);
         i += 1;
     }
+    s.name_hash = hash;
     if name_len == 0 {
         return Err(counter::PASS_UNPARSED); // longer than the fast path takes
     }

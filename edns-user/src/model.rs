@@ -421,6 +421,7 @@ impl WideIp {
             flags: if self.ecs.is_some() { WIDE_IP_ECS } else { 0 },
             pool_vs,
             pool_sac,
+            name: QnameKey::from_wire(&wire_lower(&self.name)).unwrap_or(QnameKey { name: [0; edns_common::MAX_QNAME_WIRE] }),
         }
     }
 }

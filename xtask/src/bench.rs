@@ -471,10 +471,10 @@ pub fn stages_table(object: &Path) -> anyhow::Result<()> {
         "question name walked, lowercased into the key",
         "type, class, OPT; UDP checksum verified (end of parse)",
         "(parse returned: SETTINGS and SCRATCH lookups)",
-        "LISTEN lookups of the destination",
+        "WIDE_IPS lookup by the name's hash, name compared; LISTEN lookups of the destination",
         "GROUPS (LPM trie) lookup; stripe key",
         "tail call into edns_answer; SETTINGS lookup",
-        "WIDE_IPS lookup (128-byte name key)",
+        "WIDE_IPS lookup again (8-byte key)",
         "selection (stripe walk over VS_STATES)",
         "SACS lookup; answer written; counters (the whole answer)",
     ];

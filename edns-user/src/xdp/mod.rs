@@ -11,7 +11,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use edns_common::{counter, CookieSecrets, ListenKey, PersistKey, PersistRecord, QnameKey, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
+use edns_common::{counter, CookieSecrets, ListenKey, PersistKey, PersistRecord, SacEntry, Settings, TopologyAddr, WideIpEntry, SAC_HAS_V6};
 
 use crate::model::{ip16, Model};
 use crate::store::Store;
@@ -109,7 +109,7 @@ pub struct Maps {
     counters: PerCpuArray<MapData, u64>,
     cookie_secrets: Mutex<Array<MapData, CookieSecrets>>,
     groups: Mutex<LpmTrie<MapData, TopologyAddr, u32>>,
-    wide_ips: Mutex<HashMap<MapData, QnameKey, WideIpEntry>>,
+    wide_ips: Mutex<HashMap<MapData, u64, WideIpEntry>>,
     listen: Mutex<HashMap<MapData, ListenKey, u32>>,
     /// LISTEN keys `sync_listen` put there.
     synced: Mutex<Vec<ListenKey>>,
@@ -344,12 +344,18 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
             }
             listen.insert(ListenKey { addr: ip16(a.ip()), port: dns_port, _pad: 0 }, 1, 0)?;
         }
-        let mut wide_ips: HashMap<_, QnameKey, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
+        let mut wide_ips: HashMap<_, u64, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
+        let mut taken = std::collections::HashMap::new();
         for w in &model.wide_ips {
-            match model.qname_key(w) {
-                Some(k) => wide_ips.insert(k, w.entry(), 0)?,
-                None => tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace"),
+            let Some(k) = model.qname_key(w) else {
+                tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace");
+                continue;
+            };
+            if let Some(other) = taken.insert(k.name_hash(), &w.name) {
+                tracing::warn!(wide_ip = %w.name, %other, "its name hashes like another's; answered in userspace");
+                continue;
             }
+            wide_ips.insert(k.name_hash(), w.entry(), 0)?;
         }
         let mut sacs: Array<_, SacEntry> = borrow(ebpf, "SACS")?;
         for (i, s) in model.sacs.iter().enumerate() {
@@ -477,7 +483,12 @@ impl DataPlane {
     pub fn set_persistence_ttl(&self, model: &Model, w: &crate::model::WideIp, ttl: u32) -> anyhow::Result<()> {
         let Some(key) = model.qname_key(w) else { return Ok(()) };
         let entry = WideIpEntry { persistence_ttl: ttl, ..w.entry() };
-        self.maps().wide_ips.lock().unwrap().insert(key, entry, 0)?;
+        let maps = self.maps();
+        let mut map = maps.wide_ips.lock().unwrap();
+        // Only its own entry (a name whose hash another holds is not in the map).
+        if found(map.get(&key.name_hash(), 0))?.is_some_and(|e| e.name == key) {
+            map.insert(key.name_hash(), entry, 0)?;
+        }
         Ok(())
     }
 
