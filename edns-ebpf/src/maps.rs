@@ -27,7 +27,7 @@ pub static VS_STATES: Array<u32> = Array::with_max_entries(8192, 0);
 
 /// Wide IP id -> round-robin counter (shared with the controller).
 #[map]
-pub static RR_COUNTERS: Array<u64> = Array::with_max_entries(65536, 0);
+pub static RR_COUNTERS: Array<u64> = Array::with_max_entries(131072, 0);
 
 /// LDNS prefix (IPv4 mapped into IPv6) -> SAC id. BPF_F_NO_PREALLOC is required for LPM tries.
 #[map]

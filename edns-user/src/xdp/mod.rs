@@ -25,7 +25,7 @@ static EMBEDDED_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/edns-e
 
 /// Map capacities fixed in the object (see edns-ebpf/src/maps.rs).
 /// RR_COUNTERS' size; WIDE_IPS is sized to each config when loaded.
-pub const MAX_WIDE_IPS: u32 = 65536;
+pub const MAX_WIDE_IPS: u32 = 131072;
 pub const MAX_SACS: u32 = 4096;
 pub const MAX_VSS: u32 = 8192;
 pub const MAX_TOPOLOGY: u32 = 65536;
