@@ -152,7 +152,7 @@ fn main() {
                 println!("nothing pinned at {}", p.dir.display());
                 return;
             }
-            p.remove_all().map(|_| println!("unpinned {}: the XDP program detached from {iface}", p.dir.display()))
+            p.remove_all().map(|_| println!("unpinned {}: the XDP program leaves {iface} (at once, unless a running edns still holds it)", p.dir.display()))
         }
         Cmd::CheckConfig { file } => check(&file),
         Cmd::VerifyXdp { config, bpf_object } => config::load(&config)
