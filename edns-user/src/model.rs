@@ -476,17 +476,32 @@ pub struct Model {
     by_name: HashMap<Vec<u8>, u32>,
 }
 
-/// Old group id → new, by name (see [`Model::regroup_table`]).
-pub struct Regroup(HashMap<u32, Option<u32>>);
+/// The ids of an earlier config renumbered for this one, by name: how
+/// records, VS states and counters follow a config that moved ids.
+pub struct Renumber {
+    wide_ips: Vec<Option<u32>>,
+    vss: Vec<Option<u32>>,
+    groups: HashMap<u32, Option<u32>>,
+}
 
-impl Regroup {
-    /// The key for the new config: a group's record follows the group's
-    /// name; `None` when the group is gone.
-    pub fn key(&self, mut key: edns_common::PersistKey) -> Option<edns_common::PersistKey> {
+impl Renumber {
+    pub fn wide_ip(&self, old: u32) -> Option<u32> {
+        self.wide_ips.get(old as usize).copied().flatten()
+    }
+
+    pub fn vs(&self, old: u32) -> Option<u32> {
+        self.vss.get(old as usize).copied().flatten()
+    }
+
+    /// A record with this config's ids (a group's record follows the
+    /// group's name); `None` when its wide IP, VS or group is gone.
+    pub fn record(&self, mut key: edns_common::PersistKey, mut rec: edns_common::PersistRecord) -> Option<(edns_common::PersistKey, edns_common::PersistRecord)> {
         if key.ldns.kind == edns_common::LDNS_KIND_GROUP {
-            key.ldns.group = self.0.get(&key.ldns.group).copied().flatten()?;
+            key.ldns.group = self.groups.get(&key.ldns.group).copied().flatten()?;
         }
-        Some(key)
+        key.wide_ip = self.wide_ip(key.wide_ip)?;
+        rec.vs = self.vs(rec.vs)?;
+        Some((key, rec))
     }
 }
 
@@ -521,13 +536,19 @@ impl Model {
         self.wide_ip(&n)
     }
 
-    /// For each of `old`'s wide IPs and VSs, its id here (by name), if any.
-    pub fn ids_from(&self, old_wide_ips: &[String], old_vss: &[String]) -> (Vec<Option<u32>>, Vec<Option<u32>>) {
-        let vs: HashMap<&str, u32> = self.vss.iter().enumerate().map(|(i, v)| (v.name.as_str(), i as u32)).collect();
-        (
-            old_wide_ips.iter().map(|n| self.wide_ip_by_name(n).map(|w| w.id)).collect(),
-            old_vss.iter().map(|n| vs.get(n.as_str()).copied()).collect(),
-        )
+    /// The wide IPs' names, in id order.
+    pub fn wide_ip_names(&self) -> Vec<String> {
+        self.wide_ips.iter().map(|w| w.name.to_string()).collect()
+    }
+
+    /// The VSs' names, in id order.
+    pub fn vs_names(&self) -> Vec<String> {
+        self.vss.iter().map(|v| v.name.clone()).collect()
+    }
+
+    /// VS name → id.
+    pub fn vs_ids(&self) -> HashMap<&str, u32> {
+        self.vss.iter().enumerate().map(|(i, v)| (v.name.as_str(), i as u32)).collect()
     }
 
     /// The LDNS groups as (name, id).
@@ -535,10 +556,21 @@ impl Model {
         self.groups.snapshot().into_iter().map(|g| (g.name, g.id)).collect()
     }
 
-    /// For each of `old`'s group ids, the id of the group of that name here.
-    pub fn regroup_table(&self, old: &[(String, u32)]) -> Regroup {
+    /// The ids of a config whose wide IPs, VSs (names in id order) and
+    /// groups were these, renumbered for this one.
+    pub fn renumber_from(&self, wide_ips: &[String], vss: &[String], groups: &[(String, u32)]) -> Renumber {
+        let vs = self.vs_ids();
         let now = self.group_ids();
-        Regroup(old.iter().map(|(n, id)| (*id, now.iter().find(|(m, _)| m == n).map(|(_, j)| *j))).collect())
+        Renumber {
+            wide_ips: wide_ips.iter().map(|n| self.wide_ip_by_name(n).map(|w| w.id)).collect(),
+            vss: vss.iter().map(|n| vs.get(n.as_str()).copied()).collect(),
+            groups: groups.iter().map(|(n, id)| (*id, now.iter().find(|(m, _)| m == n).map(|(_, j)| *j))).collect(),
+        }
+    }
+
+    /// `old`'s ids renumbered for this config.
+    pub fn renumber(&self, old: &Model) -> Renumber {
+        self.renumber_from(&old.wide_ip_names(), &old.vs_names(), &old.group_ids())
     }
 
     pub fn vs_by_name(&self, name: &str) -> Option<u32> {

@@ -144,31 +144,30 @@ impl Store for GenStore {
 /// `new` lacks are left behind and counted. Records already in `to` stay
 /// unless `from`'s are newer (a catch-up after the swap).
 pub fn carry_by_name(old: &crate::model::Model, from: &dyn Store, new: &crate::model::Model, to: &dyn Store, states: bool) -> anyhow::Result<usize> {
+    let ids = new.renumber(old);
     let mut dropped = 0;
-    let names = |m: &crate::model::Model| (m.wide_ips.iter().map(|w| w.name.to_string()).collect::<Vec<_>>(), m.vss.iter().map(|v| v.name.clone()).collect::<Vec<_>>());
-    let (old_w, old_v) = names(old);
-    let (wide_ips, vss) = new.ids_from(&old_w, &old_v);
-    let groups = new.regroup_table(&old.group_ids());
-    for (k, mut r) in from.persist_list()? {
-        let w = wide_ips.get(k.wide_ip as usize).copied().flatten();
-        let v = vss.get(r.vs as usize).copied().flatten();
-        let (Some(w), Some(v), Some(mut k)) = (w, v, groups.key(k)) else {
-            dropped += 1;
-            continue;
-        };
-        (k.wide_ip, r.vs) = (w, v);
-        if to.persist_get(&k)?.is_none_or(|mine| mine.last_ns < r.last_ns) {
-            to.persist_put(&k, &r)?;
+    for (k, r) in from.persist_list()? {
+        match ids.record(k, r) {
+            Some((k, r)) => put_if_newer(to, &k, &r)?,
+            None => dropped += 1,
         }
     }
     if states {
-        for (i, j) in vss.iter().enumerate() {
-            if let Some(j) = j {
-                to.set_vs_state(*j, from.vs_state(i as u32)?)?;
+        for i in 0..old.vss.len() as u32 {
+            if let Some(j) = ids.vs(i) {
+                to.set_vs_state(j, from.vs_state(i)?)?;
             }
         }
     }
     Ok(dropped)
+}
+
+/// Writes `rec` unless the store holds a newer one for `key`.
+pub fn put_if_newer(to: &dyn Store, key: &PersistKey, rec: &PersistRecord) -> anyhow::Result<()> {
+    if to.persist_get(key)?.is_none_or(|mine| mine.last_ns < rec.last_ns) {
+        to.persist_put(key, rec)?;
+    }
+    Ok(())
 }
 
 /// Process-memory store, used when no XDP program is attached.

@@ -197,10 +197,10 @@ impl Health {
     pub fn carry_from(&self, old: &Health) {
         let before = old.vs.lock().unwrap();
         let mut now = self.vs.lock().unwrap();
-        let by_name: std::collections::HashMap<&str, usize> = old.model.vss.iter().enumerate().map(|(j, v)| (v.name.as_str(), j)).collect();
+        let by_name = old.model.vs_ids();
         for (i, v) in self.model.vss.iter().enumerate() {
             if let Some(j) = by_name.get(v.name.as_str()) {
-                now[i] = before[*j].clone();
+                now[i] = before[*j as usize].clone();
             }
         }
     }

@@ -164,7 +164,7 @@ impl Metrics {
         }
         let before = old.series.lock().unwrap();
         let mut now = self.series.lock().unwrap();
-        let by_name: std::collections::HashMap<&str, u32> = old.model.vss.iter().enumerate().map(|(j, v)| (v.name.as_str(), j as u32)).collect();
+        let by_name = old.model.vs_ids();
         for (i, v) in self.model.vss.iter().enumerate() {
             let Some(&j) = by_name.get(v.name.as_str()) else { continue };
             for (k, kind) in KINDS.iter().enumerate() {

@@ -263,12 +263,9 @@ impl DataPlane {
     /// Copies records of `previous` (written with `old`'s ids) that are
     /// missing here or newer there, renumbered for `model`.
     fn catch_up(&self, old: &Model, model: &Model, previous: &Maps) -> anyhow::Result<()> {
-        let layout = Layout::of(old, false);
-        let c = carry_records(&previous.persistence.lock().unwrap(), &layout, model)?;
+        let c = carry_records(&previous.persistence.lock().unwrap(), &model.renumber(old))?;
         for (k, r) in c.records {
-            if self.persist_get(&k)?.is_none_or(|mine| mine.last_ns < r.last_ns) {
-                self.persist_put(&k, &r)?;
-            }
+            crate::store::put_if_newer(self, &k, &r)?;
         }
         Ok(())
     }
@@ -588,22 +585,15 @@ fn adopt_pinned_maps(p: &Pins, model: &Model, new: &Layout) -> anyhow::Result<(O
     Ok((carry, if keep { old } else { None }))
 }
 
-/// The records of `map`, written with `old`'s ids, renumbered for `model`
-/// (those naming what it lacks are counted as dropped).
-fn carry_records(map: &HashMap<MapData, PersistKey, PersistRecord>, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
+/// The records of `map` renumbered by `ids` (those naming what the new
+/// config lacks are counted as dropped).
+fn carry_records(map: &HashMap<MapData, PersistKey, PersistRecord>, ids: &crate::model::Renumber) -> anyhow::Result<Carried> {
     let (mut records, mut dropped) = (Vec::new(), 0);
-    let (wide_ips, vss) = model.ids_from(&old.wide_ips, &old.vss);
-    let groups = model.regroup_table(&old.groups);
     for kv in map.iter() {
-        let Some((k, mut r)) = found(kv)? else { continue };
-        let w = wide_ips.get(k.wide_ip as usize).copied().flatten();
-        let v = vss.get(r.vs as usize).copied().flatten();
-        match (w, v, groups.key(k)) {
-            (Some(w), Some(v), Some(mut k)) => {
-                (k.wide_ip, r.vs) = (w, v);
-                records.push((k, r));
-            }
-            _ => dropped += 1,
+        let Some((k, r)) = found(kv)? else { continue };
+        match ids.record(k, r) {
+            Some(kr) => records.push(kr),
+            None => dropped += 1,
         }
     }
     Ok(Carried { records, vs_states: Vec::new(), rr_counters: Vec::new(), dropped })
@@ -613,15 +603,13 @@ fn carry_records(map: &HashMap<MapData, PersistKey, PersistRecord>, old: &Layout
 fn read_carried(p: &Pins, old: &Layout, model: &Model) -> anyhow::Result<Carried> {
     use aya::maps::Map;
     let open = |m: &str| MapData::from_pin(p.map(m)).with_context(|| format!("cannot open pinned map {}", p.map(m).display()));
-    let (wide_ips, vss) = model.ids_from(&old.wide_ips, &old.vss);
-    let wide_ip = |id: u32| wide_ips.get(id as usize).copied().flatten();
-    let vs = |id: u32| vss.get(id as usize).copied().flatten();
+    let ids = model.renumber_from(&old.wide_ips, &old.vss, &old.groups);
     let persistence: HashMap<MapData, PersistKey, PersistRecord> = HashMap::try_from(Map::LruHashMap(open("PERSISTENCE")?))?;
-    let Carried { records, dropped, .. } = carry_records(&persistence, old, model)?;
+    let Carried { records, dropped, .. } = carry_records(&persistence, &ids)?;
     let states: Array<MapData, u32> = Array::try_from(Map::Array(open("VS_STATES")?))?;
-    let vs_states = (0..old.vss.len() as u32).filter_map(|i| Some((vs(i)?, states.get(&i, 0).ok()?))).collect();
+    let vs_states = (0..old.vss.len() as u32).filter_map(|i| Some((ids.vs(i)?, states.get(&i, 0).ok()?))).collect();
     let rr: Array<MapData, u64> = Array::try_from(Map::Array(open("RR_COUNTERS")?))?;
-    let rr_counters = (0..old.wide_ips.len() as u32).filter_map(|i| Some((wide_ip(i)?, rr.get(&i, 0).ok()?))).collect();
+    let rr_counters = (0..old.wide_ips.len() as u32).filter_map(|i| Some((ids.wide_ip(i)?, rr.get(&i, 0).ok()?))).collect();
     Ok(Carried { records, vs_states, rr_counters, dropped })
 }
 

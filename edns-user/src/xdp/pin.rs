@@ -54,8 +54,8 @@ pub struct Layout {
 impl Layout {
     pub fn of(model: &Model, skb: bool) -> Layout {
         Layout {
-            wide_ips: model.wide_ips.iter().map(|w| w.name.to_string()).collect(),
-            vss: model.vss.iter().map(|v| v.name.clone()).collect(),
+            wide_ips: model.wide_ip_names(),
+            vss: model.vs_names(),
             persistence_capacity: model.server.persistence_capacity,
             rrl_capacity: model.server.rrl.map(|r| r.capacity).unwrap_or(1),
             mode: if skb { "skb" } else { "native" }.into(),
