@@ -102,10 +102,11 @@ pub fn load(model: &Model, store: &dyn Store, ttls: &PersistenceTtls, path: &Pat
     let mut out = Loaded::default();
     // Everything checked first, then written: never half a snapshot.
     let mut ready = Vec::new();
+    let group_ids: std::collections::HashMap<String, u32> = model.group_ids().into_iter().collect();
     for s in &snap.records {
         let regrouped = |mut k: edns_common::LdnsKey| match &s.group {
             Some(name) => {
-                k.group = model.group_ids().into_iter().find(|(n, _)| n == name)?.1;
+                k.group = *group_ids.get(name)?;
                 Some(k)
             }
             None => Some(k),

@@ -170,28 +170,27 @@ impl Cluster {
 
     /// Hooks this node's probing and path measurement of `parts` into the cluster.
     fn share_with(self: &Arc<Self>, parts: &Parts) {
-        let c = self;
-            let (here, publish, model) = (c.clone(), c.clone(), parts.model.clone());
-            parts.health.share(
-                Box::new(move |vs| here.probes_here(vs)),
-                Box::new(move |vs, h| {
-                    let _ = publish.probe_tx.send((format!("h/{}", model.vss[vs as usize].name), probe_view(h)));
+        let (here, publish, model) = (self.clone(), self.clone(), parts.model.clone());
+        parts.health.share(
+            Box::new(move |vs| here.probes_here(vs)),
+            Box::new(move |vs, h| {
+                let _ = publish.probe_tx.send((format!("h/{}", model.vss[vs as usize].name), probe_view(h)));
+            }),
+        );
+        if let Some(p) = &parts.paths {
+            let (here, want, measured, sacs_model) = (self.clone(), self.clone(), self.clone(), parts.model.clone());
+            p.share(crate::paths::Sharing {
+                probes_here: Box::new(move |sac| here.owner(sac as u64 ^ SAC_SALT) == here.cfg.node_id),
+                wanted: Box::new(move |prefix, ldns| {
+                    let _ = want.probe_tx.send((format!("w/{prefix}"), ldns.to_string()));
                 }),
-            );
-            if let Some(p) = &parts.paths {
-                let (here, want, measured, sacs_model) = (c.clone(), c.clone(), c.clone(), parts.model.clone());
-                p.share(crate::paths::Sharing {
-                    probes_here: Box::new(move |sac| here.owner(sac as u64 ^ SAC_SALT) == here.cfg.node_id),
-                    wanted: Box::new(move |prefix, ldns| {
-                        let _ = want.probe_tx.send((format!("w/{prefix}"), ldns.to_string()));
-                    }),
-                    measured: Box::new(move |sac, prefix, f| {
-                        let now = jiff::Timestamp::now().as_millisecond();
-                        let sac = &sacs_model.sacs[sac as usize].name;
-                        let _ = measured.probe_tx.send((format!("p/{sac}/{prefix}"), path_view(&f, now)));
-                    }),
-                });
-            }
+                measured: Box::new(move |sac, prefix, f| {
+                    let now = jiff::Timestamp::now().as_millisecond();
+                    let sac = &sacs_model.sacs[sac as usize].name;
+                    let _ = measured.probe_tx.send((format!("p/{sac}/{prefix}"), path_view(&f, now)));
+                }),
+            });
+        }
     }
 
     /// Serves a reloaded config from now on: its health and paths share
@@ -432,7 +431,7 @@ impl Cluster {
             // published yet (a partition healing right after it was made).
             let local = parts.store.persist_get(&pk)?;
             // (This node's own entry once: the record held, fresher than what was published.)
-            let own = local.as_ref().and_then(|r| self.entry_of(r, mine.others_hits)).or_else(|| mine.published.clone());
+            let own = local.as_ref().and_then(|r| self.entry_of(&parts.model, r, mine.others_hits)).or_else(|| mine.published.clone());
             let peers = rep.peers.get(key).into_iter().flat_map(|m| m.values());
             let Some(m) = merge(peers.chain(own.iter()), now_ms, ttl) else { continue };
             let Some(vs) = parts.model.vs_by_name(&m.vs) else { continue };
@@ -473,9 +472,8 @@ impl Cluster {
     }
 
     /// The local record as this node's entry (its own hits: beyond `others_hits`).
-    fn entry_of(&self, r: &PersistRecord, others_hits: u64) -> Option<Entry> {
-        let parts = self.parts();
-        let vs = parts.model.vss.get(r.vs as usize)?;
+    fn entry_of(&self, model: &Model, r: &PersistRecord, others_hits: u64) -> Option<Entry> {
+        let vs = model.vss.get(r.vs as usize)?;
         Some(Entry {
             generation: r.generation,
             created_ms: self.wall_ms(r.created_ns),
@@ -522,7 +520,7 @@ impl Cluster {
             if !due {
                 continue;
             }
-            let Some(e) = self.entry_of(&r, mine.others_hits) else { continue };
+            let Some(e) = self.entry_of(&parts.model, &r, mine.others_hits) else { continue };
             ops.push((key, Some(e.to_wire())));
             mine.published = Some(e);
         }

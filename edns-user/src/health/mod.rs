@@ -182,14 +182,13 @@ impl Health {
     /// Starts from the states the store holds (a data plane taken over):
     /// what the last run's probes found stays until the next probe.
     pub fn from_store(model: Arc<Model>, store: Arc<dyn Store>) -> anyhow::Result<Health> {
-        let mut vs = Vec::with_capacity(model.vss.len());
-        for i in 0..model.vss.len() as u32 {
-            let s = store.vs_state(i)?;
-            let mut h = VsHealth::new(s & VS_MARKED_UP != 0);
+        let health = Health::new(model, store);
+        for (i, h) in health.vs.lock().unwrap().iter_mut().enumerate() {
+            let s = health.store.vs_state(i as u32)?;
+            *h = VsHealth::new(s & VS_MARKED_UP != 0);
             h.available = s & VS_AVAILABLE != 0;
-            vs.push(h);
         }
-        Ok(Health { model, store, vs: Mutex::new(vs), sharing: std::sync::OnceLock::new(), admin_sink: std::sync::OnceLock::new() })
+        Ok(health)
     }
 
     /// Takes the state of the VSs `old` (an earlier config's) also has, by

@@ -157,7 +157,6 @@ impl Paths {
         Paths { model, cfg, probers, table: Mutex::new(HashMap::new()), remote: Mutex::new(HashMap::new()), sharing: std::sync::OnceLock::new() }
     }
 
-    /// Shares probing with a cluster.
     /// Takes the measurements of `old` (an earlier config's) for the SACs
     /// this config has, by name, when the prefix length is the same.
     pub fn carry_from(&self, old: &Paths) {
@@ -179,6 +178,7 @@ impl Paths {
         }
     }
 
+    /// Shares probing with a cluster.
     pub fn share(&self, s: Sharing) {
         let _ = self.sharing.set(s);
     }
