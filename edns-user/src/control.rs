@@ -345,8 +345,6 @@ async fn paths_view(State(h): Shared, axum::extract::Query(q): axum::extract::Qu
     Json(h.get().paths.as_ref().map(|p| p.view(q.ldns)).unwrap_or_default())
 }
 
-/// With a token configured every request must carry
-/// `Authorization: Bearer TOKEN`; anything else gets 401.
 /// `POST /v1/reload`: 200 with what changed, or 409 with why the config
 /// was refused (file:line) and the running one stays.
 async fn reload(State(h): Shared) -> Result<Json<serde_json::Value>, HttpError> {
@@ -354,6 +352,8 @@ async fn reload(State(h): Shared) -> Result<Json<serde_json::Value>, HttpError> 
     r().await.map(Json).map_err(|e| (StatusCode::CONFLICT, e))
 }
 
+/// With a token configured every request must carry
+/// `Authorization: Bearer TOKEN`; anything else gets 401.
 async fn require_token(
     State(h): Shared,
     req: axum::extract::Request,

@@ -162,14 +162,18 @@ impl Live {
                 self.ops.reloads.fetch_add(1, Ordering::Relaxed);
                 self.ops.reload_dropped_records.fetch_add(dropped as u64, Ordering::Relaxed);
                 self.ops.last_reload_ms.store(took.as_millis() as u64, Ordering::Relaxed);
-                let names = |m: &Model| -> Vec<String> { m.wide_ips.iter().map(|w| w.name.to_string()).chain(m.vss.iter().map(|v| v.name.clone())).collect() };
+                let names = |m: &Model| [m.wide_ip_names(), m.vs_names()].concat();
                 let (before, after) = (names(&old.model), names(&model));
+                let not_in = |a: &[String], b: &[String]| {
+                    let b: std::collections::HashSet<&String> = b.iter().collect();
+                    a.iter().filter(|n| !b.contains(n)).cloned().collect()
+                };
                 let report = ReloadReport {
                     took_ms: took.as_secs_f64() * 1e3,
                     wide_ips: model.wide_ips.len(),
                     virtual_servers: model.vss.len(),
-                    added: after.iter().filter(|n| !before.contains(n)).cloned().collect(),
-                    removed: before.iter().filter(|n| !after.contains(n)).cloned().collect(),
+                    added: not_in(&after, &before),
+                    removed: not_in(&before, &after),
                     dropped_records: dropped,
                 };
                 tracing::info!(took_ms = format!("{:.1}", report.took_ms), wide_ips = report.wide_ips, added = ?report.added, removed = ?report.removed, dropped_records = dropped, "config reloaded");

@@ -73,14 +73,22 @@ pub fn save(model: &Model, store: &dyn Store, path: &Path) -> anyhow::Result<usi
         .collect();
     let n = records.len();
     let snap = Snapshot { format: "edns persistence snapshot".into(), version: VERSION, written_ms: jiff::Timestamp::now().as_millisecond(), records };
+    write_json_atomically(path, &snap)?;
+    Ok(n)
+}
+
+/// Writes `value` as JSON to `path` atomically: a temporary file beside
+/// it, synced, then renamed over it — a crash leaves the old file or the
+/// new one, never half of one.
+pub fn write_json_atomically<T: Serialize + ?Sized>(path: &Path, value: &T) -> anyhow::Result<()> {
+    use anyhow::Context;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&mut f, &snap)?;
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        serde_json::to_writer(&mut f, value)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
-    Ok(n)
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// What a load did.

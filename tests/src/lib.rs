@@ -293,6 +293,39 @@ impl Drop for BpfMount {
     }
 }
 
+/// Where an `edns run` on the veth harness pins its data plane (a bpffs of
+/// the test's own) and notes the pinned ids, so that a restart finds them.
+pub struct PinnedDataPlane {
+    pub bpf: BpfMount,
+    pub run: TmpDir,
+}
+
+impl PinnedDataPlane {
+    pub fn new() -> anyhow::Result<PinnedDataPlane> {
+        Ok(PinnedDataPlane { bpf: BpfMount::new()?, run: tmpdir() })
+    }
+
+    /// `edns run` arguments: native XDP on the harness's server side, pinned here.
+    pub fn args(&self, h: &VethHarness) -> Vec<String> {
+        ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", self.bpf.path().to_str().unwrap(), "--run-dir", self.run.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// Starts `bin` with `config` in the server namespace, pinned here, plus `extra` arguments.
+    pub fn start_bin(&self, bin: &Path, config: &str, h: &VethHarness, extra: &[&str]) -> anyhow::Result<EdnsProc> {
+        let args = self.args(h);
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).chain(extra.iter().copied()).collect();
+        EdnsProc::start_bin(bin, config, Some(&h.server), &args)
+    }
+
+    /// The pinned XDP link.
+    pub fn link(&self, h: &VethHarness) -> PathBuf {
+        self.bpf.path().join(&h.server_if).join("link")
+    }
+}
+
 /// A running `edns run`, killed on drop.
 pub struct EdnsProc {
     // Dropped after the process is stopped (fields drop after Drop::drop).

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use edns_tests::{edns_bin, kdig, require_root, tmpdir, workspace, BpfMount, EdnsProc, VethHarness};
+use edns_tests::{edns_bin, kdig, require_root, tmpdir, workspace, PinnedDataPlane, VethHarness};
 
 /// The unit with its binary path pointing at this build (verify checks the
 /// executables exist).
@@ -44,10 +44,9 @@ fn the_systemd_unit_verifies_and_its_exposure_is_low() {
 fn edns_serves_with_xdp_as_an_unprivileged_user_with_only_the_units_capabilities() {
     require_root();
     let h = VethHarness::new().unwrap();
-    let bpf = BpfMount::new().unwrap();
-    let run = tmpdir();
+    let pinned = PinnedDataPlane::new().unwrap();
     let nobody = "65534";
-    for d in [bpf.path(), &*run] {
+    for d in [pinned.bpf.path(), &*pinned.run] {
         Command::new("chown").args([&format!("{nobody}:{nobody}")]).arg(d).status().unwrap();
     }
     // setpriv in front of edns: user nobody, the unit's capabilities and no others.
@@ -65,13 +64,7 @@ fn edns_serves_with_xdp_as_an_unprivileged_user_with_only_the_units_capabilities
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cfg = std::fs::read_to_string(workspace().join("examples/demo.toml")).unwrap();
-    let e = EdnsProc::start_bin(
-        &wrapper,
-        &cfg,
-        Some(&h.server),
-        &["--iface", &h.server_if, "--xdp", "native", "--pin-dir", bpf.path().to_str().unwrap(), "--run-dir", run.to_str().unwrap()],
-    )
-    .unwrap();
+    let e = pinned.start_bin(&wrapper, &cfg, &h, &[]).unwrap();
     let status = std::fs::read_to_string(format!("/proc/{}/status", e.pid())).unwrap();
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_string();
     assert_eq!(field("Uid:").split_whitespace().next(), Some(nobody), "{status}");
@@ -83,7 +76,7 @@ fn edns_serves_with_xdp_as_an_unprivileged_user_with_only_the_units_capabilities
     assert_eq!(kdig(Some(&h.client), server, None, &["nope.gslb.example.", "A"]).unwrap().status, "NXDOMAIN");
     let stats = e.ctl(&["stats"]).unwrap();
     assert!(stats["xdp"]["answered_stripe"].as_u64().unwrap() >= 1, "answered in XDP: {stats}");
-    assert!(bpf.path().join(&h.server_if).join("link").exists(), "link pinned by the unprivileged process");
+    assert!(pinned.link(&h).exists(), "link pinned by the unprivileged process");
     // A reload works with the same rights.
     assert!(e.ctl_command(&["reload"]).status().unwrap().success(), "{}", e.log_text());
 }

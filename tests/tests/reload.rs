@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use edns_tests::{example_config, kdig, load, loopback_ports, require_root, tmpdir, wait_until, workspace, BpfMount, EdnsProc, VethHarness};
+use edns_tests::{example_config, kdig, load, loopback_ports, require_root, wait_until, workspace, EdnsProc, PinnedDataPlane, VethHarness};
 
 /// `edns ctl reload` (text), and whether it succeeded.
 fn ctl_reload(e: &EdnsProc) -> (bool, String) {
@@ -107,11 +107,9 @@ fn xdp_reloads_under_load_lose_no_query_and_move_ids_with_records_kept() {
     let h = VethHarness::new().unwrap();
     let ldns: Vec<IpAddr> = (10..20).map(|i| format!("198.18.7.{i}").parse().unwrap()).collect();
     h.add_client_addrs(&ldns).unwrap();
-    let bpf = BpfMount::new().unwrap();
-    let run = tmpdir();
+    let pinned = PinnedDataPlane::new().unwrap();
     let cfg = std::fs::read_to_string(workspace().join("examples/demo.toml")).unwrap();
-    let args = ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", bpf.path().to_str().unwrap(), "--run-dir", run.to_str().unwrap()];
-    let e = EdnsProc::start(&cfg, Some(&h.server), &args).unwrap();
+    let e = pinned.start_bin(&edns_tests::edns_bin(false), &cfg, &h, &[]).unwrap();
     let server = SocketAddr::new(h.server_ip, 53);
     for l in &ldns {
         kdig(Some(&h.client), server, Some(*l), &["shop.gslb.example.", "A"]).unwrap();

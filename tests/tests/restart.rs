@@ -6,36 +6,13 @@
 //! remove it for good.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use edns_tests::{kdig, load, require_root, tmpdir, workspace, BpfMount, EdnsProc, TmpDir, VethHarness};
-
-struct Pinned {
-    bpf: BpfMount,
-    run: TmpDir,
-}
-
-impl Pinned {
-    fn new() -> Pinned {
-        Pinned { bpf: BpfMount::new().unwrap(), run: tmpdir() }
-    }
-    fn args<'a>(&'a self, h: &'a VethHarness) -> Vec<String> {
-        ["--iface", &h.server_if, "--xdp", "native", "--pin-dir", self.bpf.path().to_str().unwrap(), "--run-dir", self.run.to_str().unwrap()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-    fn link(&self, h: &VethHarness) -> PathBuf {
-        self.bpf.path().join(&h.server_if).join("link")
-    }
-}
+use edns_tests::{kdig, load, require_root, workspace, EdnsProc, PinnedDataPlane as Pinned, VethHarness};
 
 fn start(cfg: &str, h: &VethHarness, p: &Pinned, extra: &[&str]) -> EdnsProc {
-    let mut args = p.args(h);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    EdnsProc::start(cfg, Some(&h.server), &args).unwrap()
+    p.start_bin(&edns_tests::edns_bin(false), cfg, h, extra).unwrap()
 }
 
 fn demo_config() -> String {
@@ -62,7 +39,7 @@ fn a_killed_controller_restarts_with_no_stripe_or_persistence_answer_lost() {
     let h = VethHarness::new().unwrap();
     let ldns: Vec<IpAddr> = (10..20).map(|i| format!("198.18.7.{i}").parse().unwrap()).collect();
     h.add_client_addrs(&ldns).unwrap();
-    let p = Pinned::new();
+    let p = Pinned::new().unwrap();
     let e = start(&demo_config(), &h, &p, &[]);
     assert!(p.link(&h).exists(), "the XDP link is pinned");
     // A persistence record per LDNS, made by the controller.
@@ -129,7 +106,7 @@ fn a_config_that_moves_ids_carries_records_by_name_and_drops_those_of_removed_vs
     let h = VethHarness::new().unwrap();
     let ldns: Vec<IpAddr> = (10..16).map(|i| format!("198.18.7.{i}").parse().unwrap()).collect();
     h.add_client_addrs(&ldns).unwrap();
-    let p = Pinned::new();
+    let p = Pinned::new().unwrap();
     let e = start(&demo_config(), &h, &p, &[]);
     let server = std::net::SocketAddr::new(h.server_ip, 53);
     for l in &ldns {
@@ -161,7 +138,7 @@ fn a_config_that_moves_ids_carries_records_by_name_and_drops_those_of_removed_vs
 fn detach_on_exit_and_edns_detach_remove_the_data_plane_for_good() {
     require_root();
     let h = VethHarness::new().unwrap();
-    let p = Pinned::new();
+    let p = Pinned::new().unwrap();
     let server = std::net::SocketAddr::new(h.server_ip, 53);
     // A plain stop leaves XDP answering.
     let mut e = start(&demo_config(), &h, &p, &[]);

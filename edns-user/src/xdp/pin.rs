@@ -137,11 +137,8 @@ impl Pins {
         }
     }
 
-    /// Written atomically (temp file + rename).
     pub fn write_layout(&self, l: &Layout) -> anyhow::Result<()> {
-        let tmp = self.layout_file.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(l)?)?;
-        std::fs::rename(&tmp, &self.layout_file).with_context(|| format!("cannot write {}", self.layout_file.display()))
+        crate::snapshot::write_json_atomically(&self.layout_file, l)
     }
 
     /// Operators' admin overrides by VS name, kept beside the layout so a
@@ -154,12 +151,8 @@ impl Pins {
         std::fs::read(self.admin_file()).ok().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or_default()
     }
 
-    /// Written atomically (temp file + rename).
     pub fn write_admin(&self, overrides: &[(String, crate::health::Admin)]) -> anyhow::Result<()> {
-        let f = self.admin_file();
-        let tmp = f.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(overrides)?)?;
-        std::fs::rename(&tmp, &f).with_context(|| format!("cannot write {}", f.display()))
+        crate::snapshot::write_json_atomically(&self.admin_file(), overrides)
     }
 
     /// True when a previous run left a link or maps here.
