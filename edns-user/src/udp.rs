@@ -6,13 +6,11 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrStorage,
+    setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 /// Asks the kernel for each datagram's destination.
 pub fn enable_pktinfo(s: &socket2::Socket, v6: bool) -> std::io::Result<()> {
@@ -41,76 +39,126 @@ impl Destination {
     }
 }
 
-/// Room for the control messages `recv` asks for, made once per socket loop.
+/// Room for the control messages a receive asks for.
 pub fn cmsg_buffer() -> Vec<u8> {
     nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo)
 }
 
-fn recv_one(fd: i32, buf: &mut [u8], space: &mut Vec<u8>) -> std::io::Result<(usize, SocketAddr, Option<Destination>)> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(space), MsgFlags::empty()).map_err(std::io::Error::from)?;
-    let peer = msg
-        .address
-        .and_then(|a| {
-            a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port()))).or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port()))))
-        })
-        .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
-    let mut dst = None;
-    for c in msg.cmsgs().map_err(std::io::Error::from)? {
-        match c {
-            ControlMessageOwned::Ipv4PacketInfo(pi) => {
-                dst = Some(Destination {
-                    addr: IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))),
-                    local: Some(Ipv4Addr::from(u32::from_be(pi.ipi_spec_dst.s_addr))),
-                })
+/// Datagrams received and answered a batch at a time (recvmmsg and
+/// sendmmsg): one system call each way for up to [`BATCH`] queries where
+/// the one-at-a-time path makes two per query.
+pub const BATCH: usize = 32;
+
+/// Largest datagram a slot holds: a UDP query can be no longer.
+const SLOT: usize = 65535;
+
+/// One received datagram of a batch.
+pub struct Received<'a> {
+    pub data: &'a [u8],
+    pub peer: SocketAddr,
+    pub dst: Option<Destination>,
+}
+
+/// Buffers for batches on one socket, allocated once per worker thread.
+pub struct Batch {
+    slots: Vec<Vec<u8>>,
+    /// (slot, length, source, destination) of each datagram of the last receive.
+    got: Vec<(usize, usize, SocketAddr, Option<Destination>)>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch { slots: (0..BATCH).map(|_| vec![0u8; SLOT]).collect(), got: Vec::with_capacity(BATCH) }
+    }
+}
+
+fn peer_of(a: &SockaddrStorage) -> Option<SocketAddr> {
+    a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port()))).or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port()))))
+}
+
+fn destination_of(c: ControlMessageOwned) -> Option<Destination> {
+    match c {
+        ControlMessageOwned::Ipv4PacketInfo(pi) => Some(Destination {
+            addr: IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))),
+            local: Some(Ipv4Addr::from(u32::from_be(pi.ipi_spec_dst.s_addr))),
+        }),
+        ControlMessageOwned::Ipv6PacketInfo(pi) => Some(Destination { addr: IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)), local: None }),
+        _ => None,
+    }
+}
+
+impl Batch {
+    /// Waits (up to the socket's receive timeout) for at least one datagram
+    /// and takes up to [`BATCH`] that are already queued.
+    pub fn recv(&mut self, fd: i32) -> std::io::Result<usize> {
+        self.got.clear();
+        // Fresh headers each time: the kernel shortens each header's name and
+        // control lengths to what it wrote, and nix does not restore them.
+        let mut headers = nix::sys::socket::MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg_buffer()));
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self.slots.iter_mut().map(|s| [IoSliceMut::new(s)]).collect();
+        let res = nix::sys::socket::recvmmsg(fd, &mut headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None).map_err(std::io::Error::from)?;
+        for (slot, m) in res.enumerate() {
+            // Without a source, or cut short, it is not a query we can answer.
+            let Some(peer) = m.address.as_ref().and_then(peer_of) else { continue };
+            if m.flags.contains(MsgFlags::MSG_TRUNC) {
+                continue;
             }
-            ControlMessageOwned::Ipv6PacketInfo(pi) => dst = Some(Destination { addr: IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)), local: None }),
-            _ => {}
+            let dst = m.cmsgs().ok().and_then(|mut c| c.find_map(destination_of));
+            self.got.push((slot, m.bytes, peer, dst));
         }
+        Ok(self.got.len())
     }
-    Ok((msg.bytes, peer, dst))
-}
 
-/// Receives one datagram: its length, source and destination.
-/// `cmsg` comes from [`cmsg_buffer`], reused across calls.
-pub async fn recv(sock: &UdpSocket, buf: &mut [u8], cmsg: &mut Vec<u8>) -> std::io::Result<(usize, SocketAddr, Option<Destination>)> {
-    loop {
-        sock.readable().await?;
-        match sock.try_io(Interest::READABLE, || recv_one(sock.as_raw_fd(), buf, cmsg)) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            r => return r,
-        }
+    /// The datagrams of the last [`Batch::recv`].
+    pub fn received(&self) -> impl Iterator<Item = Received<'_>> {
+        self.got.iter().map(|&(slot, n, peer, dst)| Received { data: &self.slots[slot][..n], peer, dst })
     }
 }
 
-fn send_one(fd: i32, data: &[u8], to: SocketAddr, from: Option<IpAddr>) -> std::io::Result<usize> {
-    let iov = [IoSlice::new(data)];
-    let r = match (to, from) {
-        (SocketAddr::V4(t), Some(IpAddr::V4(f))) => {
-            let pi = libc::in_pktinfo {
-                ipi_ifindex: 0,
-                ipi_spec_dst: libc::in_addr { s_addr: u32::from(f).to_be() },
-                ipi_addr: libc::in_addr { s_addr: 0 },
-            };
-            sendmsg(fd, &iov, &[ControlMessage::Ipv4PacketInfo(&pi)], MsgFlags::empty(), Some(&SockaddrIn::from(t)))
+/// Sends each answer to its peer, from its address when given, with as
+/// few sendmmsg calls as runs of equal source addresses allow. Answers
+/// the kernel refuses are skipped (and counted in the returned total of
+/// failures), never retried.
+pub fn send_batch(fd: i32, answers: &[(Vec<u8>, SocketAddr, Option<IpAddr>)]) -> usize {
+    let mut failed = 0;
+    let mut start = 0;
+    while start < answers.len() {
+        let from = answers[start].2;
+        let end = start + answers[start..].iter().take_while(|a| a.2 == from).count();
+        let mut at = start;
+        while at < end {
+            match send_run(fd, &answers[at..end], from) {
+                Ok(0) | Err(_) => {
+                    failed += 1;
+                    at += 1;
+                }
+                Ok(n) => at += n,
+            }
         }
-        (SocketAddr::V6(t), Some(IpAddr::V6(f))) => {
-            let pi = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: f.octets() }, ipi6_ifindex: 0 };
-            sendmsg(fd, &iov, &[ControlMessage::Ipv6PacketInfo(&pi)], MsgFlags::empty(), Some(&SockaddrIn6::from(t)))
-        }
-        (SocketAddr::V4(t), _) => sendmsg(fd, &iov, &[], MsgFlags::empty(), Some(&SockaddrIn::from(t))),
-        (SocketAddr::V6(t), _) => sendmsg(fd, &iov, &[], MsgFlags::empty(), Some(&SockaddrIn6::from(t))),
+        start = end;
+    }
+    failed
+}
+
+fn send_run(fd: i32, run: &[(Vec<u8>, SocketAddr, Option<IpAddr>)], from: Option<IpAddr>) -> std::io::Result<usize> {
+    let iovs: Vec<[IoSlice<'_>; 1]> = run.iter().map(|a| [IoSlice::new(&a.0)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = run.iter().map(|a| Some(SockaddrStorage::from(a.1))).collect();
+    let v4 = from.and_then(|f| match f {
+        IpAddr::V4(f) => Some(libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: libc::in_addr { s_addr: u32::from(f).to_be() }, ipi_addr: libc::in_addr { s_addr: 0 } }),
+        IpAddr::V6(_) => None,
+    });
+    let v6 = from.and_then(|f| match f {
+        IpAddr::V6(f) => Some(libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: f.octets() }, ipi6_ifindex: 0 }),
+        IpAddr::V4(_) => None,
+    });
+    // Only where the family matches the peer's, and room for exactly that
+    // message: the kernel reads every header in the control length.
+    let (cmsgs, cspace) = match (&v4, &v6, run[0].1) {
+        (Some(pi), _, SocketAddr::V4(_)) => (vec![ControlMessage::Ipv4PacketInfo(pi)], Some(nix::cmsg_space!(libc::in_pktinfo))),
+        (_, Some(pi), SocketAddr::V6(_)) => (vec![ControlMessage::Ipv6PacketInfo(pi)], Some(nix::cmsg_space!(libc::in6_pktinfo))),
+        _ => (vec![], None),
     };
-    r.map_err(std::io::Error::from)
-}
-
-/// Sends `data` to `to`, from the address `from` when given.
-pub async fn send(sock: &UdpSocket, data: &[u8], to: SocketAddr, from: Option<IpAddr>) -> std::io::Result<usize> {
-    loop {
-        sock.writable().await?;
-        match sock.try_io(Interest::WRITABLE, || send_one(sock.as_raw_fd(), data, to, from)) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            r => return r,
-        }
-    }
+    let mut headers = nix::sys::socket::MultiHeaders::<SockaddrStorage>::preallocate(run.len(), cspace);
+    let sent = nix::sys::socket::sendmmsg(fd, &mut headers, iovs.iter(), &addrs, &cmsgs, MsgFlags::empty()).map_err(std::io::Error::from)?;
+    Ok(sent.count())
 }
