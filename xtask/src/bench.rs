@@ -297,7 +297,7 @@ fn testrun_costs() -> anyhow::Result<Vec<(String, Duration, Duration)>> {
     Ok(small.iter().map(|(n, d)| (n.clone(), *d, small[0].1)).collect())
 }
 
-struct Server {
+pub struct Server {
     edns: Option<EdnsProc>,
     _knot: Option<(Knotd, edns_tests::TmpDir)>,
 }
@@ -333,14 +333,14 @@ fn veth_losses(h: &VethHarness) -> String {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Target {
+pub enum Target {
     EdnsXdp,
     EdnsUser,
     KnotXdp,
 }
 
 impl Target {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Target::EdnsXdp => "edns XDP",
             Target::EdnsUser => "edns userspace only",
@@ -349,7 +349,7 @@ impl Target {
     }
 }
 
-fn start_server(p: Target, h: &VethHarness) -> anyhow::Result<Server> {
+pub fn start_server(p: Target, h: &VethHarness) -> anyhow::Result<Server> {
     let config = std::fs::read_to_string(crate::root().join("examples/demo.toml"))?;
     let bin = edns_bin(true);
     Ok(match p {
@@ -368,6 +368,41 @@ fn start_server(p: Target, h: &VethHarness) -> anyhow::Result<Server> {
     })
 }
 
+/// Busy and total jiffies per CPU, from /proc/stat.
+struct CpuTimes(Vec<(u64, u64)>);
+
+impl CpuTimes {
+    fn now() -> anyhow::Result<CpuTimes> {
+        let text = std::fs::read_to_string("/proc/stat")?;
+        let per_cpu = text
+            .lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .map(|l| {
+                let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                let total: u64 = v.iter().take(8).sum();
+                // idle and iowait are the 4th and 5th fields.
+                (total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0), total)
+            })
+            .collect();
+        Ok(CpuTimes(per_cpu))
+    }
+
+    fn since(&self, before: &CpuTimes) -> CpuTimes {
+        CpuTimes(self.0.iter().zip(&before.0).map(|(a, b)| (a.0 - b.0, a.1 - b.1)).collect())
+    }
+
+    /// Each CPU's busy share, e.g. "cpu0 98% busy, cpu1 41% busy".
+    fn busy_shares(&self) -> String {
+        let parts: Vec<String> = self.0.iter().enumerate().map(|(i, (busy, total))| format!("cpu{i} {:.0}% busy", 100.0 * *busy as f64 / (*total).max(1) as f64)).collect();
+        parts.join(", ")
+    }
+
+    fn busy_secs(&self) -> f64 {
+        // USER_HZ is 100 on Linux.
+        self.0.iter().map(|(b, _)| *b as f64 / 100.0).sum()
+    }
+}
+
 /// Section 1 as a table.
 pub fn testrun_table() -> anyhow::Result<()> {
     edns_tests::require_root();
@@ -379,7 +414,7 @@ pub fn testrun_table() -> anyhow::Result<()> {
     scale_table()
 }
 
-pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
+pub fn run(passes: u64, seconds: u64, latency_rounds: usize) -> anyhow::Result<()> {
     edns_tests::require_root();
     let dir = tmpdir();
     let mix = dir.join("mix.txt");
@@ -394,6 +429,7 @@ pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
     println!("dnsperf: one source, same names, 4 clients, 200 outstanding.\n");
     println!("| server | generator | sent q/s | replies/s | answered | seen in XDP / XDP_TX |\n| --- | --- | --- | --- | --- | --- |");
     let mut notes = Vec::new();
+    let mut cpu_notes = Vec::new();
     for p in [Target::EdnsXdp, Target::EdnsUser, Target::KnotXdp] {
         {
             let h = VethHarness::bare()?;
@@ -419,18 +455,28 @@ pub fn run(passes: u64, seconds: u64) -> anyhow::Result<()> {
         {
             let h = VethHarness::new()?;
             let _s = start_server(p, &h)?;
+            let (before, t0) = (CpuTimes::now()?, Instant::now());
             let r = dnsperf(Some(&h.client), SocketAddr::new(h.server_ip, 53), &mix, passes, seconds)?;
+            let cpu = CpuTimes::now()?.since(&before);
             println!("| {} | dnsperf | {:.0} | {:.0} | {:.1}% | |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+            cpu_notes.push(format!("{}: {}; {:.2} µs of CPU (both cores, dnsperf included) per reply", p.name(), cpu.busy_shares(), cpu.busy_secs() * 1e6 / (r.reply_qps * t0.elapsed().as_secs_f64())));
         }
     }
     println!("\nveth counters after the kxdpgun runs (cumulative per harness):");
     for n in notes {
         println!("- {n}");
     }
+    println!("\nCPU during the dnsperf runs (/proc/stat; with XDP on a veth the answer is computed in the softirq of the CPU that sent the query):");
+    for n in cpu_notes {
+        println!("- {n}");
+    }
+
+    println!("\n## 3. Latency at fixed rates on the veth harness\n");
+    crate::latency::table(latency_rounds, seconds)?;
 
     rrl_under_a_spoofed_flood(&mix, seconds)?;
 
-    println!("\n## 3. dnsperf on loopback, userspace against knotd (3 alternating rounds)\n");
+    println!("\n## 4. dnsperf on loopback, userspace against knotd (3 alternating rounds)\n");
     let qfile = dir.join("queries.txt");
     std::fs::write(&qfile, "www.gslb.example. A\ngeo.gslb.example. A\nshop.gslb.example. A\n")?;
     let edns_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));

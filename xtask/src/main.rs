@@ -10,6 +10,7 @@ mod bench;
 mod cluster_bench;
 mod ops_bench;
 mod demo;
+mod latency;
 
 #[derive(Parser)]
 struct Cli {
@@ -62,6 +63,25 @@ enum Cmd {
         /// Only the cost of each step of a stripe answer (a build with checkpoints).
         #[arg(long)]
         stages: bool,
+        /// Only the latency percentiles (edns XDP, edns userspace, knotd XDP).
+        #[arg(long)]
+        latency_only: bool,
+        /// Interleaved rounds of the latency table.
+        #[arg(long, default_value_t = 5)]
+        latency_rounds: usize,
+    },
+    /// One open-loop latency run (used by `bench` inside the client namespace).
+    #[command(hide = true)]
+    LatencyProbe {
+        #[arg(long)]
+        server: std::net::SocketAddr,
+        #[arg(long)]
+        qps: u64,
+        #[arg(long)]
+        seconds: u64,
+        /// Query names, comma-separated, sent in turn.
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
     },
 }
 
@@ -274,7 +294,8 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             demo::run()
         }
-        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only, stages } => {
+        Cmd::LatencyProbe { server, qps, seconds, names } => latency::probe_main(server, qps, seconds, &names),
+        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only, stages, latency_only, latency_rounds } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
@@ -287,13 +308,16 @@ fn main() -> anyhow::Result<()> {
             if stages {
                 return bench::stages_table(&build_ebpf_stages()?);
             }
+            if latency_only {
+                return latency::table(latency_rounds, seconds);
+            }
             if what == Some(BenchWhat::Cluster) {
                 return cluster_bench::run(records, rate);
             }
             if what == Some(BenchWhat::Reload) {
                 return ops_bench::run(10_000);
             }
-            bench::run(passes, seconds)
+            bench::run(passes, seconds, latency_rounds)
         }
     }
 }
