@@ -76,3 +76,18 @@ pub fn count(idx: u32) {
         unsafe { *c += 1 };
     }
 }
+
+/// Passes a value through a per-CPU map slot. The verifier does not track
+/// precision across a map load, so values computed by loops
+/// (masks, positions, a name's length) stop tying the loops' states to exact values, and the
+/// loops' paths can be pruned instead of explored one by one.
+#[inline(always)]
+pub(crate) fn opaque(v: u32) -> u32 {
+    match OPAQUE.get_ptr_mut(0) {
+        Some(p) => unsafe {
+            core::ptr::write_volatile(p, v);
+            core::ptr::read_volatile(p)
+        },
+        None => 0,
+    }
+}

@@ -3,11 +3,11 @@
 
 use aya_ebpf::programs::XdpContext;
 use edns_common::{
-    counter, is_group_destination, is_martian_source, name_hash_step, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, NAME_HASH_BASIS,
+    counter, is_group_destination, is_martian_source, lower_word, name_hash_word, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, NAME_HASH_BASIS,
     MAX_QNAME_WIRE, OPTION_COOKIE, OPTION_ECS, OPTION_NSID, SERVER_COOKIE_LEN,
 };
 
-use crate::maps::LISTEN;
+use crate::maps::{opaque, LISTEN};
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -27,6 +27,8 @@ const QCLASS_IN: u16 = 1;
 pub const OPT_LEN: usize = 11;
 /// Longest part of a query frame up to the end of its question.
 pub const MAX_PREFIX: usize = ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN + DNS_HLEN + MAX_QNAME_WIRE + 4;
+/// Most labels a name of [`MAX_QNAME_WIRE`] bytes can hold.
+const MAX_LABELS: usize = MAX_QNAME_WIRE / 2;
 /// A COOKIE option's header (code, length).
 pub const OPTION_HLEN: usize = 4;
 /// Client cookie and a version-1 server cookie.
@@ -273,6 +275,79 @@ fn udp_partial_sum(src: &[u8; 16], dst: &[u8; 16], v6: bool, udp: &[u8; UDP_HLEN
     Ok(Some(pseudo + words(udp, 0, UDP_HLEN) + words(dns, 0, DNS_HLEN)))
 }
 
+/// The qname's length, root label included, walked by its length bytes
+/// (lengths over 63 — compression pointers, reserved types — are not for
+/// the fast path, nor names longer than the key).
+#[inline(always)]
+fn name_len(ctx: &XdpContext, qname_off: usize) -> Result<usize, u32> {
+    let mut at = 0usize;
+    let mut labels = 0;
+    while labels < MAX_LABELS {
+        let len = read::<1>(ctx, qname_off + at)?[0] as usize;
+        if len == 0 {
+            return Ok(at + 1);
+        }
+        if len > 63 {
+            return Err(counter::PASS_UNPARSED);
+        }
+        at += len + 1;
+        if at >= MAX_QNAME_WIRE {
+            return Err(counter::PASS_UNPARSED);
+        }
+        labels += 1;
+    }
+    Err(counter::PASS_UNPARSED)
+}
+
+/// Word `i` of the name (8 bytes from `qname_off + 8 i`, little-endian),
+/// its bytes after `name_len` zeroed.
+#[inline(always)]
+fn name_word(ctx: &XdpContext, qname_off: usize, i: usize, name_len: usize) -> Result<u64, u32> {
+    let from = i * 8;
+    let w = match read::<8>(ctx, qname_off + from) {
+        Ok(b) => u64::from_le_bytes(b),
+        Err(_) => {
+            // The frame ends within these 8 bytes (after the type and
+            // class, or the question is cut short): the bytes it has.
+            let mut w = 0u64;
+            let mut k = 0;
+            while k < 8 {
+                let Ok(b) = read::<1>(ctx, qname_off + from + k) else { break };
+                w |= (b[0] as u64) << (8 * k);
+                k += 1;
+            }
+            w
+        }
+    };
+    let keep = if from + 8 <= name_len { u64::MAX } else { (1u64 << (8 * ((name_len - from) & 7))) - 1 };
+    Ok(w & keep)
+}
+
+/// Reads the name into `key` lowercased (its padding zeroed), and returns
+/// the sum of the name's 16-bit words as received (the question starts at
+/// an even offset of the UDP segment) and the WIDE_IPS hash of the key.
+#[inline(always)]
+fn fold_name(ctx: &XdpContext, qname_off: usize, name_len: usize, key: &mut QnameKey) -> Result<(u32, u64), u32> {
+    zero_key(key);
+    let words = key.name.as_mut_ptr() as *mut u64;
+    let mut sum = 0u64;
+    let mut hash = NAME_HASH_BASIS;
+    let mut i = 0;
+    while i < MAX_QNAME_WIRE / 8 && i * 8 < name_len {
+        let w = name_word(ctx, qname_off, i, name_len)?;
+        // Little-endian halves: the sum comes out byte-swapped (RFC 1071 §2(B)).
+        sum += (w & 0xffff) + ((w >> 16) & 0xffff) + ((w >> 32) & 0xffff) + (w >> 48);
+        let lower = lower_word(w);
+        unsafe { core::ptr::write_unaligned(words.add(i), lower) };
+        hash = name_hash_word(hash, lower);
+        i += 1;
+    }
+    // At most 64 words of 16 bits: two folds reach 16 bits.
+    let s = (sum & 0xffff) + (sum >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    Ok(((s as u16).swap_bytes() as u32, hash))
+}
+
 /// Parses Ethernet (up to two VLAN tags), IPv4 without options or IPv6
 /// without extension headers, UDP to `dns_port`, and a DNS query with one
 /// question of class IN, type A or AAAA, and at most an option-less OPT RR.
@@ -369,44 +444,16 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     }
     let has_opt = h[11] == 1;
 
-    // QNAME: one pass over at most MAX_QNAME_WIRE bytes, lowercasing into
-    // the key. `next` is the offset of the next length byte; lengths over 63
-    // (compression pointers, reserved types) are not for the fast path.
-    zero_key(key);
+    // QNAME: its labels walked by their length bytes, then read, summed,
+    // lowercased into the key and hashed 8 bytes at a time.
     let qname_off = dns_off + DNS_HLEN;
-    let mut next = 0usize;
-    let mut name_len = 0usize;
-    let mut qsum = 0u32;
-    let mut hash = NAME_HASH_BASIS;
-    let mut i = 0usize;
-    while i < MAX_QNAME_WIRE {
-        let b = read::<1>(ctx, qname_off + i)?[0];
-        // The question starts at an even offset of the UDP segment.
-        qsum += (b as u32) << (8 * ((i & 1) ^ 1));
-        let out = if i == next {
-            if b == 0 {
-                name_len = i + 1;
-                hash = name_hash_step(hash, 0);
-                break;
-            }
-            if b > 63 {
-                return Err(counter::PASS_UNPARSED);
-            }
-            next = i + b as usize + 1;
-            b
-        } else if b.is_ascii_uppercase() {
-            b | 0x20
-        } else {
-            b
-        };
-        unsafe { *key.name.get_unchecked_mut(i) = out };
-        hash = name_hash_step(hash, out);
-        i += 1;
+    // Opaque: one verifier state after the label walk, not one per length.
+    let name_len = opaque(name_len(ctx, qname_off)? as u32) as usize;
+    if name_len == 0 || name_len > MAX_QNAME_WIRE {
+        return Err(counter::PASS_INTERNAL);
     }
+    let (mut qsum, hash) = fold_name(ctx, qname_off, name_len, key)?;
     s.name_hash = hash;
-    if name_len == 0 {
-        return Err(counter::PASS_UNPARSED); // longer than the fast path takes
-    }
     crate::stage!(settings, 3);
     let q_end = DNS_HLEN + name_len + 4;
     let tc = read::<4>(ctx, qname_off + name_len)?;

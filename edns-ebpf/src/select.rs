@@ -11,7 +11,7 @@ use edns_common::{
 };
 
 use crate::parse::Scratch;
-use crate::maps::{OPAQUE, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
+use crate::maps::{opaque, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
 
 /// Chosen pool position and the counter that says how.
 pub struct Choice {
@@ -26,21 +26,6 @@ pub struct Choice {
     /// passed up after choosing (AAAA without address6) must leave it alone,
     /// or the controller's own balancing would skip a position.
     pub rr_counter: *mut u64,
-}
-
-/// Passes a value through a per-CPU map slot. The verifier does not track
-/// precision across a map load, so values computed by the selection loops
-/// (masks, positions) stop tying the loops' states to exact values, and the
-/// loops' paths can be pruned instead of explored one by one.
-#[inline(always)]
-fn opaque(v: u32) -> u32 {
-    match OPAQUE.get_ptr_mut(0) {
-        Some(p) => unsafe {
-            core::ptr::write_volatile(p, v);
-            core::ptr::read_volatile(p)
-        },
-        None => 0,
-    }
 }
 
 /// A pool position made opaque and bounded for indexing.
