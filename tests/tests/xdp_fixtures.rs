@@ -89,6 +89,43 @@ fn stripe_answer_is_the_exact_expected_frame_with_and_without_edns_and_vlans() {
     assert_eq!(x.counter("answered_stripe"), 4);
 }
 
+/// The name is read, lowercased and hashed 8 bytes at a time: names whose
+/// ends fall at every offset of a word (and the longest the fast path
+/// takes, a 63-byte label among them), sent in mixed case, with and without
+/// an OPT (without one the frame ends 4 bytes after the name, inside the
+/// name's last word), are answered with the question as sent; a name that
+/// differs from a wide IP only in its last word is not.
+#[test]
+fn names_of_every_length_and_case_are_answered_by_their_own_wide_ip() {
+    require_root();
+    let names: Vec<String> = (1..=17)
+        .map(|n| format!("{}.gslb.example.", "a".repeat(n)))
+        .chain([format!("{}.{}.gslb.example.", "b".repeat(63), "c".repeat(43))])
+        .collect();
+    let mut text = std::fs::read_to_string(edns_tests::workspace().join("examples/demo.toml")).unwrap();
+    for n in &names {
+        text.push_str(&format!("\n[[wide_ip]]\nname = \"{n}\"\nmode = \"stripe\"\npool = [\"east/vs1\", \"east/vs2\", \"west/vs1\"]\n"));
+    }
+    let model = edns_user::config::parse(&edns_tests::workspace().join("examples/demo.toml"), &text).unwrap();
+    let mut x = XdpUnderTest::new(&model).unwrap();
+    for n in &names {
+        // Every other letter upper case.
+        let mixed: String = n.chars().enumerate().map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c }).collect();
+        let wire_len = n.len() + 1;
+        assert!(wire_len <= 127, "{n}: {wire_len} bytes");
+        for opt in [None, Some(1232)] {
+            let q = dns_query(0x1d, true, &mixed, 1, opt);
+            answers(&mut x, &format!("{mixed} ({wire_len} bytes), opt {opt:?}"), &frame("198.18.3.7", q.clone()), answer_dns(&q, 1, &EAST, 30, opt.is_some()));
+        }
+        // The same length, its last letter before the zone changed.
+        let at = n.find(".gslb").unwrap() - 1;
+        let mut other = n.clone();
+        other.replace_range(at..at + 1, "z");
+        passes(&mut x, &format!("{other}"), &frame("198.18.3.7", dns_query(0x1e, true, &other, 1, None)).build(), "pass_unknown_name");
+    }
+    assert_eq!(x.counter("answered_stripe"), 2 * names.len() as u64);
+}
+
 /// A client subnet for cdn. (stripe, ECS on, /24 at most): the answer is
 /// the stripe over the subnet, not the LDNS, and the OPT echoes the option
 /// with its scope; for www. (no ECS) the option is ignored.
