@@ -2,6 +2,10 @@
 //! the packet goes up with XDP_PASS and the reason is counted.
 
 use aya_ebpf::programs::XdpContext;
+use network_types::eth::EthHdr;
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
+use network_types::udp::UdpHdr;
+use network_types::vlan::VlanHdr;
 use edns_common::{
     counter, is_group_destination, is_martian_source, lower_word, name_hash_word, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, NAME_HASH_BASIS,
     MAX_QNAME_WIRE, OPTION_COOKIE, OPTION_ECS, OPTION_NSID, SERVER_COOKIE_LEN,
@@ -9,14 +13,14 @@ use edns_common::{
 
 use crate::maps::{opaque, LISTEN};
 
-pub const ETH_HLEN: usize = 14;
+pub const ETH_HLEN: usize = EthHdr::LEN;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-pub const IPV4_HLEN: usize = 20;
-pub const IPV6_HLEN: usize = 40;
-pub const UDP_HLEN: usize = 8;
+pub const IPV4_HLEN: usize = Ipv4Hdr::LEN;
+pub const IPV6_HLEN: usize = Ipv6Hdr::LEN;
+pub const UDP_HLEN: usize = UdpHdr::LEN;
 pub const DNS_HLEN: usize = 12;
 const IPPROTO_UDP: u8 = 17;
 pub const QTYPE_A: u16 = 1;
@@ -57,6 +61,19 @@ pub fn read<const N: usize>(ctx: &XdpContext, off: usize) -> Result<[u8; N], u32
         Some(p) => Ok(unsafe { *p }),
         None => Err(counter::PASS_UNPARSED),
     }
+}
+
+/// A header of type `T` at `off`, in place (no copy onto the stack).
+#[inline(always)]
+fn header<'a, T>(ctx: &XdpContext, off: usize) -> Result<&'a T, u32> {
+    ptr_at::<T>(ctx, off).map(|p| unsafe { &*p }).ok_or(counter::PASS_NOT_DNS)
+}
+
+/// A header's bytes, for checksum sums.
+#[inline(always)]
+pub fn bytes_of<T, const N: usize>(h: &T) -> &[u8; N] {
+    const { assert!(core::mem::size_of::<T>() == N) };
+    unsafe { &*(h as *const T as *const [u8; N]) }
 }
 
 #[inline(always)]
@@ -185,20 +202,21 @@ pub fn sum_ok(mut s: u32) -> bool {
 /// nothing) and counted by reason.
 #[inline(always)]
 fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16], v6: bool, sport: u16) -> Result<(), u32> {
-    let eth = read::<12>(ctx, 0).map_err(|_| counter::PASS_NOT_DNS)?;
+    let eth = header::<EthHdr>(ctx, 0)?;
     // A group source MAC or port 0 is spoofed; our own address as source too.
     let ours = ListenKey { addr: *ldns, port: settings.dns_port, _pad: 0 };
-    if eth[6] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || unsafe { LISTEN.get(&ours).is_some() } {
+    if eth.src_addr[0] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || unsafe { LISTEN.get(&ours).is_some() } {
         return Err(counter::DROP_MARTIAN_SOURCE);
     }
+    let to = eth.dst_addr;
     let other_mac = settings.check_mac != 0
-        && (eth[0] != settings.mac[0]
-            || eth[1] != settings.mac[1]
-            || eth[2] != settings.mac[2]
-            || eth[3] != settings.mac[3]
-            || eth[4] != settings.mac[4]
-            || eth[5] != settings.mac[5]);
-    if eth[0] & 1 != 0 || other_mac || is_group_destination(dst) {
+        && (to[0] != settings.mac[0]
+            || to[1] != settings.mac[1]
+            || to[2] != settings.mac[2]
+            || to[3] != settings.mac[3]
+            || to[4] != settings.mac[4]
+            || to[5] != settings.mac[5]);
+    if to[0] & 1 != 0 || other_mac || is_group_destination(dst) {
         return Err(counter::DROP_NOT_FOR_US);
     }
     Ok(())
@@ -372,66 +390,64 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     s.cookie_verdict = 0;
     s.rrl_slip = 0;
     let mut l3_off = ETH_HLEN;
-    let mut proto = be16(read::<2>(ctx, 12).map_err(|_| counter::PASS_NOT_DNS)?);
+    let mut proto = u16::from_be(header::<EthHdr>(ctx, 0)?.ether_type);
     let mut tags = 0;
     while tags < 2 && (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
-        proto = be16(read::<2>(ctx, l3_off + 2).map_err(|_| counter::PASS_NOT_DNS)?);
-        l3_off += 4;
+        proto = u16::from_be(header::<VlanHdr>(ctx, l3_off)?.ether_type);
+        l3_off += VlanHdr::LEN;
         tags += 1;
     }
     // IPv4 header sum (0xffff when it verifies); IPv6 has none.
     let mut ip_sum = 0xffffu32;
     let (v6, l4_off, ip_payload_len) = match proto {
         ETH_P_IPV4 => {
-            let h = read::<IPV4_HLEN>(ctx, l3_off).map_err(|_| counter::PASS_NOT_DNS)?;
-            if h[9] != IPPROTO_UDP {
+            let ip = header::<Ipv4Hdr>(ctx, l3_off)?;
+            if ip.proto as u8 != IPPROTO_UDP {
                 return Err(counter::PASS_NOT_DNS);
             }
             // Version 4 without options; no fragments (MF or an offset).
-            if h[0] != 0x45 || be16([h[6], h[7]]) & 0x3fff != 0 {
+            if ip.vihl != 0x45 || be16(ip.frags) & 0x3fff != 0 {
                 return Err(counter::PASS_UNPARSED);
             }
-            let total = be16([h[2], h[3]]) as usize;
+            let total = ip.tot_len() as usize;
             if total < IPV4_HLEN {
                 return Err(counter::PASS_UNPARSED);
             }
-            ip_sum = words(&h, 0, IPV4_HLEN);
+            ip_sum = words(bytes_of::<_, IPV4_HLEN>(ip), 0, IPV4_HLEN);
             // IPv4-mapped IPv6, built in a register: a zeroed array would
             // become a memset call.
-            let mapped = |a: u32| ((0xffffu128 << 32) | a as u128).to_be_bytes();
-            q.ldns = mapped(u32::from_be_bytes([h[12], h[13], h[14], h[15]]));
-            *dst = mapped(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
+            let mapped = |a: [u8; 4]| ((0xffffu128 << 32) | u32::from_be_bytes(a) as u128).to_be_bytes();
+            q.ldns = mapped(ip.src_addr);
+            *dst = mapped(ip.dst_addr);
             (false, l3_off + IPV4_HLEN, total - IPV4_HLEN)
         }
         ETH_P_IPV6 => {
-            let h = read::<8>(ctx, l3_off).map_err(|_| counter::PASS_NOT_DNS)?;
-            if h[6] != IPPROTO_UDP {
+            let ip = header::<Ipv6Hdr>(ctx, l3_off)?;
+            if ip.next_hdr as u8 != IPPROTO_UDP {
                 return Err(counter::PASS_NOT_DNS);
             }
-            if h[0] >> 4 != 6 {
+            if ip.vcf[0] >> 4 != 6 {
                 return Err(counter::PASS_UNPARSED);
             }
-            q.ldns = read::<16>(ctx, l3_off + 8).map_err(|_| counter::PASS_NOT_DNS)?;
-            *dst = read::<16>(ctx, l3_off + 24).map_err(|_| counter::PASS_NOT_DNS)?;
-            if ptr_at::<[u8; IPV6_HLEN]>(ctx, l3_off).is_none() {
-                return Err(counter::PASS_NOT_DNS);
-            }
-            (true, l3_off + IPV6_HLEN, be16([h[4], h[5]]) as usize)
+            q.ldns = ip.src_addr;
+            *dst = ip.dst_addr;
+            (true, l3_off + IPV6_HLEN, ip.payload_len() as usize)
         }
         _ => return Err(counter::PASS_NOT_DNS),
     };
     crate::stage!(settings, 1);
-    let udp = read::<UDP_HLEN>(ctx, l4_off).map_err(|_| counter::PASS_NOT_DNS)?;
-    let dport = be16([udp[2], udp[3]]);
+    let udp_hdr = header::<UdpHdr>(ctx, l4_off)?;
+    let dport = udp_hdr.dst_port();
     if dport != dns_port {
         return Err(counter::PASS_NOT_DNS);
     }
-    ingress(ctx, settings, &q.ldns, dst, v6, be16([udp[0], udp[1]]))?;
+    ingress(ctx, settings, &q.ldns, dst, v6, udp_hdr.src_port())?;
     if !sum_ok(ip_sum) {
         return Err(counter::DROP_BAD_CHECKSUM);
     }
     crate::stage!(settings, 2);
-    let udp_len = be16([udp[4], udp[5]]) as usize;
+    let udp_len = udp_hdr.len() as usize;
+    let udp = *bytes_of::<_, UDP_HLEN>(udp_hdr);
     if udp_len != ip_payload_len || udp_len < UDP_HLEN + DNS_HLEN {
         return Err(counter::PASS_UNPARSED);
     }

@@ -8,7 +8,11 @@ use aya_ebpf::helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
 use aya_ebpf::programs::XdpContext;
 use edns_common::counter;
 
-use crate::parse::{ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, IPV6_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
+use network_types::eth::EthHdr;
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
+use network_types::udp::UdpHdr;
+
+use crate::parse::{bytes_of, ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
 use edns_common::{Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_NSID, OPTION_COOKIE, OPTION_ECS, OPTION_NSID};
 
 const DNS_QR_AA: u16 = 0x8400;
@@ -180,74 +184,36 @@ pub fn build(
     }
 
     // Ethernet: swap MACs.
-    let eth = ptr_at::<[u8; 12]>(ctx, 0).ok_or(counter::PASS_NO_ROOM)?;
-    unsafe {
-        let e = *eth;
-        *eth = [e[6], e[7], e[8], e[9], e[10], e[11], e[0], e[1], e[2], e[3], e[4], e[5]];
-    }
+    let eth = unsafe { &mut *ptr_at::<EthHdr>(ctx, 0).ok_or(counter::PASS_NO_ROOM)? };
+    core::mem::swap(&mut eth.src_addr, &mut eth.dst_addr);
 
     // IP: swap addresses (their sum is the pseudo-header's), new length, TTL 64.
     if q.v6 {
-        // In place, byte by byte: copies of the 40-byte header would not
-        // fit the stack beside the cookie.
-        let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? as *mut u8;
-        unsafe {
-            let l = (udp_len as u16).to_be_bytes();
-            *ip.add(4) = l[0];
-            *ip.add(5) = l[1];
-            *ip.add(7) = 64;
-            let mut i = 0;
-            while i < 16 {
-                let (s, d) = (*ip.add(8 + i), *ip.add(24 + i));
-                *ip.add(8 + i) = d;
-                *ip.add(24 + i) = s;
-                sum += (s as u32 + d as u32) << (8 * ((i & 1) ^ 1));
-                i += 1;
-            }
-        }
+        let ip = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? };
+        ip.set_payload_len(udp_len as u16);
+        ip.hop_limit = 64;
+        sum += sum_bytes(&ip.src_addr, false) + sum_bytes(&ip.dst_addr, false);
+        core::mem::swap(&mut ip.src_addr, &mut ip.dst_addr);
     } else {
-        // In place, as for IPv6: no copies of the header on the stack.
-        let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? as *mut u8;
-        unsafe {
-            let l = ((IPV4_HLEN + udp_len) as u16).to_be_bytes();
-            *ip.add(2) = l[0];
-            *ip.add(3) = l[1];
-            *ip.add(8) = 64;
-            *ip.add(10) = 0;
-            *ip.add(11) = 0;
-            let mut i = 0;
-            while i < 4 {
-                let (s, d) = (*ip.add(12 + i), *ip.add(16 + i));
-                *ip.add(12 + i) = d;
-                *ip.add(16 + i) = s;
-                sum += (s as u32 + d as u32) << (8 * ((i & 1) ^ 1));
-                i += 1;
-            }
-            let mut hsum = 0u32;
-            let mut j = 0;
-            while j < IPV4_HLEN {
-                hsum += ((*ip.add(j) as u32) << 8) | *ip.add(j + 1) as u32;
-                j += 2;
-            }
-            let c = fold(hsum).to_be_bytes();
-            *ip.add(10) = c[0];
-            *ip.add(11) = c[1];
-        }
+        let ip = unsafe { &mut *ptr_at::<Ipv4Hdr>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? };
+        ip.set_tot_len((IPV4_HLEN + udp_len) as u16);
+        ip.ttl = 64;
+        ip.check = [0, 0];
+        sum += sum_bytes(&ip.src_addr, false) + sum_bytes(&ip.dst_addr, false);
+        core::mem::swap(&mut ip.src_addr, &mut ip.dst_addr);
+        ip.set_checksum(fold(sum_bytes(bytes_of::<_, IPV4_HLEN>(ip), false)));
     }
 
     // UDP: swap ports, new length, checksum.
-    let udp = ptr_at::<[u8; UDP_HLEN]>(ctx, q.l4_off).ok_or(counter::PASS_NO_ROOM)?;
-    unsafe {
-        let h = *udp;
-        sum += sum_bytes(&[h[0], h[1], h[2], h[3]], false);
-        let mut csum = fold(sum);
-        if csum == 0 {
-            csum = 0xffff; // 0 means "no checksum" over IPv4 and is illegal over IPv6
-        }
-        let l = (udp_len as u16).to_be_bytes();
-        let c = csum.to_be_bytes();
-        *udp = [h[2], h[3], h[0], h[1], l[0], l[1], c[0], c[1]];
+    let udp = unsafe { &mut *ptr_at::<UdpHdr>(ctx, q.l4_off).ok_or(counter::PASS_NO_ROOM)? };
+    sum += sum_bytes(&udp.src, false) + sum_bytes(&udp.dst, false);
+    let mut csum = fold(sum);
+    if csum == 0 {
+        csum = 0xffff; // 0 means "no checksum" over IPv4 and is illegal over IPv6
     }
+    core::mem::swap(&mut udp.src, &mut udp.dst);
+    udp.set_len(udp_len as u16);
+    udp.set_checksum(csum);
     Ok(())
 }
 
