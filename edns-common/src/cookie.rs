@@ -22,6 +22,7 @@ pub const COOKIE_MAX_FUTURE: u32 = 300;
 /// period after a rotation).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct CookieSecrets {
     pub current: [u8; 16],
     pub previous: [u8; 16],

@@ -38,6 +38,7 @@ impl Mode {
 /// zero padded. Lowercasing makes 0x20-randomised queries hit the fast path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct QnameKey {
     pub name: [u8; MAX_QNAME_WIRE],
 }
@@ -119,6 +120,7 @@ impl QnameKey {
 /// One wide IP: everything the data plane needs to answer for it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct WideIpEntry {
     /// Index of the wide IP; keys the round-robin counters and persistence.
     pub id: u32,
@@ -157,6 +159,7 @@ pub struct WideIpEntry {
 /// Address of a SAC: what an answer carries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct SacEntry {
     pub addr4: [u8; 4],
     /// [`SAC_HAS_V6`] when `addr6` is configured.
@@ -194,6 +197,7 @@ pub const LDNS_KIND_SUBNET: u8 = 3;
 /// IPv4-mapped (`::ffff:a.b.c.d`) so one layout serves both families.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct LdnsKey {
     pub kind: u8,
     /// Significant bits of `addr` for [`LDNS_KIND_PREFIX`]; 128 for a host.
@@ -213,6 +217,7 @@ impl LdnsKey {
 /// Key of a persistence record (Fig. 6: wide IP key + LDNS).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct PersistKey {
     pub wide_ip: u32,
     pub ldns: LdnsKey,
@@ -223,6 +228,7 @@ pub struct PersistKey {
 /// controller. Records shared between nodes must be converted to wall time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct PersistRecord {
     /// Global VS id the LDNS was referred to.
     pub vs: u32,
@@ -248,6 +254,7 @@ pub type TopologyAddr = [u8; 16];
 /// for IPv4) matches every destination of its family.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct ListenKey {
     pub addr: [u8; 16],
     pub port: u16,
@@ -266,6 +273,7 @@ pub const fn unspecified(v6: bool) -> [u8; 16] {
 /// Data-plane settings, one entry in the `SETTINGS` array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Settings {
     /// UDP port the data plane answers on (host byte order).
     pub dns_port: u16,
@@ -308,6 +316,7 @@ pub const OPTION_NSID: u16 = 3;
 /// time of the next response) and its count of limited queries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct RrlBucket {
     pub tat_ns: u64,
     pub limited: u64,
@@ -397,6 +406,8 @@ pub mod counter {
     ];
 }
 
+/// aya's own marker, sound for these types: each derives bytemuck's `Pod`,
+/// whose derive refuses to compile a type with padding or a non-POD field.
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
