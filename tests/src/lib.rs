@@ -171,13 +171,21 @@ impl VethHarness {
     /// The harness without a program on the client veth (for a generator
     /// such as kxdpgun that attaches its own).
     pub fn bare() -> anyhow::Result<VethHarness> {
+        Self::bare_with_queues(1)
+    }
+
+    /// [`VethHarness::bare`] with `queues` receive and transmit queues on
+    /// each end (an XDP program runs on every receive queue, each with its
+    /// own NAPI).
+    pub fn bare_with_queues(queues: u32) -> anyhow::Result<VethHarness> {
         let server = Netns::new("ednsS")?;
         let client = Netns::new("ednsC")?;
         let server_if = unique("vs");
         let client_if = unique("vc");
+        let q = queues.to_string();
         sh(Command::new("ip").args([
-            "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer", "name", &client_if, "netns",
-            &client.name,
+            "link", "add", &server_if, "netns", &server.name, "numrxqueues", &q, "numtxqueues", &q, "type", "veth", "peer", "name", &client_if,
+            "netns", &client.name, "numrxqueues", &q, "numtxqueues", &q,
         ]))?;
         let h = VethHarness {
             logs: tmpdir(),

@@ -158,6 +158,14 @@ fn interleaved(
 /// another /24 asks with kdig; the data plane's counters say how the flood
 /// was answered.
 /// Just the rate-limiting run.
+pub fn queues_only(seconds: u64) -> anyhow::Result<()> {
+    edns_tests::require_root();
+    let dir = tmpdir();
+    let mix = dir.join("mix.txt");
+    std::fs::write(&mix, "www.gslb.example. A\ngeo.gslb.example. A\n")?;
+    queue_scaling(&mix, seconds)
+}
+
 pub fn rrl_only(seconds: u64) -> anyhow::Result<()> {
     let dir = tmpdir();
     let mix = dir.join("mix.txt");
@@ -368,6 +376,31 @@ pub fn start_server(p: Target, h: &VethHarness) -> anyhow::Result<Server> {
     })
 }
 
+/// kxdpgun against edns XDP on a veth with one queue, then with two
+/// (kxdpgun sends from a thread per queue; each server queue runs the XDP
+/// program under its own NAPI): how replies/s scale with queues.
+pub fn queue_scaling(queries: &Path, seconds: u64) -> anyhow::Result<()> {
+    println!("| queues (veth numrxqueues/numtxqueues) | sent q/s | replies/s | answered | XDP_TX answers | × one queue | CPU (generator and XDP share both) |\n| --- | --- | --- | --- | --- | --- | --- |");
+    let mut one = 0.0;
+    for queues in [1u32, 2] {
+        let h = VethHarness::bare_with_queues(queues)?;
+        h.route_via_client("198.19.0.0/16")?;
+        let s = start_server(Target::EdnsXdp, &h)?;
+        let (before, cpu0) = (s.xdp_counts(), CpuTimes::now()?);
+        let r = kxdpgun(&h, queries, 2_000_000, seconds, "198.19.0.0/16")?;
+        let cpu = CpuTimes::now()?.since(&cpu0);
+        let answered = match (before, s.xdp_counts()) {
+            (Some((_, a0)), Some((_, a1))) => a1 - a0,
+            _ => 0,
+        };
+        if queues == 1 {
+            one = r.reply_qps;
+        }
+        println!("| {queues} | {:.0} | {:.0} | {:.1}% | {answered} | {:.2} | {} |", r.sent_qps, r.reply_qps, r.answered_pct, r.reply_qps / one, cpu.busy_shares());
+    }
+    Ok(())
+}
+
 /// Busy and total jiffies per CPU, from /proc/stat.
 struct CpuTimes(Vec<(u64, u64)>);
 
@@ -470,6 +503,9 @@ pub fn run(passes: u64, seconds: u64, latency_rounds: usize) -> anyhow::Result<(
     for n in cpu_notes {
         println!("- {n}");
     }
+
+    println!("\nScaling with queues (kxdpgun against edns XDP, {seconds} s each):\n");
+    queue_scaling(&mix, seconds)?;
 
     println!("\n## 3. Latency at fixed rates on the veth harness\n");
     crate::latency::table(latency_rounds, seconds)?;

@@ -66,6 +66,9 @@ enum Cmd {
         /// Only the latency percentiles (edns XDP, edns userspace, knotd XDP).
         #[arg(long)]
         latency_only: bool,
+        /// Only the queue scaling run (kxdpgun, veth with one and two queues).
+        #[arg(long)]
+        queues_only: bool,
         /// Interleaved rounds of the latency table.
         #[arg(long, default_value_t = 5)]
         latency_rounds: usize,
@@ -295,7 +298,7 @@ fn main() -> anyhow::Result<()> {
             demo::run()
         }
         Cmd::LatencyProbe { server, qps, seconds, names } => latency::probe_main(server, qps, seconds, &names),
-        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only, stages, latency_only, latency_rounds } => {
+        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only, stages, latency_only, queues_only, latency_rounds } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
@@ -307,6 +310,9 @@ fn main() -> anyhow::Result<()> {
             }
             if stages {
                 return bench::stages_table(&build_ebpf_stages()?);
+            }
+            if queues_only {
+                return bench::queues_only(seconds);
             }
             if latency_only {
                 return latency::table(latency_rounds, seconds);
