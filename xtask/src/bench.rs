@@ -80,6 +80,11 @@ fn field<'a>(text: &'a str, label: &str) -> anyhow::Result<&'a str> {
 
 /// dnsperf bounded by `seconds` (and by `passes` over the query file).
 fn dnsperf(ns: Option<&Netns>, server: SocketAddr, queries: &Path, passes: u64, seconds: u64) -> anyhow::Result<Perf> {
+    dnsperf_threads(ns, server, queries, passes, seconds, 1)
+}
+
+/// [`dnsperf`] with `threads` sending threads.
+fn dnsperf_threads(ns: Option<&Netns>, server: SocketAddr, queries: &Path, passes: u64, seconds: u64, threads: u32) -> anyhow::Result<Perf> {
     let mut cmd = match ns {
         Some(n) => n.cmd("dnsperf"),
         None => Command::new("dnsperf"),
@@ -88,7 +93,7 @@ fn dnsperf(ns: Option<&Netns>, server: SocketAddr, queries: &Path, passes: u64, 
         .args(["-s", &server.ip().to_string(), "-p", &server.port().to_string()])
         .arg("-d")
         .arg(queries)
-        .args(["-n", &passes.to_string(), "-l", &seconds.to_string(), "-c", "4", "-q", "200", "-t", "2"])
+        .args(["-n", &passes.to_string(), "-l", &seconds.to_string(), "-c", "4", "-q", "200", "-t", "2", "-T", &threads.to_string()])
         .output()
         .context("cannot run dnsperf")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -447,7 +452,7 @@ pub fn testrun_table() -> anyhow::Result<()> {
     scale_table()
 }
 
-pub fn run(passes: u64, seconds: u64, latency_rounds: usize) -> anyhow::Result<()> {
+pub fn run(passes: u64, seconds: u64, latency_rounds: usize, stages_object: &Path) -> anyhow::Result<()> {
     edns_tests::require_root();
     let dir = tmpdir();
     let mix = dir.join("mix.txt");
@@ -456,10 +461,11 @@ pub fn run(passes: u64, seconds: u64, latency_rounds: usize) -> anyhow::Result<(
     std::fs::write(&shop, "shop.gslb.example. A\n")?;
 
     testrun_table()?;
+    stages_table(stages_object)?;
 
     println!("\n## 2. Floods on the veth harness ({seconds} s each)\n");
     println!("kxdpgun: random LDNS sources from 198.19.0.0/16, names www (stripe) and geo (topology), offered as fast as it can (-Q 2000000).");
-    println!("dnsperf: one source, same names, 4 clients, 200 outstanding.\n");
+    println!("dnsperf: one source, same names, 4 clients, 200 outstanding, one sending thread (-T 1) or two (-T 2).\n");
     println!("| server | generator | sent q/s | replies/s | answered | seen in XDP / XDP_TX |\n| --- | --- | --- | --- | --- | --- |");
     let mut notes = Vec::new();
     let mut cpu_notes = Vec::new();
@@ -488,11 +494,20 @@ pub fn run(passes: u64, seconds: u64, latency_rounds: usize) -> anyhow::Result<(
         {
             let h = VethHarness::new()?;
             let _s = start_server(p, &h)?;
-            let (before, t0) = (CpuTimes::now()?, Instant::now());
-            let r = dnsperf(Some(&h.client), SocketAddr::new(h.server_ip, 53), &mix, passes, seconds)?;
-            let cpu = CpuTimes::now()?.since(&before);
-            println!("| {} | dnsperf | {:.0} | {:.0} | {:.1}% | |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
-            cpu_notes.push(format!("{}: {}; {:.2} µs of CPU (both cores, dnsperf included) per reply", p.name(), cpu.busy_shares(), cpu.busy_secs() * 1e6 / (r.reply_qps * t0.elapsed().as_secs_f64())));
+            // One dnsperf thread, then two: on a veth the receiving XDP
+            // program runs in the softirq of the CPU that sent the frame.
+            for threads in [1, 2] {
+                let (before, t0) = (CpuTimes::now()?, Instant::now());
+                let r = dnsperf_threads(Some(&h.client), SocketAddr::new(h.server_ip, 53), &mix, passes, seconds, threads)?;
+                let cpu = CpuTimes::now()?.since(&before);
+                println!("| {} | dnsperf -T {threads} | {:.0} | {:.0} | {:.1}% | |", p.name(), r.sent_qps, r.reply_qps, r.answered_pct);
+                cpu_notes.push(format!(
+                    "{}, dnsperf -T {threads}: {}; {:.2} µs of CPU (both cores, dnsperf included) per reply",
+                    p.name(),
+                    cpu.busy_shares(),
+                    cpu.busy_secs() * 1e6 / (r.reply_qps * t0.elapsed().as_secs_f64())
+                ));
+            }
         }
     }
     println!("\nveth counters after the kxdpgun runs (cumulative per harness):");
@@ -542,7 +557,7 @@ pub fn stages_table(object: &Path) -> anyhow::Result<()> {
     const STAGES: [&str; 11] = [
         "Ethernet, VLAN and IP headers read",
         "UDP port; ingress policy (martian source: LISTEN lookup of the source; MAC); IPv4 header checksum",
-        "question name walked, lowercased into the key",
+        "question name: labels walked; read, summed, lowercased and hashed 8 bytes at a time",
         "type, class, OPT; UDP checksum verified (end of parse)",
         "(parse returned: SETTINGS and SCRATCH lookups)",
         "WIDE_IPS lookup by the name's hash, name compared; LISTEN lookups of the destination",
@@ -573,7 +588,7 @@ pub fn stages_table(object: &Path) -> anyhow::Result<()> {
         v[v.len() / 2].as_secs_f64() * 1e9
     };
     let floor = median(floor);
-    println!("## Where a stripe answer's time goes (BPF_PROG_TEST_RUN, a build that stops at each checkpoint; medians of {ROUNDS} interleaved rounds of {RUNS})\n");
+    println!("\n### Where a stripe answer's time goes (BPF_PROG_TEST_RUN, a build that stops at each checkpoint, never the one edns embeds; medians of {ROUNDS} interleaved rounds of {RUNS})\n");
     println!("| up to and including | ns | step | × floor |\n| --- | --- | --- | --- |");
     println!("| XDP_PASS floor (edns_pass) | {floor:.0} | | 1.00 |");
     let mut prev = floor;

@@ -323,7 +323,7 @@ fn main() -> anyhow::Result<()> {
             if what == Some(BenchWhat::Reload) {
                 return ops_bench::run(10_000);
             }
-            bench::run(passes, seconds, latency_rounds)
+            bench::run(passes, seconds, latency_rounds, &build_ebpf_stages()?)
         }
     }
 }
