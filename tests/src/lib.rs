@@ -163,7 +163,12 @@ impl VethHarness {
     /// The harness with `edns xdp-pass` on the client veth, so XDP_TX
     /// answers reach the client's sockets.
     pub fn new() -> anyhow::Result<VethHarness> {
-        let h = Self::bare()?;
+        Self::with_queues(1)
+    }
+
+    /// [`VethHarness::new`] with `queues` queues each way on each end.
+    pub fn with_queues(queues: u32) -> anyhow::Result<VethHarness> {
+        let h = Self::bare_with_queues(queues)?;
         h.attach_client_pass()?;
         Ok(h)
     }
