@@ -398,6 +398,21 @@ pub struct WideIp {
 }
 
 impl WideIp {
+    /// The fields of [`WideIp::entry`] that say who the answer is for
+    /// (persistence masks, client-subnet maxima, the ECS flag), the rest
+    /// zero: what `edns_common::requester` reads, built per query without
+    /// the pool and name copies.
+    pub fn requester_view(&self) -> WideIpEntry {
+        WideIpEntry {
+            persist_mask_v4: self.persist_mask_v4,
+            persist_mask_v6: self.persist_mask_v6,
+            ecs_max_v4: self.ecs.map_or(0, |e| e.0),
+            ecs_max_v6: self.ecs.map_or(0, |e| e.1),
+            flags: if self.ecs.is_some() { WIDE_IP_ECS } else { 0 },
+            ..bytemuck::Zeroable::zeroed()
+        }
+    }
+
     /// The data-plane view of this wide IP.
     pub fn entry(&self) -> WideIpEntry {
         let mut pool_vs = [u32::MAX; MAX_POOL];
@@ -473,7 +488,7 @@ pub struct Model {
     pub cluster: Option<ClusterConfig>,
     /// Path measurement (`[paths]`).
     pub paths: PathConfig,
-    by_name: HashMap<Vec<u8>, u32>,
+    by_name: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
 }
 
 /// The ids of an earlier config renumbered for this one, by name: how
@@ -507,13 +522,27 @@ impl Renumber {
 
 /// Lowercased wire form of a name: the wide IP table's key.
 pub fn wire_lower(name: &Name) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    let mut buf = [0u8; 255];
+    wire_lower_into(name, &mut buf).to_vec()
+}
+
+/// [`wire_lower`] into `buf` (a name's wire form is at most 255 bytes),
+/// for lookups that need no allocation.
+pub fn wire_lower_into<'a>(name: &Name, buf: &'a mut [u8; 255]) -> &'a [u8] {
+    let mut n = 0;
     for label in name.iter() {
-        out.push(label.len() as u8);
-        out.extend(label.iter().map(|b| b.to_ascii_lowercase()));
+        // hickory keeps names within 255 wire bytes; stop short rather than panic.
+        if n + 1 + label.len() >= buf.len() {
+            break;
+        }
+        buf[n] = label.len() as u8;
+        for (d, b) in buf[n + 1..n + 1 + label.len()].iter_mut().zip(label) {
+            *d = b.to_ascii_lowercase();
+        }
+        n += 1 + label.len();
     }
-    out.push(0);
-    out
+    buf[n] = 0;
+    &buf[..n + 1]
 }
 
 impl Model {
@@ -528,7 +557,8 @@ impl Model {
     }
 
     pub fn wide_ip(&self, qname: &Name) -> Option<&WideIp> {
-        self.by_name.get(&wire_lower(qname)).map(|id| &self.wide_ips[*id as usize])
+        let mut buf = [0u8; 255];
+        self.by_name.get(wire_lower_into(qname, &mut buf)).map(|id| &self.wide_ips[*id as usize])
     }
 
     pub fn wide_ip_by_name(&self, name: &str) -> Option<&WideIp> {
@@ -605,5 +635,32 @@ impl Model {
             let wl = w.name.to_lowercase();
             lname.zone_of(&wl) && wl != lname
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edns_common::{requester, ClientSubnet, ECS_FAMILY_V4};
+
+    /// The selector builds only the requester's fields per query: the
+    /// requester it makes is the one the whole entry makes, for every
+    /// wide IP of the demo, with and without a client subnet.
+    #[test]
+    fn the_requester_view_gives_the_same_requester_as_the_entry() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let model = crate::config::load(&root.join("examples/demo.toml")).unwrap();
+        let mut addr = [0u8; 16];
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        addr[12..].copy_from_slice(&[198, 51, 100, 77]);
+        let subnets = [ClientSubnet::default(), ClientSubnet { family: ECS_FAMILY_V4, source: 32, _pad: [0; 2], addr }];
+        let ldns = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 3, 7];
+        for w in &model.wide_ips {
+            for s in &subnets {
+                for group in [0, 2] {
+                    assert_eq!(requester(&ldns, group, s, &w.requester_view()), requester(&ldns, group, s, &w.entry()), "{}", w.name);
+                }
+            }
+        }
     }
 }

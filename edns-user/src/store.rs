@@ -175,7 +175,7 @@ pub fn put_if_newer(to: &dyn Store, key: &PersistKey, rec: &PersistRecord) -> an
 pub struct MemoryStore {
     vs: Vec<AtomicU32>,
     counters: Vec<AtomicU64>,
-    records: Mutex<HashMap<PersistKey, PersistRecord>>,
+    records: Mutex<HashMap<PersistKey, PersistRecord, foldhash::fast::RandomState>>,
     capacity: usize,
 }
 
@@ -184,7 +184,7 @@ impl MemoryStore {
         MemoryStore {
             vs: initial_vs_states.into_iter().map(AtomicU32::new).collect(),
             counters: (0..wide_ips).map(|_| AtomicU64::new(0)).collect(),
-            records: Mutex::new(HashMap::new()),
+            records: Mutex::new(HashMap::default()),
             capacity,
         }
     }

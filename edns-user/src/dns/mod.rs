@@ -316,7 +316,8 @@ impl Responder {
             resp.metadata.authoritative = false;
             return ResponseCode::Refused;
         }
-        if qname.to_lowercase() == *zone {
+        // hickory compares names case-insensitively: no lowercased copy.
+        if *qname == *zone {
             let ttl = self.model.server.answer_ttl;
             if matches!(qtype, RecordType::SOA | RecordType::ANY) {
                 let mut soa = self.soa_record();

@@ -207,7 +207,7 @@ impl Selector {
         // An LDNS group is one requester: the stripe walks read its id and
         // persistence keys on it; topology matches the member's own address.
         // A client subnet (ECS on) replaces both.
-        let r = requester(&ip16(ldns), self.model.group_of(ldns), ecs, &w.entry());
+        let r = requester(&ip16(ldns), self.model.group_of(ldns), ecs, &w.requester_view());
         let outcome = self.choose(w, &r, ldns, now_ns)?;
         let kind = match outcome {
             Outcome::Vs(d) => d.how.kind(),
