@@ -98,12 +98,14 @@ impl Batch {
         let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self.slots.iter_mut().map(|s| [IoSliceMut::new(s)]).collect();
         let res = nix::sys::socket::recvmmsg(fd, &mut headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None).map_err(std::io::Error::from)?;
         for (slot, m) in res.enumerate() {
-            // Without a source, or cut short, it is not a query we can answer.
+            // Without a source, or cut short (data or control), not a query we can answer.
             let Some(peer) = m.address.as_ref().and_then(peer_of) else { continue };
-            if m.flags.contains(MsgFlags::MSG_TRUNC) {
+            if m.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
                 continue;
             }
-            let dst = m.cmsgs().ok().and_then(|mut c| c.find_map(destination_of));
+            // Without a readable destination it might be a broadcast: not answered.
+            let Ok(mut c) = m.cmsgs() else { continue };
+            let dst = c.find_map(destination_of);
             self.got.push((slot, m.bytes, peer, dst));
         }
         Ok(self.got.len())
