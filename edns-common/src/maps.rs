@@ -305,7 +305,17 @@ pub struct Settings {
     pub nsid_sum_odd: u32,
     /// Only read by a `stages` build (the bench's): stop at this checkpoint.
     pub stop_at: u32,
+    /// The listen addresses on `dns_port` (IPv4 mapped), compared in place
+    /// of LISTEN lookups: the first `listen_len`. 0 when a wildcard listen
+    /// makes LISTEN follow the interface's addresses, or there are more than
+    /// [`MAX_INLINE_LISTEN`]: then LISTEN is read.
+    pub listen: [[u8; 16]; MAX_INLINE_LISTEN],
+    pub listen_len: u32,
+    pub _pad2: u32,
 }
+
+/// Listen addresses the data plane compares inline (more go to LISTEN).
+pub const MAX_INLINE_LISTEN: usize = 4;
 
 /// Longest NSID the data plane returns.
 pub const MAX_NSID: usize = 64;

@@ -97,7 +97,8 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let q = &scratch.q;
     let exact = ListenKey { addr: scratch.dst, port: scratch.dport, _pad: 0 };
     let any = ListenKey { addr: unspecified(q.v6), ..exact };
-    if unsafe { LISTEN.get(&exact).is_none() && LISTEN.get(&any).is_none() } {
+    // (The wildcard key is only in LISTEN, never in the inline list.)
+    if !parse::is_own(settings, &exact) && (settings.listen_len != 0 || unsafe { LISTEN.get(&any).is_none() }) {
         return Err(counter::PASS_NOT_OURS);
     }
     stage!(settings, 6);

@@ -7,7 +7,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use network_types::udp::UdpHdr;
 use network_types::vlan::VlanHdr;
 use edns_common::{
-    counter, is_group_destination, is_martian_source, lower_word, name_hash_word, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, NAME_HASH_BASIS,
+    counter, is_group_destination, is_martian_source, lower_word, name_hash_word, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_INLINE_LISTEN, NAME_HASH_BASIS,
     MAX_QNAME_WIRE, OPTION_COOKIE, OPTION_ECS, OPTION_NSID, SERVER_COOKIE_LEN,
 };
 
@@ -196,6 +196,33 @@ pub fn sum_ok(mut s: u32) -> bool {
     s == 0xffff
 }
 
+/// The two 8-byte halves of an address, for comparing in two steps.
+#[inline(always)]
+fn halves(a: &[u8; 16]) -> (u64, u64) {
+    let (h, l) = a.split_at(8);
+    (u64::from_ne_bytes(h.try_into().unwrap_or([0; 8])), u64::from_ne_bytes(l.try_into().unwrap_or([0; 8])))
+}
+
+/// `key` (an address on the DNS port) is one edns listens on: compared
+/// with the settings' inline list when it holds them all, else looked up
+/// in LISTEN (a wildcard listen, where LISTEN follows the interface).
+#[inline(always)]
+pub fn is_own(settings: &Settings, key: &ListenKey) -> bool {
+    let n = settings.listen_len as usize;
+    if n == 0 {
+        return unsafe { LISTEN.get(key).is_some() };
+    }
+    let (a0, a1) = halves(&key.addr);
+    let mut hit = false;
+    let mut i = 0;
+    while i < MAX_INLINE_LISTEN {
+        let (b0, b1) = halves(&settings.listen[i]);
+        hit |= i < n && a0 == b0 && a1 == b1;
+        i += 1;
+    }
+    hit
+}
+
 /// The ingress policy the kernel would apply, for a UDP frame to our port:
 /// never answer a source no resolver can have, a frame not addressed to
 /// us, or a corrupt one. Each is dropped (a flood of them costs the stack
@@ -205,7 +232,7 @@ fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16
     let eth = header::<EthHdr>(ctx, 0)?;
     // A group source MAC or port 0 is spoofed; our own address as source too.
     let ours = ListenKey { addr: *ldns, port: settings.dns_port, _pad: 0 };
-    if eth.src_addr[0] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || unsafe { LISTEN.get(&ours).is_some() } {
+    if eth.src_addr[0] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || is_own(settings, &ours) {
         return Err(counter::DROP_MARTIAN_SOURCE);
     }
     let to = eth.dst_addr;

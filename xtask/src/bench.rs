@@ -566,11 +566,11 @@ pub fn stages_table(object: &Path) -> anyhow::Result<()> {
     const RUNS: u32 = 100_000;
     const STAGES: [&str; 11] = [
         "Ethernet, VLAN and IP headers read",
-        "UDP port; ingress policy (martian source: LISTEN lookup of the source; MAC); IPv4 header checksum",
+        "UDP port; ingress policy (martian source, our own addresses compared; MAC); IPv4 header checksum",
         "question name: labels walked; read, summed, lowercased and hashed 8 bytes at a time",
         "type, class, OPT; UDP checksum verified (end of parse)",
         "(parse returned: SETTINGS and SCRATCH lookups)",
-        "WIDE_IPS lookup by the name's hash, name compared; LISTEN lookups of the destination",
+        "WIDE_IPS lookup by the name's hash, name compared; destination among the listen addresses",
         "GROUPS (LPM trie) lookup; stripe key",
         "tail call into edns_answer; SETTINGS lookup",
         "WIDE_IPS lookup again (8-byte key)",

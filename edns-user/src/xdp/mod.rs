@@ -299,11 +299,32 @@ impl DataPlane {
     }
 }
 
+/// The listen addresses on `dns_port` for the data plane to compare in
+/// place of LISTEN lookups, and how many; none when a wildcard makes LISTEN
+/// follow the interface, or when there are more than the settings hold.
+fn inline_listen(model: &Model, dns_port: u16) -> ([[u8; 16]; edns_common::MAX_INLINE_LISTEN], u32) {
+    let mut out = [[0u8; 16]; edns_common::MAX_INLINE_LISTEN];
+    let ours: Vec<_> = model.server.listen.iter().filter(|a| a.port() == dns_port).collect();
+    if ours.len() > out.len() || ours.iter().any(|a| a.ip().is_unspecified()) {
+        return (out, 0);
+    }
+    let mut n = 0;
+    for a in ours {
+        let addr = ip16(a.ip());
+        if !out[..n].contains(&addr) {
+            out[n] = addr;
+            n += 1;
+        }
+    }
+    (out, n as u32)
+}
+
 /// Fills every map of a loaded program; a `None` state leaves the map's as it is.
 fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<(Maps, Vec<(bool, u16)>)> {
         let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         let rrl = model.server.rrl;
+        let inline = inline_listen(model, dns_port);
         settings.set(
             0,
             Settings {
@@ -323,6 +344,9 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
                 nsid_sum_even: nsid_sum(model, false),
                 nsid_sum_odd: nsid_sum(model, true),
                 stop_at: 0,
+                listen: inline.0,
+                listen_len: inline.1,
+                _pad2: 0,
             },
             0,
         )?;
