@@ -111,8 +111,10 @@ fn udp_worker(responder: &Live, sock: &socket2::Socket, stop: &AtomicBool) {
             Ok(_) => {}
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
             Err(e) => {
-                // ICMP errors from earlier sends surface here; they are not fatal.
+                // ICMP errors from earlier sends surface here; they are not
+                // fatal. A pause, so an error that repeats cannot spin a core.
                 tracing::debug!(error = %e, "UDP receive error");
+                std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
         }
