@@ -429,7 +429,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     let (v6, l4_off, ip_payload_len) = match proto {
         ETH_P_IPV4 => {
             let ip = header::<Ipv4Hdr>(ctx, l3_off)?;
-            if ip.proto as u8 != IPPROTO_UDP {
+            if ip.proto != IPPROTO_UDP {
                 return Err(counter::PASS_NOT_DNS);
             }
             // Version 4 without options; no fragments (MF or an offset).
@@ -450,7 +450,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
         }
         ETH_P_IPV6 => {
             let ip = header::<Ipv6Hdr>(ctx, l3_off)?;
-            if ip.next_hdr as u8 != IPPROTO_UDP {
+            if ip.next_hdr != IPPROTO_UDP {
                 return Err(counter::PASS_NOT_DNS);
             }
             if ip.vcf[0] >> 4 != 6 {
