@@ -402,11 +402,7 @@ pub fn queue_scaling(queries: &Path, passes: u64, seconds: u64) -> anyhow::Resul
             got[i].push((r.reply_qps, cpu.busy_secs() * 1e6 / (r.reply_qps * t0.elapsed().as_secs_f64())));
         }
     }
-    let med = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
-    };
+    let med = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| crate::median(v.iter().map(f).collect());
     println!("| queues (veth numrxqueues/numtxqueues) | replies/s (median of {ROUNDS}; each round) | × one queue | µs of CPU per reply (both cores, dnsperf included) |\n| --- | --- | --- | --- |");
     let one = med(&got[0], |r| r.0);
     for (i, runs) in got.iter().enumerate() {
@@ -593,10 +589,7 @@ pub fn stages_table(object: &Path) -> anyhow::Result<()> {
         }
     }
     x.stop_at(0)?;
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2].as_secs_f64() * 1e9
-    };
+    let median = |v: Vec<Duration>| crate::median(v.iter().map(|d| d.as_secs_f64() * 1e9).collect());
     let floor = median(floor);
     println!("\n### Where a stripe answer's time goes (BPF_PROG_TEST_RUN, a build that stops at each checkpoint, never the one edns embeds; medians of {ROUNDS} interleaved rounds of {RUNS})\n");
     println!("| up to and including | ns | step | × floor |\n| --- | --- | --- | --- |");

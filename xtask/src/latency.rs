@@ -20,18 +20,6 @@ pub struct Latency {
     pub p999_us: f64,
 }
 
-/// A DNS query for `name` (type A, no options) with `id`.
-fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = id.to_be_bytes().to_vec();
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
-}
-
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -72,7 +60,7 @@ pub fn probe(server: SocketAddr, qps: u64, seconds: u64, names: &[String]) -> an
             lat
         })
     };
-    let queries: Vec<Vec<u8>> = names.iter().map(|n| query(0, n)).collect();
+    let queries: Vec<Vec<u8>> = names.iter().map(|n| edns_tests::packet::dns_query(0, true, n, 1, None)).collect();
     let total = qps * seconds;
     let interval = Duration::from_secs_f64(1.0 / qps as f64);
     let start = Instant::now();
@@ -145,23 +133,10 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 990.0);
         assert_eq!(percentile(&v, 0.999), 999.0);
     }
-
-    #[test]
-    fn query_is_one_question_for_a() {
-        let q = query(0x1234, "www.gslb.example.");
-        assert_eq!(&q[..4], &[0x12, 0x34, 0x01, 0x00]);
-        assert_eq!(&q[12..16], b"\x03www");
-        assert_eq!(&q[q.len() - 4..], &[0, 1, 0, 1]);
-    }
 }
 
 /// Rates the table is measured at: moderate, far below every server's limit.
 const RATES: [u64; 2] = [2_000, 20_000];
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Section: latency percentiles of edns XDP, edns userspace and knotd XDP
 /// on the veth harness, `rounds` interleaved rounds of `seconds` per rate.
@@ -183,7 +158,7 @@ pub fn table(rounds: usize, seconds: u64) -> anyhow::Result<()> {
     }
     println!("Open loop: one client, names www (stripe) and geo (topology), each rate {seconds} s per round; median of {rounds} interleaved rounds (p50 range over rounds in brackets).\n");
     println!("| server | q/s | answered | p50 µs | p99 µs | p99.9 µs |\n| --- | --- | --- | --- | --- | --- |");
-    let summary = |t: usize, r: usize, f: fn(&Latency) -> f64| median(got[t][r].iter().map(f).collect());
+    let summary = |t: usize, r: usize, f: fn(&Latency) -> f64| crate::median(got[t][r].iter().map(f).collect());
     for (t, target) in targets.iter().enumerate() {
         for (r, qps) in RATES.iter().enumerate() {
             let runs = &got[t][r];

@@ -22,11 +22,6 @@ fn config(base: &str, n: usize, first: bool, ttl: u32) -> String {
     c
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn reload_ms(e: &EdnsProc) -> anyhow::Result<f64> {
     let r = e.ctl(&["reload"])?;
     r["took_ms"].as_f64().ok_or_else(|| anyhow::anyhow!("no took_ms in {r}"))
@@ -43,7 +38,7 @@ fn measure(e: &EdnsProc, base: &str, n: usize) -> anyhow::Result<(f64, f64)> {
         std::fs::write(&e.config, config(base, n, i % 2 == 0, 30))?;
         moved.push(reload_ms(e)?);
     }
-    Ok((median(same), median(moved)))
+    Ok((crate::median(same), crate::median(moved)))
 }
 
 pub fn run(n: usize) -> anyhow::Result<()> {
