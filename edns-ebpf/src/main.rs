@@ -22,11 +22,11 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use edns_common::{
-    counter, ecs_scope, parse_client_subnet, set_requester, rrl_allow, rrl_key, server_cookie_valid_with, server_cookie_with, stripe_key, unspecified,
-    ListenKey, RrlBucket, CLIENT_COOKIE_LEN, ECS_MAX, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6, SERVER_COOKIE_LEN, WIDE_IP_ECS,
+    counter, ecs_scope, parse_client_subnet, set_requester, rrl_allow, rrl_key, server_cookie_valid_with, server_cookie_with, stripe_key,
+    RrlBucket, CLIENT_COOKIE_LEN, ECS_MAX, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6, SERVER_COOKIE_LEN, WIDE_IP_ECS,
 };
 
-use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, LISTEN, SACS, SCRATCH, SETTINGS, WIDE_IPS};
+use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
 /// The two names are the same key: compared 8 bytes at a time (both are
@@ -94,11 +94,7 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     // Only queries to an address edns listens on: never answer for a
     // destination that is someone else's. (Here, not in `edns_answer`,
     // whose stack is full.)
-    let q = &scratch.q;
-    let exact = ListenKey { addr: scratch.dst, port: scratch.dport, _pad: 0 };
-    let any = ListenKey { addr: unspecified(q.v6), ..exact };
-    // (The wildcard key is only in LISTEN, never in the inline list.)
-    if !parse::is_own(settings, &exact) && (settings.listen_len != 0 || unsafe { LISTEN.get(&any).is_none() }) {
+    if !parse::is_listen_destination(settings, &scratch.dst, scratch.dport, scratch.q.v6) {
         return Err(counter::PASS_NOT_OURS);
     }
     stage!(settings, 6);

@@ -7,7 +7,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use network_types::udp::UdpHdr;
 use network_types::vlan::VlanHdr;
 use edns_common::{
-    counter, is_group_destination, is_martian_source, lower_word, name_hash_word, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_INLINE_LISTEN, NAME_HASH_BASIS,
+    counter, is_group_destination, is_martian_source, lower_word, unspecified, name_hash_word, ClientSubnet, ListenKey, QnameKey, Requester, Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_INLINE_LISTEN, NAME_HASH_BASIS,
     MAX_QNAME_WIRE, OPTION_COOKIE, OPTION_ECS, OPTION_NSID, SERVER_COOKIE_LEN,
 };
 
@@ -221,6 +221,14 @@ pub fn is_own(settings: &Settings, key: &ListenKey) -> bool {
         i += 1;
     }
     hit
+}
+
+/// `dst`:`port` is an address edns listens on, or a wildcard listen (only
+/// ever in LISTEN, never in the inline list) takes it.
+#[inline(always)]
+pub fn is_listen_destination(settings: &Settings, dst: &[u8; 16], port: u16, v6: bool) -> bool {
+    let exact = ListenKey { addr: *dst, port, _pad: 0 };
+    is_own(settings, &exact) || (settings.listen_len == 0 && unsafe { LISTEN.get(&ListenKey { addr: unspecified(v6), ..exact }).is_some() })
 }
 
 /// The ingress policy the kernel would apply, for a UDP frame to our port:
