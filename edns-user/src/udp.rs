@@ -145,19 +145,18 @@ pub fn send_batch(fd: i32, answers: &[(Vec<u8>, SocketAddr, Option<IpAddr>)]) ->
 fn send_run(fd: i32, run: &[(Vec<u8>, SocketAddr, Option<IpAddr>)], from: Option<IpAddr>) -> std::io::Result<usize> {
     let iovs: Vec<[IoSlice<'_>; 1]> = run.iter().map(|a| [IoSlice::new(&a.0)]).collect();
     let addrs: Vec<Option<SockaddrStorage>> = run.iter().map(|a| Some(SockaddrStorage::from(a.1))).collect();
-    let v4 = from.and_then(|f| match f {
-        IpAddr::V4(f) => Some(libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: libc::in_addr { s_addr: u32::from(f).to_be() }, ipi_addr: libc::in_addr { s_addr: 0 } }),
-        IpAddr::V6(_) => None,
-    });
-    let v6 = from.and_then(|f| match f {
-        IpAddr::V6(f) => Some(libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: f.octets() }, ipi6_ifindex: 0 }),
-        IpAddr::V4(_) => None,
-    });
     // Only where the family matches the peer's, and room for exactly that
     // message: the kernel reads every header in the control length.
-    let (cmsgs, cspace) = match (&v4, &v6, run[0].1) {
-        (Some(pi), _, SocketAddr::V4(_)) => (vec![ControlMessage::Ipv4PacketInfo(pi)], Some(nix::cmsg_space!(libc::in_pktinfo))),
-        (_, Some(pi), SocketAddr::V6(_)) => (vec![ControlMessage::Ipv6PacketInfo(pi)], Some(nix::cmsg_space!(libc::in6_pktinfo))),
+    let (v4, v6);
+    let (cmsgs, cspace) = match (from, run[0].1) {
+        (Some(IpAddr::V4(f)), SocketAddr::V4(_)) => {
+            v4 = libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: libc::in_addr { s_addr: u32::from(f).to_be() }, ipi_addr: libc::in_addr { s_addr: 0 } };
+            (vec![ControlMessage::Ipv4PacketInfo(&v4)], Some(nix::cmsg_space!(libc::in_pktinfo)))
+        }
+        (Some(IpAddr::V6(f)), SocketAddr::V6(_)) => {
+            v6 = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: f.octets() }, ipi6_ifindex: 0 };
+            (vec![ControlMessage::Ipv6PacketInfo(&v6)], Some(nix::cmsg_space!(libc::in6_pktinfo)))
+        }
         _ => (vec![], None),
     };
     let mut headers = nix::sys::socket::MultiHeaders::<SockaddrStorage>::preallocate(run.len(), cspace);
