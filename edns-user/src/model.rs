@@ -429,14 +429,10 @@ impl WideIp {
                 _ => 0,
             },
             all_down: self.all_down.code(),
-            persist_mask_v4: self.persist_mask_v4,
-            persist_mask_v6: self.persist_mask_v6,
-            ecs_max_v4: self.ecs.map_or(0, |e| e.0),
-            ecs_max_v6: self.ecs.map_or(0, |e| e.1),
-            flags: if self.ecs.is_some() { WIDE_IP_ECS } else { 0 },
             pool_vs,
             pool_sac,
             name: QnameKey::from_wire(&wire_lower(&self.name)).unwrap_or(QnameKey { name: [0; edns_common::MAX_QNAME_WIRE] }),
+            ..self.requester_view()
         }
     }
 }
@@ -642,9 +638,11 @@ impl Model {
 mod tests {
     use edns_common::{requester, ClientSubnet, ECS_FAMILY_V4};
 
-    /// The selector builds only the requester's fields per query: the
-    /// requester it makes is the one the whole entry makes, for every
-    /// wide IP of the demo, with and without a client subnet.
+    /// The selector builds only the requester's fields per query: the view
+    /// zeroes the rest (pool, name, mode, TTLs), and the requester it makes
+    /// is the one the whole entry (the kernel's) makes, for every wide IP of
+    /// the demo, with and without a client subnet and a group — so
+    /// `requester` reads nothing the view leaves out.
     #[test]
     fn the_requester_view_gives_the_same_requester_as_the_entry() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
