@@ -15,7 +15,9 @@ pub const ECS_FAMILY_V4: u8 = 1;
 pub const ECS_FAMILY_V6: u8 = 2;
 
 /// A client subnet as a query carried it: `family` 0 when there was none.
-#[repr(C)]
+/// (Aligned: the XDP program copies it whole on its stack, where the verifier
+/// refuses misaligned access.)
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ClientSubnet {
     pub family: u8,
