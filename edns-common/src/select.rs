@@ -139,12 +139,13 @@ pub fn ldns_mod(addr: &[u8; 16], n: u32) -> u32 {
     let n = n as u64;
     let word = |i: usize| u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]) as u64;
     // Unrolled with constant indices: no bounds-check panic paths in BPF code.
-    let mut r: u64 = 0;
-    if !is_v4_mapped(addr) {
-        r = word(0) % n;
-        r = ((r << 32) | word(4)) % n;
-        r = ((r << 32) | word(8)) % n;
+    if is_v4_mapped(addr) {
+        // 32-bit division: the cheaper instruction.
+        return (word(12) as u32) % (n as u32);
     }
+    let mut r = word(0) % n;
+    r = ((r << 32) | word(4)) % n;
+    r = ((r << 32) | word(8)) % n;
     r = ((r << 32) | word(12)) % n;
     r as u32
 }
@@ -200,9 +201,15 @@ pub fn stripe(ldns: &[u8; 16], marked_up: PoolMask, available: PoolMask) -> Stri
             break;
         }
         let x = ldns_mod(ldns, n) + 1;
-        let pos = match nth_set_bit(marked, x) {
-            Some(p) => p & 31,
-            None => break, // unreachable: x <= n
+        // Marked from the head without a gap (a healthy pool): the x-th
+        // is at x - 1, no bit search.
+        let pos = if marked & marked.wrapping_add(1) == 0 {
+            (x - 1) & 31
+        } else {
+            match nth_set_bit(marked, x) {
+                Some(p) => p & 31,
+                None => break, // unreachable: x <= n
+            }
         };
         if available & (1 << pos) != 0 {
             return Stripe { pos: Some(pos), marked_down };

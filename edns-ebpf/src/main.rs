@@ -11,6 +11,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod csum;
 mod maps;
 mod parse;
 mod reply;
@@ -26,7 +27,7 @@ use edns_common::{
     RrlBucket, CLIENT_COOKIE_LEN, ECS_MAX, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6, SERVER_COOKIE_LEN, WIDE_IP_ECS,
 };
 
-use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS};
+use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS, WIDE_IP_NAMES};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
 /// The two names are the same key: compared 8 bytes at a time (both are
@@ -87,10 +88,12 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     stage!(settings, 5);
     // A name that is not a wide IP goes up here, before the tail call; a
     // name whose hash another has (its entry names that one) too.
-    let w = unsafe { WIDE_IPS.get(&scratch.name_hash) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
+    let id = *unsafe { WIDE_IP_NAMES.get(&scratch.name_hash) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
+    let w = WIDE_IPS.get(id).ok_or(counter::PASS_UNKNOWN_NAME)?;
     if !same_name(&w.name, &scratch.key) {
         return Err(counter::PASS_UNKNOWN_NAME);
     }
+    scratch.wide_ip = id;
     // Only queries to an address edns listens on: never answer for a
     // destination that is someone else's. (Here, not in `edns_answer`,
     // whose stack is full.)
@@ -166,7 +169,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         return Ok(counter::ANSWERED_RRL_SLIP);
     }
     // The name was checked against the entry's by `edns`.
-    let w = unsafe { WIDE_IPS.get(&scratch.name_hash) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
+    let w = WIDE_IPS.get(scratch.wide_ip).ok_or(counter::PASS_UNKNOWN_NAME)?;
     stage!(settings, 9);
     // A copy of what the stripe walks read many times: one value on the
     // stack keeps the verifier's states few.
@@ -216,7 +219,7 @@ fn admit(ctx: &XdpContext, scratch: &mut Scratch, settings: &edns_common::Settin
         let mut sum = parse::options(ctx, &mut scratch.q, &mut scratch.opts)?;
         sum += read_cookie(ctx, scratch)?;
         sum += read_subnet(ctx, scratch)?;
-        if scratch.pending_sum != 0 && !parse::sum_ok(scratch.pending_sum + sum) {
+        if scratch.pending_sum != 0 && !csum::verifies(scratch.pending_sum + sum) {
             return Err(counter::DROP_BAD_CHECKSUM);
         }
         if scratch.q.ecs_len != 0 {
@@ -268,9 +271,7 @@ fn rate_limit(settings: &edns_common::Settings, ldns: &[u8; 16], cookie: u32) ->
 /// it makes, into scratch for `edns_answer`.
 #[inline(always)]
 fn subnet_requester(scratch: &mut Scratch) {
-    // (A name of the same hash would find another's entry: `edns_answer`
-    // compares the names and passes such a query up.)
-    let Some(w) = (unsafe { WIDE_IPS.get(&scratch.name_hash) }) else { return };
+    let Some(w) = WIDE_IPS.get(scratch.wide_ip) else { return };
     if w.flags & WIDE_IP_ECS != 0 && scratch.subnet.source != 0 {
         set_requester(&mut scratch.req, &scratch.q.ldns, scratch.group, &scratch.subnet, w);
         scratch.subnet_req = 1;
@@ -291,13 +292,12 @@ fn read_cookie(ctx: &XdpContext, scratch: &mut Scratch) -> Result<u32, u32> {
         return Err(counter::PASS_INTERNAL);
     }
     let off = q.dns_off + at;
-    let odd = at & 1 == 1;
     let c = parse::read::<CLIENT_COOKIE_LEN>(ctx, off)?;
-    let mut sum = parse::sum_at(&c, odd);
+    let mut sum = csum::sum(&c, at);
     scratch.cookie[..CLIENT_COOKIE_LEN].copy_from_slice(&c);
     if q.cookie_len == COOKIE_MAX {
         let sc = parse::read::<SERVER_COOKIE_LEN>(ctx, off + CLIENT_COOKIE_LEN)?;
-        sum += parse::sum_at(&sc, odd); // 8 bytes on: same parity
+        sum += csum::sum(&sc, at); // 8 bytes on: same parity
         scratch.cookie[CLIENT_COOKIE_LEN..].copy_from_slice(&sc);
     }
     Ok(sum)
@@ -326,7 +326,7 @@ fn read_subnet(ctx: &XdpContext, scratch: &mut Scratch) -> Result<u32, u32> {
     if unsafe { bpf_xdp_load_bytes(ctx.ctx, (scratch.q.dns_off + at) as u32, dst, len as u32) } != 0 {
         return Err(counter::PASS_UNPARSED);
     }
-    Ok(parse::sum_at(raw, at & 1 == 1))
+    Ok(csum::sum(raw, at))
 }
 
 /// For a query with a COOKIE option (and cookies on): a fresh server

@@ -13,9 +13,15 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 pub static LISTEN: HashMap<ListenKey, u32> = HashMap::with_max_entries(64, 0);
 
-/// Lowercased wire qname -> wide IP.
+/// Hash of the lowercased wire qname -> wide IP id (the entry in
+/// WIDE_IPS holds the name, compared on a hit).
 #[map]
-pub static WIDE_IPS: HashMap<u64, WideIpEntry> = HashMap::with_max_entries(4096, 0);
+pub static WIDE_IP_NAMES: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Wide IP id -> its entry. An array: the answering program finds the
+/// entry by the id the parsing one found, without hashing again.
+#[map]
+pub static WIDE_IPS: Array<WideIpEntry> = Array::with_max_entries(4096, 0);
 
 /// SAC id -> answer addresses.
 #[map]

@@ -11,6 +11,7 @@ use edns_common::{
     MAX_QNAME_WIRE, OPTION_COOKIE, OPTION_ECS, OPTION_NSID, SERVER_COOKIE_LEN,
 };
 
+use crate::csum;
 use crate::maps::{opaque, LISTEN};
 
 pub const ETH_HLEN: usize = EthHdr::LEN;
@@ -140,8 +141,10 @@ pub struct Options {
 #[repr(C)]
 pub struct Scratch {
     pub key: QnameKey,
-    /// The key's WIDE_IPS hash ([`edns_common::QnameKey::name_hash`]).
+    /// The key's WIDE_IP_NAMES hash ([`edns_common::QnameKey::name_hash`]).
     pub name_hash: u64,
+    /// The wide IP it names (set by `edns` once the names compared equal).
+    pub wide_ip: u32,
     pub q: Query,
     pub opts: Options,
     /// Destination address, IPv4 mapped into IPv6.
@@ -174,26 +177,6 @@ pub struct Scratch {
     /// Who the answer is for: `addr` and `ident` from the source (set by
     /// `edns`), all of it from a client subnet when `subnet_req`.
     pub req: Requester,
-}
-
-/// Sum of the 16-bit words of `n` bytes of `b` from `from` (n even).
-#[inline(always)]
-fn words<const N: usize>(b: &[u8; N], from: usize, n: usize) -> u32 {
-    let mut s = 0u32;
-    let mut i = 0;
-    while i < n {
-        s += be16([b[from + i], b[from + i + 1]]) as u32;
-        i += 2;
-    }
-    s
-}
-
-/// True when a one's-complement sum (checksum field included) verifies.
-#[inline(always)]
-pub fn sum_ok(mut s: u32) -> bool {
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s == 0xffff
 }
 
 /// The two 8-byte halves of an address, for comparing in two steps.
@@ -274,7 +257,7 @@ pub fn options(ctx: &XdpContext, q: &mut Query, o: &mut Options) -> Result<u32, 
     let mut n = 0;
     while n < 3 && at < end {
         let h = read::<OPTION_HLEN>(ctx, q.dns_off + at)?;
-        sum += sum_at(&h, at & 1 == 1);
+        sum += csum::sum(&h, at);
         let (code, len) = (be16([h[0], h[1]]), be16([h[2], h[3]]) as usize);
         let data = at + OPTION_HLEN;
         if data + len > end {
@@ -300,19 +283,6 @@ pub fn options(ctx: &XdpContext, q: &mut Query, o: &mut Options) -> Result<u32, 
     Ok(sum)
 }
 
-/// Sum of `b` as 16-bit words when it starts at an odd (`odd`) or even
-/// offset of the DNS message.
-#[inline(always)]
-pub fn sum_at<const N: usize>(b: &[u8; N], odd: bool) -> u32 {
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i < N {
-        sum += (b[i] as u32) << (8 * (((i & 1) ^ odd as usize) ^ 1));
-        i += 1;
-    }
-    sum
-}
-
 /// The UDP checksum's sum over the pseudo header and the UDP and DNS
 /// headers, to which the question's and OPT's sums taken while parsing are
 /// added. `None`: no checksum to verify (zero over IPv4); zero over IPv6
@@ -322,10 +292,10 @@ fn udp_partial_sum(src: &[u8; 16], dst: &[u8; 16], v6: bool, udp: &[u8; UDP_HLEN
     if udp[6] | udp[7] == 0 {
         return if v6 { Err(counter::DROP_BAD_CHECKSUM) } else { Ok(None) };
     }
-    // Constant bounds in each branch: no index checks for the verifier.
-    let addrs = if v6 { words(src, 0, 16) + words(dst, 0, 16) } else { words(src, 12, 4) + words(dst, 12, 4) };
-    let pseudo = addrs + IPPROTO_UDP as u32 + be16([udp[4], udp[5]]) as u32;
-    Ok(Some(pseudo + words(udp, 0, UDP_HLEN) + words(dns, 0, DNS_HLEN)))
+    // All 16 bytes of a mapped IPv4 address: its 0xffff word is a one's-
+    // complement zero, so the sum is the IPv4 address's.
+    let pseudo = csum::sum(src, 0) + csum::sum(dst, 0) + IPPROTO_UDP as u32 + be16([udp[4], udp[5]]) as u32;
+    Ok(Some(pseudo + csum::sum(udp, 0) + csum::sum(dns, UDP_HLEN)))
 }
 
 /// The qname's length, root label included, walked by its length bytes
@@ -378,27 +348,23 @@ fn name_word(ctx: &XdpContext, qname_off: usize, i: usize, name_len: usize) -> R
 
 /// Reads the name into `key` lowercased (its padding zeroed), and returns
 /// the sum of the name's 16-bit words as received (the question starts at
-/// an even offset of the UDP segment) and the WIDE_IPS hash of the key.
+/// an even offset of the UDP segment) and the WIDE_IP_NAMES hash of the key.
 #[inline(always)]
 fn fold_name(ctx: &XdpContext, qname_off: usize, name_len: usize, key: &mut QnameKey) -> Result<(u32, u64), u32> {
     zero_key(key);
     let words = key.name.as_mut_ptr() as *mut u64;
-    let mut sum = 0u64;
+    let mut le = 0u64;
     let mut hash = NAME_HASH_BASIS;
     let mut i = 0;
     while i < MAX_QNAME_WIRE / 8 && i * 8 < name_len {
         let w = name_word(ctx, qname_off, i, name_len)?;
-        // Little-endian halves: the sum comes out byte-swapped (RFC 1071 §2(B)).
-        sum += (w & 0xffff) + ((w >> 16) & 0xffff) + ((w >> 32) & 0xffff) + (w >> 48);
+        le += csum::lanes(w);
         let lower = lower_word(w);
         unsafe { core::ptr::write_unaligned(words.add(i), lower) };
         hash = name_hash_word(hash, lower);
         i += 1;
     }
-    // At most 64 words of 16 bits: two folds reach 16 bits.
-    let s = (sum & 0xffff) + (sum >> 16);
-    let s = (s & 0xffff) + (s >> 16);
-    Ok(((s as u16).swap_bytes() as u32, hash))
+    Ok((csum::finish(le, 0), hash))
 }
 
 /// Parses Ethernet (up to two VLAN tags), IPv4 without options or IPv6
@@ -448,7 +414,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
             if total < IPV4_HLEN {
                 return Err(counter::PASS_UNPARSED);
             }
-            ip_sum = words(bytes_of::<_, IPV4_HLEN>(ip), 0, IPV4_HLEN);
+            ip_sum = csum::sum(bytes_of::<_, IPV4_HLEN>(ip), 0);
             // IPv4-mapped IPv6, built in a register: a zeroed array would
             // become a memset call.
             let mapped = |a: [u8; 4]| ((0xffffu128 << 32) | u32::from_be_bytes(a) as u128).to_be_bytes();
@@ -477,23 +443,27 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
         return Err(counter::PASS_NOT_DNS);
     }
     ingress(ctx, settings, &q.ldns, dst, v6, udp_hdr.src_port())?;
-    if !sum_ok(ip_sum) {
+    if !csum::verifies(ip_sum) {
         return Err(counter::DROP_BAD_CHECKSUM);
     }
     crate::stage!(settings, 2);
     let udp_len = udp_hdr.len() as usize;
-    let udp = *bytes_of::<_, UDP_HLEN>(udp_hdr);
+    let udp = bytes_of::<_, UDP_HLEN>(udp_hdr);
     if udp_len != ip_payload_len || udp_len < UDP_HLEN + DNS_HLEN {
         return Err(counter::PASS_UNPARSED);
     }
     let dns_len = udp_len - UDP_HLEN;
     let dns_off = l4_off + UDP_HLEN;
-    let h = read::<DNS_HLEN>(ctx, dns_off)?;
+    let h = unsafe { &*ptr_at::<[u8; DNS_HLEN]>(ctx, dns_off).ok_or(counter::PASS_UNPARSED)? };
     // QR = 0 and opcode QUERY; one question, no answer or authority, at most one additional.
     if h[2] & 0xf8 != 0 || be16([h[4], h[5]]) != 1 || h[6] | h[7] | h[8] | h[9] | h[10] != 0 || h[11] > 1 {
         return Err(counter::PASS_UNPARSED);
     }
     let has_opt = h[11] == 1;
+    // Summed now: a pointer into the packet kept across the name walk would
+    // carry a different range on each of its paths, and the verifier would
+    // walk everything after it once per name length.
+    let partial = udp_partial_sum(&q.ldns, dst, v6, udp, h);
 
     // QNAME: its labels walked by their length bytes, then read, summed,
     // lowercased into the key and hashed 8 bytes at a time.
@@ -508,8 +478,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     crate::stage!(settings, 3);
     let q_end = DNS_HLEN + name_len + 4;
     let tc = read::<4>(ctx, qname_off + name_len)?;
-    let hi = 8 * ((name_len & 1) ^ 1) as u32; // shift of an even-offset byte
-    qsum += ((tc[0] as u32) << hi) + ((tc[1] as u32) << (8 - hi)) + ((tc[2] as u32) << hi) + ((tc[3] as u32) << (8 - hi));
+    qsum += csum::sum(&tc, name_len); // the name started at an even offset
     let qtype = be16([tc[0], tc[1]]);
     if be16([tc[2], tc[3]]) != QCLASS_IN || (qtype != QTYPE_A && qtype != QTYPE_AAAA) {
         return Err(counter::PASS_UNPARSED);
@@ -519,7 +488,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     if has_opt {
         // Root owner, type OPT, version 0, and nothing after it; its
         // options are walked by `edns_admit`.
-        let o = read::<OPT_LEN>(ctx, dns_off + q_end)?;
+        let o = unsafe { &*ptr_at::<[u8; OPT_LEN]>(ctx, dns_off + q_end).ok_or(counter::PASS_UNPARSED)? };
         let rdlen = be16([o[9], o[10]]) as usize;
         if o[0] != 0 || be16([o[1], o[2]]) != QTYPE_OPT || o[6] != 0 || dns_len != q_end + OPT_LEN + rdlen || rdlen > MAX_OPTIONS {
             return Err(counter::PASS_UNPARSED);
@@ -528,22 +497,18 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
         s.opts.len = rdlen;
         dnssec_ok = o[7] & 0x80 != 0;
         // The OPT starts where the question ends: odd when the name length is.
-        let mut i = 0;
-        while i < OPT_LEN {
-            opt_sum += (o[i] as u32) << (8 * (((q_end + i) & 1) ^ 1));
-            i += 1;
-        }
+        opt_sum = csum::sum(o, q_end);
     } else if dns_len != q_end {
         return Err(counter::PASS_UNPARSED);
     }
     crate::stage!(settings, 4);
     // Verified here, or with the options' bytes by `edns_admit`.
     s.pending_sum = 0;
-    if let Some(partial) = udp_partial_sum(&q.ldns, dst, v6, &udp, &h)? {
+    if let Some(partial) = partial? {
         let sum = partial + qsum + opt_sum;
         if s.opts.len != 0 {
             s.pending_sum = sum;
-        } else if !sum_ok(sum) {
+        } else if !csum::verifies(sum) {
             return Err(counter::DROP_BAD_CHECKSUM);
         }
     }

@@ -12,6 +12,7 @@ use network_types::eth::EthHdr;
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use network_types::udp::UdpHdr;
 
+use crate::csum;
 use crate::parse::{bytes_of, ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
 use edns_common::{Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_NSID, OPTION_COOKIE, OPTION_ECS, OPTION_NSID};
 
@@ -22,26 +23,6 @@ const DNS_TC: u16 = 0x0200;
 const DNS_KEEP: u16 = 0x0110;
 /// Answer RR without RDATA: pointer, type, class, TTL, RDLENGTH.
 const RR_HLEN: usize = 12;
-
-#[inline(always)]
-fn fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
-}
-
-/// Sum of `b` as 16-bit words, starting at an odd offset when `odd`.
-#[inline(always)]
-fn sum_bytes<const N: usize>(b: &[u8; N], odd: bool) -> u32 {
-    let (hi, lo) = if odd { (0, 8) } else { (8, 0) };
-    let mut s = 0u32;
-    let mut i = 0;
-    while i < N {
-        s += ((b[i] as u32) << if i & 1 == 0 { hi } else { lo }) as u32;
-        i += 1;
-    }
-    s
-}
 
 /// Grows the frame by `delta` bytes when its tail has no room (a driver or
 /// veth's copied skb whose buffer ends close to the frame): takes the room
@@ -120,35 +101,29 @@ pub fn build(
         let tc = if truncated { DNS_TC } else { 0 };
         let f = (DNS_QR_AA | tc | (u16::from_be_bytes([old[2], old[3]]) & DNS_KEEP)).to_be_bytes();
         let new = [old[0], old[1], f[0], f[1], 0, 1, 0, !truncated as u8, 0, 0, 0, q.has_opt as u8];
-        sum += sum_bytes(&new, false);
-        // Byte stores: a copy with zero runs would become a memset call,
-        // whose frame the answer's full stack has no room for.
-        let mut i = 0;
-        while i < DNS_HLEN {
-            core::ptr::write_volatile((h as *mut u8).add(i), new[i]);
-            i += 1;
-        }
+        sum += csum::sum(&new, 0);
+        store(h, &new);
     }
     sum += q.qsum;
 
-    // Answer: owner is a pointer to the question name (offset 12).
-    let odd = q.q_end & 1 == 1;
+    // Answer: owner is a pointer to the question name (offset 12). The
+    // answer RR and OPT start where the question ends (sums: its parity).
     if !truncated {
         let t = ttl.to_be_bytes();
         let rr = [0xc0, 0x0c, 0, q.qtype as u8, 0, 1, t[0], t[1], t[2], t[3], 0, rdlen as u8];
         let a = ptr_at::<[u8; RR_HLEN]>(ctx, q.dns_off + q.q_end).ok_or(counter::PASS_NO_ROOM)?;
         unsafe { *a = rr };
-        sum += sum_bytes(&rr, odd);
+        sum += csum::sum(&rr, q.q_end);
         let rd_off = q.dns_off + q.q_end + RR_HLEN;
+        // Summed where written: `rdata` is on the stack.
         if v6_answer {
             let r = ptr_at::<[u8; 16]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
             unsafe { *r = *rdata };
-            sum += sum_bytes(rdata, odd);
+            sum += csum::sum(unsafe { &*r }, q.q_end);
         } else {
-            let v4 = [rdata[0], rdata[1], rdata[2], rdata[3]];
             let r = ptr_at::<[u8; 4]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
-            unsafe { *r = v4 };
-            sum += sum_bytes(&v4, odd);
+            unsafe { *r = [rdata[0], rdata[1], rdata[2], rdata[3]] };
+            sum += csum::sum(unsafe { &*r }, q.q_end);
         }
     }
     // The answer RR is even in length: the OPT has the question end's parity.
@@ -158,28 +133,20 @@ pub fn build(
         // DO copied (RFC 3225): the high bit of the flags.
         let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, (nsid_rdlen + ecs_rdlen + cookie_rdlen) as u8];
         let o = ptr_at::<[u8; OPT_LEN]>(ctx, opt_off).ok_or(counter::PASS_NO_ROOM)?;
-        // Byte stores: a copy with zero runs would become a memset call.
-        let mut i = 0;
-        while i < OPT_LEN {
-            unsafe { core::ptr::write_volatile((o as *mut u8).add(i), opt[i]) };
-            i += 1;
-        }
-        sum += sum_bytes(&opt, odd); // rdlen is even: same parity as the RR
-        // After 11 bytes of OPT the parity flips.
+        store(o, &opt);
+        sum += csum::sum(&opt, q.q_end); // the answer RR is even in length
+        // Frame offsets have the parity of segment offsets (headers are even).
         let mut at = opt_off + OPT_LEN;
-        let mut at_odd = !odd;
         if nsid_len > 0 {
-            sum += write_nsid(ctx, at, settings, nsid_len, at_odd)?;
+            sum += write_nsid(ctx, at, settings, nsid_len)?;
             at += OPTION_HLEN + nsid_len;
-            at_odd ^= nsid_len & 1 == 1;
         }
         if let Some((data, _)) = subnet {
-            sum += write_subnet(ctx, at, data, ecs_len, at_odd)?;
+            sum += write_subnet(ctx, at, data, ecs_len)?;
             at += ecs_rdlen;
-            at_odd ^= ecs_len & 1 == 1;
         }
         if let Some((client, server)) = cookie {
-            sum += write_cookie(ctx, at, client, server, at_odd)?;
+            sum += write_cookie(ctx, at, client, server)?;
         }
     }
 
@@ -192,28 +159,28 @@ pub fn build(
         let ip = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? };
         ip.set_payload_len(udp_len as u16);
         ip.hop_limit = 64;
-        sum += sum_bytes(&ip.src_addr, false) + sum_bytes(&ip.dst_addr, false);
+        sum += csum::sum(&ip.src_addr, 0) + csum::sum(&ip.dst_addr, 0);
         core::mem::swap(&mut ip.src_addr, &mut ip.dst_addr);
     } else {
         let ip = unsafe { &mut *ptr_at::<Ipv4Hdr>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? };
         ip.set_tot_len((IPV4_HLEN + udp_len) as u16);
         ip.ttl = 64;
         ip.check = [0, 0];
-        sum += sum_bytes(&ip.src_addr, false) + sum_bytes(&ip.dst_addr, false);
+        sum += csum::sum(&ip.src_addr, 0) + csum::sum(&ip.dst_addr, 0);
         core::mem::swap(&mut ip.src_addr, &mut ip.dst_addr);
-        ip.set_checksum(fold(sum_bytes(bytes_of::<_, IPV4_HLEN>(ip), false)));
+        ip.set_checksum(csum::complement(csum::sum(bytes_of::<_, IPV4_HLEN>(ip), 0)));
     }
 
     // UDP: swap ports, new length, checksum.
     let udp = unsafe { &mut *ptr_at::<UdpHdr>(ctx, q.l4_off).ok_or(counter::PASS_NO_ROOM)? };
-    sum += sum_bytes(&udp.src, false) + sum_bytes(&udp.dst, false);
-    let mut csum = fold(sum);
-    if csum == 0 {
-        csum = 0xffff; // 0 means "no checksum" over IPv4 and is illegal over IPv6
+    sum += csum::sum(&udp.src, 0) + csum::sum(&udp.dst, 0);
+    let mut check = csum::complement(sum);
+    if check == 0 {
+        check = 0xffff; // 0 means "no checksum" over IPv4 and is illegal over IPv6
     }
     core::mem::swap(&mut udp.src, &mut udp.dst);
     udp.set_len(udp_len as u16);
-    udp.set_checksum(csum);
+    udp.set_checksum(check);
     Ok(())
 }
 
@@ -221,7 +188,7 @@ pub fn build(
 /// from the settings map by the helper: it checks the bounds) at `off`;
 /// returns its sum for the UDP checksum, the identifier's precomputed.
 #[inline(always)]
-fn write_nsid(ctx: &XdpContext, off: usize, settings: &Settings, len: usize, odd: bool) -> Result<u32, u32> {
+fn write_nsid(ctx: &XdpContext, off: usize, settings: &Settings, len: usize) -> Result<u32, u32> {
     let l = (len as u16).to_be_bytes();
     let head = [0, OPTION_NSID as u8, l[0], l[1]];
     let h = ptr_at::<[u8; OPTION_HLEN]>(ctx, off).ok_or(counter::PASS_NO_ROOM)?;
@@ -234,14 +201,14 @@ fn write_nsid(ctx: &XdpContext, off: usize, settings: &Settings, len: usize, odd
         return Err(counter::PASS_NO_ROOM);
     }
     // The data starts 4 bytes on: same parity as the header.
-    Ok(sum_bytes(&head, odd) + if odd { settings.nsid_sum_odd } else { settings.nsid_sum_even })
+    Ok(csum::sum(&head, off) + if off & 1 == 1 { settings.nsid_sum_odd } else { settings.nsid_sum_even })
 }
 
 /// Writes the ECS option (header, then `len` bytes of `data` copied by the
 /// helper, which checks the bounds) at `off`; returns its sum for the UDP
 /// checksum (`data` is zero after `len`, so all of it can be summed).
 #[inline(always)]
-fn write_subnet(ctx: &XdpContext, off: usize, data: &[u8; ECS_MAX], len: usize, odd: bool) -> Result<u32, u32> {
+fn write_subnet(ctx: &XdpContext, off: usize, data: &[u8; ECS_MAX], len: usize) -> Result<u32, u32> {
     if len == 0 || len > ECS_MAX {
         return Err(counter::PASS_INTERNAL);
     }
@@ -252,30 +219,48 @@ fn write_subnet(ctx: &XdpContext, off: usize, data: &[u8; ECS_MAX], len: usize, 
     if unsafe { bpf_xdp_store_bytes(ctx.ctx, (off + OPTION_HLEN) as u32, src, len as u32) } != 0 {
         return Err(counter::PASS_NO_ROOM);
     }
-    Ok(sum_bytes(&head, odd) + sum_bytes(data, odd))
+    Ok(csum::sum(&head, off) + csum::sum(data, off))
 }
 
 /// Writes the COOKIE option (header, the client cookie of `client`,
 /// `server`) at `off` byte by byte (an array this size would not fit the
 /// stack beside the rest); returns its sum for the UDP checksum.
 #[inline(always)]
-fn write_cookie(ctx: &XdpContext, off: usize, client: &[u8; COOKIE_MAX], server: &[u8; 16], odd: bool) -> Result<u32, u32> {
+fn write_cookie(ctx: &XdpContext, off: usize, client: &[u8; COOKIE_MAX], server: &[u8; 16]) -> Result<u32, u32> {
     let o = ptr_at::<[u8; OPTION_HLEN + COOKIE_MAX]>(ctx, off).ok_or(counter::PASS_NO_ROOM)? as *mut u8;
-    let shift = |i: usize| 8 * (((i & 1) ^ odd as usize) ^ 1) as u32;
     let head = [0, OPTION_COOKIE as u8, 0, COOKIE_MAX as u8];
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i < OPTION_HLEN + COOKIE_MAX {
-        let b = if i < OPTION_HLEN {
-            head[i & 3]
-        } else if i < OPTION_HLEN + CLIENT_COOKIE_LEN {
-            client[(i - OPTION_HLEN) & 7]
-        } else {
-            server[(i - OPTION_HLEN - CLIENT_COOKIE_LEN) & 15]
-        };
-        unsafe { core::ptr::write_volatile(o.add(i), b) };
-        sum += (b as u32) << shift(i);
-        i += 1;
+    let client = client.first_chunk::<CLIENT_COOKIE_LEN>().ok_or(counter::PASS_INTERNAL)?;
+    unsafe {
+        store(o as *mut [u8; OPTION_HLEN], &head);
+        store(o.add(OPTION_HLEN) as *mut [u8; CLIENT_COOKIE_LEN], client);
+        store(o.add(OPTION_HLEN + CLIENT_COOKIE_LEN) as *mut [u8; 16], server);
     }
-    Ok(sum)
+    // Header, client and server cookie: 4 and 8 bytes apart, one parity.
+    Ok(csum::sum(&head, off) + csum::sum(client, off) + csum::sum(server, off))
+}
+
+/// Writes `b` at `p` (packet memory) 8, 4, 2 and 1 bytes at a time. A plain
+/// copy of an array with runs of zeros becomes a call to a byte-at-a-time
+/// memset, whose frame the answer's full stack has no room for.
+#[inline(always)]
+fn store<const N: usize>(p: *mut [u8; N], b: &[u8; N]) {
+    let (p, b) = (p as *mut u8, b.as_ptr());
+    let mut i = 0;
+    unsafe {
+        while i + 8 <= N {
+            core::ptr::write_unaligned(p.add(i) as *mut u64, core::ptr::read_unaligned(b.add(i) as *const u64));
+            i += 8;
+        }
+        if i + 4 <= N {
+            core::ptr::write_unaligned(p.add(i) as *mut u32, core::ptr::read_unaligned(b.add(i) as *const u32));
+            i += 4;
+        }
+        if i + 2 <= N {
+            core::ptr::write_unaligned(p.add(i) as *mut u16, core::ptr::read_unaligned(b.add(i) as *const u16));
+            i += 2;
+        }
+        if i < N {
+            *p.add(i) = *b.add(i);
+        }
+    }
 }

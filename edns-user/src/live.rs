@@ -329,14 +329,14 @@ impl Parts {
             });
         }
         // Persistence TTLs follow their schedules; so does the data plane.
-        let (dp, m, st) = (self.dataplane.clone(), model.clone(), gen.store.clone());
+        let (dp, st) = (self.dataplane.clone(), gen.store.clone());
         crate::select::schedule::spawn(
             model.clone(),
             gen.ttls.clone(),
             self.clock.clone(),
             Box::new(move |w, ttl| {
                 let Some(dp) = &dp else { return };
-                if let Some(Err(e)) = st.while_current(|| dp.set_persistence_ttl(&m, w, ttl)) {
+                if let Some(Err(e)) = st.while_current(|| dp.set_persistence_ttl(w, ttl)) {
                     tracing::error!(wide_ip = %w.name, error = %e, "cannot update the persistence TTL in WIDE_IPS");
                 }
             }),

@@ -298,10 +298,10 @@ fn persistence_hits_are_answered_and_refreshed_in_the_kernel_misses_and_stale_re
     // 1 s, the last request 5 s ago; the record's own TTL does not count.
     let m = model();
     let shop = m.wide_ip_by_name("shop.gslb.example.").unwrap();
-    dp.set_persistence_ttl(&m, shop, 1).unwrap();
+    dp.set_persistence_ttl(shop, 1).unwrap();
     dp.persist_put(&key, &PersistRecord { ttl_secs: 600, last_ns: old, ..rec }).unwrap();
     passes(&mut x, "expired record", &f.build(), "pass_persist_expired");
-    dp.set_persistence_ttl(&m, shop, 600).unwrap();
+    dp.set_persistence_ttl(shop, 600).unwrap();
     answers(&mut x, "timely again under a 600 s TTL", &f, answer_dns(&q, 1, &WEST, 30, false));
     // Timely but its VS is no longer available.
     dp.persist_put(&key, &rec).unwrap();

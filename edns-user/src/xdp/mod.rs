@@ -59,6 +59,7 @@ fn load_pinned(model: &Model, object: &[u8], pins: Option<(&Pins, &Path)>) -> an
     loader
         .map_max_entries("PERSISTENCE", model.server.persistence_capacity)
         .map_max_entries("WIDE_IPS", (model.wide_ips.len() as u32).max(1))
+        .map_max_entries("WIDE_IP_NAMES", (model.wide_ips.len() as u32).max(1))
         .map_max_entries("RRL", model.server.rrl.map(|r| r.capacity).unwrap_or(1));
     let paths: Vec<(&str, std::path::PathBuf)> = pins.map(|(p, _)| STATE_MAPS.iter().map(|m| (*m, p.map(m))).collect()).unwrap_or_default();
     for (m, path) in &paths {
@@ -109,7 +110,7 @@ pub struct Maps {
     counters: PerCpuArray<MapData, u64>,
     cookie_secrets: Mutex<Array<MapData, CookieSecrets>>,
     groups: Mutex<LpmTrie<MapData, TopologyAddr, u32>>,
-    wide_ips: Mutex<HashMap<MapData, u64, WideIpEntry>>,
+    wide_ips: Mutex<Array<MapData, WideIpEntry>>,
     listen: Mutex<HashMap<MapData, ListenKey, u32>>,
     /// LISTEN keys `sync_listen` put there.
     synced: Mutex<Vec<ListenKey>>,
@@ -365,9 +366,12 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
             }
             listen.insert(ListenKey { addr: ip16(a.ip()), port: dns_port, _pad: 0 }, 1, 0)?;
         }
-        let mut wide_ips: HashMap<_, u64, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
+        let mut wide_ips: Array<_, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
+        let mut names: HashMap<_, u64, u32> = borrow(ebpf, "WIDE_IP_NAMES")?;
         let mut taken = std::collections::HashMap::new();
         for w in &model.wide_ips {
+            // Entries first: a name indexed is never without its entry.
+            wide_ips.set(w.id, w.entry(), 0)?;
             let Some(k) = model.qname_key(w) else {
                 tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace");
                 continue;
@@ -376,7 +380,7 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
                 tracing::warn!(wide_ip = %w.name, %other, "its name hashes like another's; answered in userspace");
                 continue;
             }
-            wide_ips.insert(k.name_hash(), w.entry(), 0)?;
+            names.insert(k.name_hash(), w.id, 0)?;
         }
         let mut sacs: Array<_, SacEntry> = borrow(ebpf, "SACS")?;
         for (i, s) in model.sacs.iter().enumerate() {
@@ -501,15 +505,9 @@ impl DataPlane {
 
     /// Rewrites a wide IP's entry with the persistence TTL now in force
     /// (its schedule's window changed); the kernel judges records by it.
-    pub fn set_persistence_ttl(&self, model: &Model, w: &crate::model::WideIp, ttl: u32) -> anyhow::Result<()> {
-        let Some(key) = model.qname_key(w) else { return Ok(()) };
+    pub fn set_persistence_ttl(&self, w: &crate::model::WideIp, ttl: u32) -> anyhow::Result<()> {
         let entry = WideIpEntry { persistence_ttl: ttl, ..w.entry() };
-        let maps = self.maps();
-        let mut map = maps.wide_ips.lock().unwrap();
-        // Only its own entry (a name whose hash another holds is not in the map).
-        if found(map.get(&key.name_hash(), 0))?.is_some_and(|e| e.name == key) {
-            map.insert(key.name_hash(), entry, 0)?;
-        }
+        self.maps().wide_ips.lock().unwrap().set(w.id, entry, 0)?;
         Ok(())
     }
 
