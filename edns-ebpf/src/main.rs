@@ -165,7 +165,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
         // Rate limited, this one slips: TC=1 and no data, whatever the name.
         let Scratch { cookie, fresh, prefix, cookie_verdict, .. } = scratch;
         let cookie = if *cookie_verdict != 0 { Some((&*cookie, &*fresh)) } else { None };
-        reply::build(ctx, &q, &[0; 16], 0, settings, cookie, None, prefix, true)?;
+        reply::build(ctx, &q, None, 0, settings, cookie, None, prefix)?;
         return Ok(counter::ANSWERED_RRL_SLIP);
     }
     // The name was checked against the entry's by `edns`.
@@ -181,14 +181,8 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     }
     stage!(settings, 10);
     let sac = SACS.get(w.pool_sac[pos]).ok_or(counter::PASS_NO_ADDRESS)?;
-    let mut rdata = [0u8; 16];
-    if q.qtype == QTYPE_AAAA {
-        if sac.flags & SAC_HAS_V6 == 0 {
-            return Err(counter::PASS_NO_ADDRESS); // NODATA is the controller's
-        }
-        rdata = sac.addr6;
-    } else {
-        rdata[..4].copy_from_slice(&sac.addr4);
+    if q.qtype == QTYPE_AAAA && sac.flags & SAC_HAS_V6 == 0 {
+        return Err(counter::PASS_NO_ADDRESS); // NODATA is the controller's
     }
     let judged = scratch.cookie_verdict;
     // The client subnet echoed with the scope the answer read (RFC 7871).
@@ -201,7 +195,7 @@ fn answer(ctx: &XdpContext) -> Result<u32, u32> {
     let Scratch { cookie, fresh, prefix, ecs_raw, .. } = scratch;
     let cookie = if judged != 0 { Some((&*cookie, &*fresh)) } else { None };
     let subnet = if echo { Some((&*ecs_raw, q.ecs_len)) } else { None };
-    reply::build(ctx, &q, &rdata, w.answer_ttl, settings, cookie, subnet, prefix, false)?;
+    reply::build(ctx, &q, Some(sac), w.answer_ttl, settings, cookie, subnet, prefix)?;
     if judged != 0 {
         count(judged);
     }

@@ -385,7 +385,9 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     q.cookie_len = 0;
     q.nsid = false;
     q.ecs_len = 0;
-    s.opts = Options { at: 0, len: 0, cookie_at: 0, ecs_at: 0 };
+    // (Where the options lie is read only when `len` is not 0; four zero
+    // stores would become a byte-at-a-time memset call.)
+    s.opts.len = 0;
     s.subnet.family = 0;
     s.subnet_req = 0;
     s.cookie_verdict = 0;

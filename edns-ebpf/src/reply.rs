@@ -14,7 +14,7 @@ use network_types::udp::UdpHdr;
 
 use crate::csum;
 use crate::parse::{bytes_of, ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
-use edns_common::{Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_NSID, OPTION_COOKIE, OPTION_ECS, OPTION_NSID};
+use edns_common::{SacEntry, Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_NSID, OPTION_COOKIE, OPTION_ECS, OPTION_NSID};
 
 const DNS_QR_AA: u16 = 0x8400;
 /// Truncated: the resolver retries over TCP.
@@ -47,20 +47,22 @@ fn grow_at_head(ctx: &XdpContext, delta: i32, prefix: usize, buf: &mut [u8; MAX_
 }
 
 /// Writes the answer; `Err(counter)` leaves the packet to be passed up.
+/// `sac`: whose address the answer RR carries (the type asked), none for
+/// TC=1 without one (a rate-limit slip); `cookie`: the query's cookie and
+/// the fresh server cookie, for a COOKIE option; `subnet`: the ECS option
+/// data to echo and its length.
 #[inline(always)]
-/// `cookie`: the query's cookie and the fresh server cookie, for a COOKIE
-/// option; `subnet`: the ECS option data to echo and its length.
 pub fn build(
     ctx: &XdpContext,
     q: &Query,
-    rdata: &[u8; 16],
+    sac: Option<&SacEntry>,
     ttl: u32,
     settings: &Settings,
     cookie: Option<(&[u8; COOKIE_MAX], &[u8; 16])>,
     subnet: Option<(&[u8; ECS_MAX], usize)>,
     prefix_buf: &mut [u8; MAX_PREFIX],
-    truncated: bool,
 ) -> Result<(), u32> {
+    let truncated = sac.is_none();
     let v6_answer = q.qtype == QTYPE_AAAA;
     let rdlen: usize = if v6_answer { 16 } else { 4 };
     // TC=1 (a rate-limit slip): the question and OPT, no answer RR.
@@ -108,22 +110,21 @@ pub fn build(
 
     // Answer: owner is a pointer to the question name (offset 12). The
     // answer RR and OPT start where the question ends (sums: its parity).
-    if !truncated {
+    if let Some(sac) = sac {
         let t = ttl.to_be_bytes();
         let rr = [0xc0, 0x0c, 0, q.qtype as u8, 0, 1, t[0], t[1], t[2], t[3], 0, rdlen as u8];
         let a = ptr_at::<[u8; RR_HLEN]>(ctx, q.dns_off + q.q_end).ok_or(counter::PASS_NO_ROOM)?;
         unsafe { *a = rr };
         sum += csum::sum(&rr, q.q_end);
         let rd_off = q.dns_off + q.q_end + RR_HLEN;
-        // Summed where written: `rdata` is on the stack.
         if v6_answer {
             let r = ptr_at::<[u8; 16]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
-            unsafe { *r = *rdata };
-            sum += csum::sum(unsafe { &*r }, q.q_end);
+            unsafe { *r = sac.addr6 };
+            sum += csum::sum(&sac.addr6, q.q_end);
         } else {
             let r = ptr_at::<[u8; 4]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
-            unsafe { *r = [rdata[0], rdata[1], rdata[2], rdata[3]] };
-            sum += csum::sum(unsafe { &*r }, q.q_end);
+            unsafe { *r = sac.addr4 };
+            sum += csum::sum(&sac.addr4, q.q_end);
         }
     }
     // The answer RR is even in length: the OPT has the question end's parity.
