@@ -13,6 +13,7 @@
 
 mod csum;
 mod maps;
+mod mem;
 mod parse;
 mod reply;
 mod select;

@@ -12,6 +12,7 @@ use edns_common::{
 };
 
 use crate::csum;
+use crate::mem;
 use crate::maps::{opaque, LISTEN};
 
 pub const ETH_HLEN: usize = EthHdr::LEN;
@@ -432,8 +433,8 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
             if ip.vcf[0] >> 4 != 6 {
                 return Err(counter::PASS_UNPARSED);
             }
-            q.ldns = ip.src_addr;
-            *dst = ip.dst_addr;
+            mem::copy(&mut q.ldns, &ip.src_addr);
+            mem::copy(dst, &ip.dst_addr);
             (true, l3_off + IPV6_HLEN, ip.payload_len() as usize)
         }
         _ => return Err(counter::PASS_NOT_DNS),

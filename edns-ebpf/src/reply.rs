@@ -13,6 +13,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use network_types::udp::UdpHdr;
 
 use crate::csum;
+use crate::mem;
 use crate::parse::{bytes_of, ptr_at, Query, COOKIE_MAX, MAX_PREFIX, DNS_HLEN, IPV4_HLEN, OPTION_HLEN, OPT_LEN, QTYPE_AAAA, UDP_HLEN};
 use edns_common::{SacEntry, Settings, CLIENT_COOKIE_LEN, ECS_MAX, MAX_NSID, OPTION_COOKIE, OPTION_ECS, OPTION_NSID};
 
@@ -104,7 +105,7 @@ pub fn build(
         let f = (DNS_QR_AA | tc | (u16::from_be_bytes([old[2], old[3]]) & DNS_KEEP)).to_be_bytes();
         let new = [old[0], old[1], f[0], f[1], 0, 1, 0, !truncated as u8, 0, 0, 0, q.has_opt as u8];
         sum += csum::sum(&new, 0);
-        store(h, &new);
+        mem::copy(h, &new);
     }
     sum += q.qsum;
 
@@ -119,7 +120,7 @@ pub fn build(
         let rd_off = q.dns_off + q.q_end + RR_HLEN;
         if v6_answer {
             let r = ptr_at::<[u8; 16]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
-            unsafe { *r = sac.addr6 };
+            mem::copy(r, &sac.addr6);
             sum += csum::sum(&sac.addr6, q.q_end);
         } else {
             let r = ptr_at::<[u8; 4]>(ctx, rd_off).ok_or(counter::PASS_NO_ROOM)?;
@@ -134,7 +135,7 @@ pub fn build(
         // DO copied (RFC 3225): the high bit of the flags.
         let opt = [0, 0, 41, p[0], p[1], 0, 0, (q.dnssec_ok as u8) << 7, 0, 0, (nsid_rdlen + ecs_rdlen + cookie_rdlen) as u8];
         let o = ptr_at::<[u8; OPT_LEN]>(ctx, opt_off).ok_or(counter::PASS_NO_ROOM)?;
-        store(o, &opt);
+        mem::copy(o, &opt);
         sum += csum::sum(&opt, q.q_end); // the answer RR is even in length
         // Frame offsets have the parity of segment offsets (headers are even).
         let mut at = opt_off + OPT_LEN;
@@ -232,36 +233,10 @@ fn write_cookie(ctx: &XdpContext, off: usize, client: &[u8; COOKIE_MAX], server:
     let head = [0, OPTION_COOKIE as u8, 0, COOKIE_MAX as u8];
     let client = client.first_chunk::<CLIENT_COOKIE_LEN>().ok_or(counter::PASS_INTERNAL)?;
     unsafe {
-        store(o as *mut [u8; OPTION_HLEN], &head);
-        store(o.add(OPTION_HLEN) as *mut [u8; CLIENT_COOKIE_LEN], client);
-        store(o.add(OPTION_HLEN + CLIENT_COOKIE_LEN) as *mut [u8; 16], server);
+        mem::copy(o as *mut [u8; OPTION_HLEN], &head);
+        mem::copy(o.add(OPTION_HLEN) as *mut [u8; CLIENT_COOKIE_LEN], client);
+        mem::copy(o.add(OPTION_HLEN + CLIENT_COOKIE_LEN) as *mut [u8; 16], server);
     }
     // Header, client and server cookie: 4 and 8 bytes apart, one parity.
     Ok(csum::sum(&head, off) + csum::sum(client, off) + csum::sum(server, off))
-}
-
-/// Writes `b` at `p` (packet memory) 8, 4, 2 and 1 bytes at a time. A plain
-/// copy of an array with runs of zeros becomes a call to a byte-at-a-time
-/// memset, whose frame the answer's full stack has no room for.
-#[inline(always)]
-fn store<const N: usize>(p: *mut [u8; N], b: &[u8; N]) {
-    let (p, b) = (p as *mut u8, b.as_ptr());
-    let mut i = 0;
-    unsafe {
-        while i + 8 <= N {
-            core::ptr::write_unaligned(p.add(i) as *mut u64, core::ptr::read_unaligned(b.add(i) as *const u64));
-            i += 8;
-        }
-        if i + 4 <= N {
-            core::ptr::write_unaligned(p.add(i) as *mut u32, core::ptr::read_unaligned(b.add(i) as *const u32));
-            i += 4;
-        }
-        if i + 2 <= N {
-            core::ptr::write_unaligned(p.add(i) as *mut u16, core::ptr::read_unaligned(b.add(i) as *const u16));
-            i += 2;
-        }
-        if i < N {
-            *p.add(i) = *b.add(i);
-        }
-    }
 }
