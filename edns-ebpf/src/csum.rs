@@ -1,8 +1,11 @@
 //! Internet checksum (RFC 1071) sums. A sum here is of big-endian 16-bit
 //! words, as the checksum field wants, but is taken 8 bytes at a time:
-//! little-endian 64-bit words split into four 16-bit lanes, folded and
-//! byte-swapped once at the end (RFC 1071 §2(B)). Bytes at an odd offset of
-//! the segment pair the other way round: their sum is the swapped one.
+//! little-endian 64-bit words split into four 16-bit lanes (RFC 1071
+//! §2(B)). Sums are kept modulo 0xffff, not folded to 16 bits: swapping a
+//! 16-bit sum's bytes is multiplying it by 256 modulo 0xffff, so a lane sum
+//! becomes the big-endian one by a shift, and only the final value is
+//! folded. Bytes at an odd offset of the segment pair the other way round:
+//! their sum is the lane sum itself.
 
 /// The four 16-bit lanes of `w`, added.
 #[inline(always)]
@@ -18,24 +21,26 @@ pub fn fold16(s: u64) -> u32 {
     ((s & 0xffff) + (s >> 16)) as u32
 }
 
-/// A little-endian lane sum as the big-endian sum of bytes that start at
-/// offset `at` of the segment (only its parity matters). A rotation by 0 or
-/// 8 bits, not a branch: a branch on the parity would double the verifier's
+/// A little-endian lane sum (of at most 2^22, 128 bytes' worth) as the
+/// big-endian sum, modulo 0xffff and under 2^17, of bytes that start at
+/// offset `at` of the segment (only its parity matters). A shift by 0 or 8
+/// bits, not a branch: a branch on the parity would double the verifier's
 /// states at every sum.
 #[inline(always)]
 pub fn finish(le: u64, at: usize) -> u32 {
-    let s = fold16(le);
-    let shift = 8 * ((at as u32 & 1) ^ 1);
-    ((s << shift) | (s >> (16 - shift))) & 0xffff
+    let s = le << (8 * ((at as u32 & 1) ^ 1));
+    ((s & 0xffff) + (s >> 16)) as u32
 }
 
-/// Sum of the bytes of `b` (zero-padded to a whole 16-bit word), which
-/// start at offset `at` of the segment (only its parity matters). An array
+/// Sum of the bytes of `b` (zero-padded to a whole 16-bit word; N ≤ 128),
+/// which start at offset `at` of the segment (only its parity matters),
+/// modulo 0xffff and under 2^17: many add up in a u32. An array
 /// built in registers costs a few shifts, one in packet or map memory a
 /// load per 8 bytes; never pass one on the stack, which the verifier wants
 /// aligned.
 #[inline(always)]
 pub fn sum<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    const { assert!(N <= 128) };
     let mut le = 0u64;
     let mut i = 0;
     while i < N {
