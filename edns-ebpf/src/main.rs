@@ -31,14 +31,15 @@ use edns_common::{
 use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS, WIDE_IP_NAMES};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
-/// The two names are the same key: compared 8 bytes at a time (both are
-/// zero-padded).
+/// The two names are the same: their first `words` 8-byte words compared
+/// (both zero after the name; a wire name ends at its root label, so two
+/// that agree up to one's end are the same length).
 #[inline(always)]
-fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey) -> bool {
+fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey, words: usize) -> bool {
     let (a, b) = (a.name.as_ptr() as *const u64, b.name.as_ptr() as *const u64);
     let mut diff = 0u64;
     let mut i = 0;
-    while i < MAX_QNAME_WIRE / 8 {
+    while i < MAX_QNAME_WIRE / 8 && i < words {
         diff |= unsafe { core::ptr::read_unaligned(a.add(i)) ^ core::ptr::read_unaligned(b.add(i)) };
         i += 1;
     }
@@ -91,7 +92,7 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     // name whose hash another has (its entry names that one) too.
     let id = *unsafe { WIDE_IP_NAMES.get(&scratch.name_hash) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
     let w = WIDE_IPS.get(id).ok_or(counter::PASS_UNKNOWN_NAME)?;
-    if !same_name(&w.name, &scratch.key) {
+    if !same_name(&w.name, &scratch.key, 16) {
         return Err(counter::PASS_UNKNOWN_NAME);
     }
     scratch.wide_ip = id;
