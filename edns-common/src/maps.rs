@@ -43,12 +43,11 @@ pub struct QnameKey {
     pub name: [u8; MAX_QNAME_WIRE],
 }
 
-/// The WIDE_IPS key: a 64-bit FNV-style hash over a name's lowercased,
-/// zero-padded wire form taken 8 bytes at a time, over the words the name
-/// (root label included) touches, so the XDP program hashes an 18-byte
-/// name in 3 steps, and the map hashes and compares 8 bytes instead of
-/// 128. The entry holds the name itself, compared on a hit (two names of
-/// one hash: the second is answered in userspace).
+/// The name hash: 64-bit FNV-style over a name's lowercased, zero-padded
+/// wire form taken 8 bytes at a time, over the words the name (root label
+/// included) touches, so the XDP program hashes an 18-byte name in 3 steps.
+/// Its top bits place the name in NAME_SLOTS ([`name_slot`]); the entry a
+/// slot leads to holds the name itself, compared on a hit.
 pub const NAME_HASH_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const NAME_HASH_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -56,6 +55,19 @@ const NAME_HASH_PRIME: u64 = 0x0000_0100_0000_01b3;
 #[inline(always)]
 pub fn name_hash_word(h: u64, w: u64) -> u64 {
     (h ^ w).wrapping_mul(NAME_HASH_PRIME)
+}
+
+/// A name is looked for in this many slots of NAME_SLOTS, from its home
+/// slot on (linear probing); the controller sizes the table so that every
+/// name of the config lies within them.
+pub const NAME_PROBES: u32 = 4;
+
+/// Slot `probe` (from 0) of a name of hash `hash` in a table of `2^bits`
+/// slots (1 ≤ bits ≤ 31): the hash's top bits, then the slots after it.
+#[inline(always)]
+pub fn name_slot(hash: u64, bits: u32, probe: u32) -> u32 {
+    let bits = bits.clamp(1, 31);
+    ((hash >> (64 - bits)) as u32).wrapping_add(probe) & ((1u32 << bits) - 1)
 }
 
 /// ASCII-lowercases 8 bytes at once. Label length bytes (at most 63) and
@@ -311,7 +323,8 @@ pub struct Settings {
     /// [`MAX_INLINE_LISTEN`]: then LISTEN is read.
     pub listen: [[u8; 16]; MAX_INLINE_LISTEN],
     pub listen_len: u32,
-    pub _pad2: u32,
+    /// NAME_SLOTS holds 2^`name_bits` slots ([`name_slot`]).
+    pub name_bits: u32,
 }
 
 /// Listen addresses the data plane compares inline (more go to LISTEN).

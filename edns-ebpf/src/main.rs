@@ -24,26 +24,44 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
 use edns_common::{
-    counter, ecs_scope, parse_client_subnet, set_requester, rrl_allow, rrl_key, server_cookie_valid_with, server_cookie_with, stripe_key,
+    counter, ecs_scope, name_slot, NAME_PROBES, parse_client_subnet, set_requester, rrl_allow, rrl_key, server_cookie_valid_with, server_cookie_with, stripe_key,
     RrlBucket, CLIENT_COOKIE_LEN, ECS_MAX, MAX_POOL, MAX_QNAME_WIRE, SAC_HAS_V6, SERVER_COOKIE_LEN, WIDE_IP_ECS,
 };
 
-use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, SACS, SCRATCH, SETTINGS, WIDE_IPS, WIDE_IP_NAMES};
+use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, SACS, SCRATCH, NAME_SLOTS, SETTINGS, WIDE_IPS};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
-/// The two names are the same: their first `words` 8-byte words compared
-/// (both zero after the name; a wire name ends at its root label, so two
-/// that agree up to one's end are the same length).
+/// The two names are the same key: compared 8 bytes at a time (both are
+/// zero-padded).
 #[inline(always)]
-fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey, words: usize) -> bool {
+fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey) -> bool {
     let (a, b) = (a.name.as_ptr() as *const u64, b.name.as_ptr() as *const u64);
     let mut diff = 0u64;
     let mut i = 0;
-    while i < MAX_QNAME_WIRE / 8 && i < words {
+    while i < MAX_QNAME_WIRE / 8 {
         diff |= unsafe { core::ptr::read_unaligned(a.add(i)) ^ core::ptr::read_unaligned(b.add(i)) };
         i += 1;
     }
     diff == 0
+}
+
+/// The wide IP the query's name is, looked for in its NAME_SLOTS probes.
+#[inline(always)]
+fn find_wide_ip(settings: &edns_common::Settings, scratch: &Scratch) -> Result<u32, u32> {
+    let mut probe = 0;
+    while probe < NAME_PROBES {
+        let slot = name_slot(scratch.name_hash, settings.name_bits, probe);
+        let id = match NAME_SLOTS.get(slot) {
+            Some(&v) if v != 0 => v - 1,
+            _ => break, // an empty slot ends the probes
+        };
+        let w = WIDE_IPS.get(id).ok_or(counter::PASS_INTERNAL)?;
+        if same_name(&w.name, &scratch.key) {
+            return Ok(id);
+        }
+        probe += 1;
+    }
+    Err(counter::PASS_UNKNOWN_NAME)
 }
 
 /// With the `stages` feature (the bench's build), returns here when
@@ -88,14 +106,8 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
     stage!(settings, 5);
-    // A name that is not a wide IP goes up here, before the tail call; a
-    // name whose hash another has (its entry names that one) too.
-    let id = *unsafe { WIDE_IP_NAMES.get(&scratch.name_hash) }.ok_or(counter::PASS_UNKNOWN_NAME)?;
-    let w = WIDE_IPS.get(id).ok_or(counter::PASS_UNKNOWN_NAME)?;
-    if !same_name(&w.name, &scratch.key, 16) {
-        return Err(counter::PASS_UNKNOWN_NAME);
-    }
-    scratch.wide_ip = id;
+    // A name that is not a wide IP goes up here, before the tail call.
+    scratch.wide_ip = find_wide_ip(settings, scratch)?;
     // Only queries to an address edns listens on: never answer for a
     // destination that is someone else's. (Here, not in `edns_answer`,
     // whose stack is full.)

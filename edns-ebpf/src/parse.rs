@@ -83,6 +83,23 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
+/// Zeroes the key with 8-byte stores (a plain `= [0; N]` becomes a call to
+/// aya-ebpf's byte-at-a-time memset): all of it is compared, and the words
+/// after this name's still hold an earlier, longer one's. The volatile
+/// stores also keep LLVM from moving packet reads across them, so the name
+/// is read through fresh pointers, not ones carried from the label walk
+/// with a proven range per name length (without them the verifier walks
+/// three times the instructions).
+#[inline(always)]
+fn zero_key(key: &mut QnameKey) {
+    let words = key.name.as_mut_ptr() as *mut u64;
+    let mut i = 0;
+    while i < MAX_QNAME_WIRE / 8 {
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+}
+
 /// A query the fast path can answer, located in the packet. Handed from the
 /// parsing program to the answering one in per-CPU scratch.
 #[repr(C)]
@@ -130,7 +147,7 @@ pub struct Options {
 #[repr(C)]
 pub struct Scratch {
     pub key: QnameKey,
-    /// The key's WIDE_IP_NAMES hash ([`edns_common::QnameKey::name_hash`]).
+    /// The key's hash ([`edns_common::QnameKey::name_hash`]).
     pub name_hash: u64,
     /// The wide IP it names (set by `edns` once the names compared equal).
     pub wide_ip: u32,
@@ -335,19 +352,13 @@ fn name_word(ctx: &XdpContext, qname_off: usize, i: usize, name_len: usize) -> R
     Ok(w & keep)
 }
 
-/// Reads the name into the words of `key` it touches, lowercased, zero
-/// after its end (the words after those are left as they were: only
-/// [`name_words`] of them are ever compared), and returns
+/// Reads the name into `key` lowercased (its padding zeroed), and returns
 /// the sum of the name's 16-bit words as received (the question starts at
-/// an even offset of the UDP segment) and the WIDE_IP_NAMES hash of the key.
+/// an even offset of the UDP segment) and the name hash of the key.
 #[inline(always)]
 fn fold_name(ctx: &XdpContext, qname_off: usize, name_len: usize, key: &mut QnameKey) -> Result<(u32, u64), u32> {
+    zero_key(key);
     let words = key.name.as_mut_ptr() as *mut u64;
-    // A volatile store (of the first word, written again below): LLVM
-    // moves no packet read across it, so the loop reads through fresh
-    // pointers, not ones carried from the walk with a proven range per
-    // name length (without it the verifier walks 647k instructions, not 235k).
-    unsafe { core::ptr::write_volatile(words, 0) };
     let mut le = 0u64;
     let mut hash = NAME_HASH_BASIS;
     let mut i = 0;
@@ -360,13 +371,6 @@ fn fold_name(ctx: &XdpContext, qname_off: usize, name_len: usize, key: &mut Qnam
         i += 1;
     }
     Ok((csum::finish(le, 0), hash))
-}
-
-/// How many 8-byte words of the key a name of `q_end` (the question's end)
-/// touches.
-#[inline(always)]
-pub fn name_words(q_end: usize) -> usize {
-    (q_end - DNS_HLEN - 4).div_ceil(8)
 }
 
 /// Parses Ethernet (up to two VLAN tags), IPv4 without options or IPv6

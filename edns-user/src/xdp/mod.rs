@@ -16,6 +16,7 @@ use edns_common::{counter, CookieSecrets, ListenKey, PersistKey, PersistRecord, 
 use crate::model::{ip16, Model};
 use crate::store::Store;
 
+mod names;
 pub mod pin;
 use pin::{Layout, Pins, ID_MAPS, STATE_MAPS};
 
@@ -59,7 +60,7 @@ fn load_pinned(model: &Model, object: &[u8], pins: Option<(&Pins, &Path)>) -> an
     loader
         .map_max_entries("PERSISTENCE", model.server.persistence_capacity)
         .map_max_entries("WIDE_IPS", (model.wide_ips.len() as u32).max(1))
-        .map_max_entries("WIDE_IP_NAMES", (model.wide_ips.len() as u32).max(1))
+        .map_max_entries("NAME_SLOTS", 1 << name_table(model).0)
         .map_max_entries("RRL", model.server.rrl.map(|r| r.capacity).unwrap_or(1));
     let paths: Vec<(&str, std::path::PathBuf)> = pins.map(|(p, _)| STATE_MAPS.iter().map(|m| (*m, p.map(m))).collect()).unwrap_or_default();
     for (m, path) in &paths {
@@ -98,6 +99,13 @@ pub struct PendingReload {
     maps: Maps,
     link: Option<aya::programs::links::FdLink>,
     takeover: Takeover,
+}
+
+/// NAME_SLOTS for the model's wide IPs whose names the fast path takes:
+/// (bits, slots, ids left out).
+fn name_table(model: &Model) -> (u32, Vec<u32>, Vec<u32>) {
+    let names: Vec<(u64, u32)> = model.wide_ips.iter().filter_map(|w| Some((model.qname_key(w)?.name_hash(), w.id))).collect();
+    names::slots(&names)
 }
 
 /// One loaded program's maps, as the controller holds them.
@@ -326,6 +334,7 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         let rrl = model.server.rrl;
         let inline = inline_listen(model, dns_port);
+        let (name_bits, name_slots, unplaced) = name_table(model);
         settings.set(
             0,
             Settings {
@@ -347,7 +356,7 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
                 stop_at: 0,
                 listen: inline.0,
                 listen_len: inline.1,
-                _pad2: 0,
+                name_bits,
             },
             0,
         )?;
@@ -367,20 +376,19 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
             listen.insert(ListenKey { addr: ip16(a.ip()), port: dns_port, _pad: 0 }, 1, 0)?;
         }
         let mut wide_ips: Array<_, WideIpEntry> = take(ebpf, "WIDE_IPS")?;
-        let mut names: HashMap<_, u64, u32> = borrow(ebpf, "WIDE_IP_NAMES")?;
-        let mut taken = std::collections::HashMap::new();
+        // Entries first: a name in NAME_SLOTS is never without its entry.
         for w in &model.wide_ips {
-            // Entries first: a name indexed is never without its entry.
             wide_ips.set(w.id, w.entry(), 0)?;
-            let Some(k) = model.qname_key(w) else {
-                tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace");
-                continue;
-            };
-            if let Some(other) = taken.insert(k.name_hash(), &w.name) {
-                tracing::warn!(wide_ip = %w.name, %other, "its name hashes like another's; answered in userspace");
-                continue;
-            }
-            names.insert(k.name_hash(), w.id, 0)?;
+        }
+        for w in model.wide_ips.iter().filter(|w| model.qname_key(w).is_none()) {
+            tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace");
+        }
+        for id in unplaced {
+            tracing::warn!(wide_ip = %model.wide_ips[id as usize].name, "no NAME_SLOTS room within its probes; answered in userspace");
+        }
+        let mut slots: Array<_, u32> = borrow(ebpf, "NAME_SLOTS")?;
+        for (slot, v) in name_slots.iter().enumerate().filter(|(_, v)| **v != 0) {
+            slots.set(slot as u32, *v, 0)?;
         }
         let mut sacs: Array<_, SacEntry> = borrow(ebpf, "SACS")?;
         for (i, s) in model.sacs.iter().enumerate() {
