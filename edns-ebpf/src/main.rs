@@ -77,19 +77,17 @@ macro_rules! stage {
 pub(crate) use stage;
 
 /// Counts the outcome (a `counter` index: how it was answered, or why it
-/// went up) and, with `edns run --xdp-log`, logs it.
+/// went up) and, with `edns run --xdp-log` (the settings' `log`), logs it.
 #[inline(always)]
-fn verdict(ctx: &XdpContext, r: Result<u32, u32>) -> u32 {
+fn verdict(ctx: &XdpContext, settings: Option<&edns_common::Settings>, r: Result<u32, u32>) -> u32 {
     let (action, outcome) = match r {
         Ok(how) => (xdp_action::XDP_TX, how),
         Err(reason) if counter::is_drop(reason) => (xdp_action::XDP_DROP, reason),
         Err(reason) => (xdp_action::XDP_PASS, reason),
     };
     count(outcome);
-    if let Some(s) = SETTINGS.get(0) {
-        if s.log != 0 {
-            debug!(ctx, "edns xdp: action {} outcome counter {}", action, outcome);
-        }
+    if settings.is_some_and(|s| s.log != 0) {
+        debug!(ctx, "edns xdp: action {} outcome counter {}", action, outcome);
     }
     action
 }
@@ -97,12 +95,16 @@ fn verdict(ctx: &XdpContext, r: Result<u32, u32>) -> u32 {
 #[xdp]
 pub fn edns(ctx: XdpContext) -> u32 {
     count(counter::PACKETS);
-    verdict(&ctx, parse_and_jump(&ctx))
+    let settings = SETTINGS.get(0);
+    let r = match settings {
+        Some(s) => parse_and_jump(&ctx, s),
+        None => Err(counter::PASS_INTERNAL),
+    };
+    verdict(&ctx, settings, r)
 }
 
 #[inline(always)]
-fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
-    let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
+fn parse_and_jump(ctx: &XdpContext, settings: &edns_common::Settings) -> Result<u32, u32> {
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
     stage!(settings, 5);
@@ -145,25 +147,30 @@ fn parse_and_jump(ctx: &XdpContext) -> Result<u32, u32> {
 /// rewrite would not fit one 512-byte frame.
 #[xdp]
 pub fn edns_admit(ctx: XdpContext) -> u32 {
-    let r = match (SCRATCH.get_ptr_mut(0), SETTINGS.get(0)) {
+    let settings = SETTINGS.get(0);
+    let r = match (SCRATCH.get_ptr_mut(0), settings) {
         (Some(s), Some(settings)) => admit(&ctx, unsafe { &mut *s }, settings),
         _ => Err(counter::PASS_INTERNAL),
     };
     if let Err(reason) = r {
-        return verdict(&ctx, Err(reason));
+        return verdict(&ctx, settings, Err(reason));
     }
     unsafe { JUMPS.tail_call(&ctx, JUMP_ANSWER) };
-    verdict(&ctx, Err(counter::PASS_INTERNAL))
+    verdict(&ctx, settings, Err(counter::PASS_INTERNAL))
 }
 
 #[xdp]
 pub fn edns_answer(ctx: XdpContext) -> u32 {
-    verdict(&ctx, answer(&ctx))
+    let settings = SETTINGS.get(0);
+    let r = match settings {
+        Some(s) => answer(&ctx, s),
+        None => Err(counter::PASS_INTERNAL),
+    };
+    verdict(&ctx, settings, r)
 }
 
 #[inline(always)]
-fn answer(ctx: &XdpContext) -> Result<u32, u32> {
-    let settings = SETTINGS.get(0).ok_or(counter::PASS_INTERNAL)?;
+fn answer(ctx: &XdpContext, settings: &edns_common::Settings) -> Result<u32, u32> {
     stage!(settings, 8);
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     let q = scratch.q;
