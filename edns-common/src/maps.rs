@@ -235,9 +235,10 @@ pub struct PersistKey {
     pub ldns: LdnsKey,
 }
 
-/// A persistence record (Fig. 6's Request_t). Times are CLOCK_BOOTTIME
-/// nanoseconds: `bpf_ktime_get_boot_ns()` in the kernel, the same clock in the
-/// controller. Records shared between nodes must be converted to wall time.
+/// A persistence record (Fig. 6's Request_t). Times are CLOCK_MONOTONIC
+/// nanoseconds: `bpf_ktime_get_coarse_ns()` (to the last tick) in the
+/// kernel, the same clock in the controller. Records shared between nodes
+/// must be converted to wall time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]

@@ -52,7 +52,7 @@ pub fn wall_secs() -> i64 {
 /// `bpf_ktime_get_boot_ns` for cookie timestamps.
 pub fn wall_offset_ns() -> i64 {
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    wall - crate::store::now_ns() as i64
+    wall - crate::store::boot_ns() as i64
 }
 
 impl Cookies {

@@ -42,7 +42,7 @@ impl Limiter {
         Limiter { cfg, interval: cfg.interval_ns(), tolerance: cfg.tolerance_ns(), buckets: Mutex::new(HashMap::new()), stats: RrlStats::default() }
     }
 
-    /// Whether a UDP query from `src` at `now_ns` (CLOCK_BOOTTIME) is answered.
+    /// Whether a UDP query from `src` at `now_ns` (the controller's clock, `store::now_ns`) is answered.
     pub fn admit(&self, src: IpAddr, now_ns: u64) -> Admit {
         let key = rrl_key(&crate::model::ip16(src), self.cfg.ipv4_prefix, self.cfg.ipv6_prefix);
         let mut b = self.buckets.lock().unwrap();

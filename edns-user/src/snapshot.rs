@@ -3,7 +3,7 @@
 //! `snapshot_interval_secs` and at shutdown, and loaded at start.
 //!
 //! The file is JSON with a format version, times in wall-clock
-//! milliseconds (records hold CLOCK_BOOTTIME, which restarts at boot), wide
+//! milliseconds (records hold CLOCK_MONOTONIC, which restarts at boot), wide
 //! IPs and VSs by name; it is written to a temporary file, synced and
 //! renamed over the old one, so a crash leaves the old snapshot or the new
 //! one, never half of one. At start a snapshot that cannot be read whole
@@ -51,7 +51,7 @@ struct Saved {
 
 /// Writes every record to `path`, atomically. Returns how many.
 pub fn save(model: &Model, store: &dyn Store, path: &Path) -> anyhow::Result<usize> {
-    let off = crate::cookies::wall_offset_ns();
+    let off = crate::store::wall_offset_ns();
     let ms = |ns: u64| crate::store::wall_ms(ns, off);
     let records: Vec<Saved> = store
         .persist_list()?
@@ -104,9 +104,9 @@ pub fn load(model: &Model, store: &dyn Store, ttls: &PersistenceTtls, path: &Pat
     let text = std::fs::read(path)?;
     let snap: Snapshot = serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("not a readable snapshot: {e}"))?;
     anyhow::ensure!(snap.version == VERSION, "snapshot format version {} (this build reads {VERSION})", snap.version);
-    let off = crate::cookies::wall_offset_ns();
+    let off = crate::store::wall_offset_ns();
     let now = now_ns();
-    let ns = |ms: u64| crate::store::boot_ns(ms, off);
+    let ns = |ms: u64| crate::store::record_ns(ms, off);
     let mut out = Loaded::default();
     // Everything checked first, then written: never half a snapshot.
     let mut ready = Vec::new();

@@ -4,7 +4,7 @@
 //!
 //! Each node owns a key space in the gossip state:
 //! - `r/WIDE_IP/KEY` → [`record::Entry`]: its view of a persistence record
-//!   it created or refreshed (wall-clock times; records hold CLOCK_BOOTTIME
+//!   it created or refreshed (wall-clock times; records hold CLOCK_MONOTONIC
 //!   locally, converted here). Deleted records become tombstones, which
 //!   chitchat garbage-collects after a grace period.
 //! - `h/VS` → the probe view of a VS this node probes.
@@ -89,7 +89,7 @@ pub struct Cluster {
     /// What this node serves; a reload replaces it.
     parts: RwLock<Arc<Parts>>,
     handle: ChitchatHandle,
-    /// wall-clock ns − CLOCK_BOOTTIME ns, fixed at start so that times
+    /// wall-clock ns − record-clock (CLOCK_MONOTONIC) ns, fixed at start so that times
     /// round-trip exactly.
     offset_ns: i64,
     live: RwLock<Vec<u32>>,
@@ -143,7 +143,7 @@ impl Cluster {
         };
         let handle = spawn_chitchat(config, Vec::new(), &UdpTransport).await?;
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
-        let offset_ns = crate::cookies::wall_offset_ns();
+        let offset_ns = crate::store::wall_offset_ns();
         let c = Arc::new(Cluster {
             live: RwLock::new(vec![cfg.node_id]),
             synced: AtomicBool::new(cfg.seeds.is_empty()),
@@ -262,12 +262,12 @@ impl Cluster {
         self.prober_of(vs) == self.cfg.node_id
     }
 
-    fn wall_ms(&self, boot_ns: u64) -> u64 {
-        crate::store::wall_ms(boot_ns, self.offset_ns)
+    fn wall_ms(&self, record_ns: u64) -> u64 {
+        crate::store::wall_ms(record_ns, self.offset_ns)
     }
 
-    fn boot_ns(&self, wall_ms: u64) -> u64 {
-        crate::store::boot_ns(wall_ms, self.offset_ns)
+    fn record_ns(&self, wall_ms: u64) -> u64 {
+        crate::store::record_ns(wall_ms, self.offset_ns)
     }
 
     /// One round: take peers' changes, merge them in, publish this node's.
@@ -448,11 +448,11 @@ impl Cluster {
             let own_counted = own.as_ref().filter(|o| o.identity() == identity).map_or(0, |o| o.hits);
             mine.others_hits = m.hits.saturating_sub(own_counted);
             mine.base_last_ms = m.last_ms;
-            let last_ns = self.boot_ns(m.last_ms).max(local.as_ref().filter(|_| same).map_or(0, |r| r.last_ns));
+            let last_ns = self.record_ns(m.last_ms).max(local.as_ref().filter(|_| same).map_or(0, |r| r.last_ns));
             let rec = PersistRecord {
                 vs,
                 ttl_secs: ttl,
-                created_ns: self.boot_ns(m.created_ms),
+                created_ns: self.record_ns(m.created_ms),
                 last_ns,
                 hits: mine.others_hits + own_now,
                 node_id: m.creator,

@@ -202,7 +202,7 @@ impl Selector {
     }
 
     /// Chooses the VS for `ldns` asking for wide IP `w` at `now_ns`
-    /// (CLOCK_BOOTTIME), for the client subnet `ecs` (family 0: none).
+    /// (`store::now_ns`), for the client subnet `ecs` (family 0: none).
     pub fn select(&self, w: &WideIp, ldns: IpAddr, ecs: &ClientSubnet, now_ns: u64) -> anyhow::Result<Selection> {
         // An LDNS group is one requester: the stripe walks read its id and
         // persistence keys on it; topology matches the member's own address.
