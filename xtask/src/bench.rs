@@ -566,10 +566,10 @@ pub fn stages_table(object: &Path) -> anyhow::Result<()> {
         "question name: labels walked; read, summed, lowercased and hashed 8 bytes at a time",
         "type, class, OPT; UDP checksum verified (end of parse)",
         "(parse returned: SETTINGS and SCRATCH lookups)",
-        "WIDE_IPS lookup by the name's hash, name compared; destination among the listen addresses",
+        "NAME_SLOTS probe by the name's hash, WIDE_IPS entry, name compared; destination among the listen addresses",
         "GROUPS (LPM trie) lookup; stripe key",
-        "tail call into edns_answer; SETTINGS lookup",
-        "WIDE_IPS lookup again (8-byte key)",
+        "tail call into edns_answer (a direct jump); SETTINGS lookup",
+        "WIDE_IPS entry again, by the id found (array)",
         "selection (stripe walk over VS_STATES)",
         "SACS lookup; answer written; counters (the whole answer)",
     ];
