@@ -451,8 +451,8 @@ mod pod {
 mod tests {
     use super::*;
 
-    /// The kernel lowercases the name a word at a time and hashes the
-    /// padded key's 16 words; the controller hashes the stored key built by
+    /// The kernel lowercases the name a word at a time and hashes the words
+    /// the name touches (3 here); the controller hashes the stored key built by
     /// `from_wire`: the same value, and the same for any spelling.
     #[test]
     fn the_name_hash_is_the_word_fold_of_the_lowercased_padded_name() {
