@@ -98,21 +98,16 @@ pub fn mask_prefix(addr: &[u8; 16], v4: u8, v6: u8) -> [u8; 16] {
 /// The first `bits` bits of `addr`; the rest zero.
 #[inline(always)]
 pub fn cut_bits(addr: &[u8; 16], bits: u32) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let mut i = 0;
-    while i < 16 {
-        let from = 8 * i as u32;
-        let keep = if bits >= from + 8 {
-            0xff
-        } else if bits <= from {
-            0
-        } else {
-            0xffu8 << (8 - (bits - from))
-        };
-        out[i] = addr[i] & keep;
-        i += 1;
-    }
-    out
+    // In 64-bit halves, not byte by byte: the kernel keeps the address in
+    // two registers and builds keys from them in words (edns-ebpf's select).
+    let keep = |from: u32| -> u128 {
+        match bits.saturating_sub(from) {
+            0 => 0,
+            n if n >= 64 => u64::MAX as u128,
+            n => (u64::MAX << (64 - n)) as u128,
+        }
+    };
+    (u128::from_be_bytes(*addr) & (keep(0) << 64 | keep(64))).to_be_bytes()
 }
 
 /// GCRA: may a response go out at `now` when the prefix's theoretical
@@ -522,6 +517,15 @@ mod tests {
         assert_eq!(persist_ldns(&six, 24, 56, 7), persist_ldns(&v4(1, 2, 3, 4), 32, 128, 7));
         assert_eq!(stripe_key(&six, 7), v4(0, 0, 0, 7));
         assert_eq!(stripe_key(&six, 0), six);
+    }
+
+    #[test]
+    fn cut_bits_keeps_exactly_the_first_bits_at_every_length() {
+        let a = 0xfedc_ba98_7654_3210_0123_4567_89ab_cdefu128;
+        for bits in 0..=130u32 {
+            let keep = if bits == 0 { 0 } else if bits >= 128 { u128::MAX } else { u128::MAX << (128 - bits) };
+            assert_eq!(cut_bits(&a.to_be_bytes(), bits), (a & keep).to_be_bytes(), "{bits} bits");
+        }
     }
 
     #[test]

@@ -19,7 +19,6 @@ mod reply;
 mod select;
 
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
-use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use aya_ebpf::helpers::generated::bpf_xdp_load_bytes;
@@ -118,7 +117,7 @@ fn parse_and_jump(ctx: &XdpContext, settings: &edns_common::Settings) -> Result<
     }
     stage!(settings, 6);
     // The source's LDNS group, for the stripe key and the persistence key.
-    let group = GROUPS.get(Key::new(128, scratch.q.ldns)).copied().unwrap_or(0);
+    let group = GROUPS.get(mem::host_key(&mut core::mem::MaybeUninit::uninit(), &scratch.q.ldns)).copied().unwrap_or(0);
     scratch.group = group;
     // The requester as the source makes it; a client subnet may replace it
     // (`edns_admit`).

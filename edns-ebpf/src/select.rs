@@ -1,15 +1,16 @@
 //! Selection in the kernel: map reads and writes around the shared
 //! `edns_common` functions, mirroring `edns-user/src/select.rs`.
 
+use core::mem::MaybeUninit;
 use core::intrinsics::{atomic_and, atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
-use aya_ebpf::maps::lpm_trie::Key;
 use edns_common::{
-    counter, is_timely, ldns_hash, persist_ldns, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, Mode, PersistKey,
+    counter, is_timely, ldns_hash, persist_ldns, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, LdnsKey, Mode, PersistKey,
     WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
 };
 
+use crate::mem;
 use crate::parse::Scratch;
 use crate::maps::{opaque, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
 
@@ -121,7 +122,7 @@ pub fn choose(w: &WideIpEntry, ldns: &[u8; 16], ident: &[u8; 16], s: &Scratch) -
     let how = match Mode::from_u32(w.mode) {
         Some(Mode::Stripe) => counter::ANSWERED_STRIPE,
         Some(Mode::Topology) => {
-            if let Some(sac) = TOPOLOGY.get(Key::new(128, *ldns)) {
+            if let Some(sac) = TOPOLOGY.get(mem::host_key(&mut MaybeUninit::uninit(), ldns)) {
                 let (marked, available) = masks(w);
                 if let Some(pos) = topology_pick(*sac, &w.pool_sac, w.pool_len, marked & available) {
                     return Ok(Choice { pos: settle(pos), how: counter::ANSWERED_TOPOLOGY, record: core::ptr::null_mut(), now: 0, rr_counter: core::ptr::null_mut() });
@@ -142,8 +143,8 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], s: &Scratch) -> Result<Choi
     // (The kernel form of `edns_common::requester`'s persistence key: the
     // subnet's was made by `edns_admit`.)
     let ldns = if s.subnet_req != 0 { s.req.persist } else { persist_ldns(ldns, w.persist_mask_v4, w.persist_mask_v6, s.group) };
-    let key = PersistKey { wide_ip: w.id, ldns };
-    let rec = PERSISTENCE.get_ptr_mut(&key).ok_or(counter::PASS_PERSIST_MISS)?;
+    let mut key = MaybeUninit::uninit();
+    let rec = PERSISTENCE.get_ptr_mut(persist_key(&mut key, w.id, &ldns)).ok_or(counter::PASS_PERSIST_MISS)?;
     let (vs, last) = unsafe { ((*rec).vs, (*rec).last_ns) };
     // CLOCK_MONOTONIC to the last tick, as the controller stamps records
     // (`store::now_ns`): a load, where the precise boot time costs ~27 ns.
@@ -163,6 +164,15 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], s: &Scratch) -> Result<Choi
         pos += 1;
     }
     Err(counter::PASS_PERSIST_EXPIRED)
+}
+
+/// A [`PersistKey`] written in words into `key` (see [`mem::store_words`]).
+#[inline(always)]
+fn persist_key<'a>(key: &'a mut MaybeUninit<PersistKey>, wide_ip: u32, l: &LdnsKey) -> &'a PersistKey {
+    const { assert!(core::mem::size_of::<PersistKey>() == 28) };
+    let [a0, a1, a2, a3] = mem::addr_words(&l.addr);
+    mem::store_words(key.as_mut_ptr() as *mut u32, [wide_ip, u32::from_le_bytes([l.kind, l.prefix_len, 0, 0]), l.group, a0, a1, a2, a3]);
+    unsafe { key.assume_init_ref() }
 }
 
 /// Commits the choice once the answer is written. Fig. 9 block 925: refresh
