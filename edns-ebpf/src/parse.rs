@@ -192,16 +192,18 @@ fn halves(a: &[u8; 16]) -> (u64, u64) {
     (u64::from_ne_bytes(h.try_into().unwrap_or([0; 8])), u64::from_ne_bytes(l.try_into().unwrap_or([0; 8])))
 }
 
-/// `key` (an address on the DNS port) is one edns listens on: compared
-/// with the settings' inline list when it holds them all, else looked up
-/// in LISTEN (a wildcard listen, where LISTEN follows the interface).
+/// `addr`:`port` is an address edns listens on: compared with the
+/// settings' inline list (all on the DNS port) when it holds them all,
+/// else looked up in LISTEN (a wildcard listen, where LISTEN follows the
+/// interface). `addr` is read in place (per-CPU scratch): a copy into a
+/// stack key is made only for the map.
 #[inline(always)]
-pub fn is_own(settings: &Settings, key: &ListenKey) -> bool {
+pub fn is_own(settings: &Settings, addr: &[u8; 16], port: u16) -> bool {
     let n = settings.listen_len as usize;
     if n == 0 {
-        return unsafe { LISTEN.get(key).is_some() };
+        return is_in_listen(addr, port);
     }
-    let (a0, a1) = halves(&key.addr);
+    let (a0, a1) = halves(addr);
     let mut hit = false;
     let mut i = 0;
     while i < MAX_INLINE_LISTEN {
@@ -212,12 +214,21 @@ pub fn is_own(settings: &Settings, key: &ListenKey) -> bool {
     hit
 }
 
+/// LISTEN holds `addr`:`port` (its key written in words: see [`mem::store_words`]).
+#[inline(always)]
+fn is_in_listen(addr: &[u8; 16], port: u16) -> bool {
+    const { assert!(core::mem::size_of::<ListenKey>() == 20) };
+    let mut key = core::mem::MaybeUninit::<ListenKey>::uninit();
+    let [a0, a1, a2, a3] = mem::addr_words(addr);
+    mem::store_words(key.as_mut_ptr() as *mut u32, [a0, a1, a2, a3, port as u32]);
+    unsafe { LISTEN.get(key.assume_init_ref()).is_some() }
+}
+
 /// `dst`:`port` is an address edns listens on, or a wildcard listen (only
 /// ever in LISTEN, never in the inline list) takes it.
 #[inline(always)]
 pub fn is_listen_destination(settings: &Settings, dst: &[u8; 16], port: u16, v6: bool) -> bool {
-    let exact = ListenKey { addr: *dst, port, _pad: 0 };
-    is_own(settings, &exact) || (settings.listen_len == 0 && unsafe { LISTEN.get(&ListenKey { addr: unspecified(v6), ..exact }).is_some() })
+    is_own(settings, dst, port) || (settings.listen_len == 0 && is_in_listen(&unspecified(v6), port))
 }
 
 /// The ingress policy the kernel would apply, for a UDP frame to our port:
@@ -228,8 +239,7 @@ pub fn is_listen_destination(settings: &Settings, dst: &[u8; 16], port: u16, v6:
 fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16], v6: bool, sport: u16) -> Result<(), u32> {
     let eth = header::<EthHdr>(ctx, 0)?;
     // A group source MAC or port 0 is spoofed; our own address as source too.
-    let ours = ListenKey { addr: *ldns, port: settings.dns_port, _pad: 0 };
-    if eth.src_addr[0] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || is_own(settings, &ours) {
+    if eth.src_addr[0] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || is_own(settings, ldns, settings.dns_port) {
         return Err(counter::DROP_MARTIAN_SOURCE);
     }
     let to = eth.dst_addr;
