@@ -99,6 +99,27 @@ impl QnameKey {
         MAX_QNAME_WIRE
     }
 
+    /// The name's wire length when its labels are well formed: lengths of
+    /// at most 63, ending in the root label within the key.
+    #[inline(always)]
+    pub fn labels_len(&self) -> Option<usize> {
+        let mut i = 0;
+        // Counted labels, for the verifier: it must see the loop end.
+        let mut labels = 0;
+        while labels < MAX_QNAME_WIRE / 2 && i < MAX_QNAME_WIRE {
+            let len = self.name[i] as usize;
+            if len == 0 {
+                return Some(i + 1);
+            }
+            if len > 63 {
+                return None;
+            }
+            i += 1 + len;
+            labels += 1;
+        }
+        None
+    }
+
     /// [`name_hash_word`] over the words the name touches.
     pub fn name_hash(&self) -> u64 {
         let words = self.wire_len().div_ceil(8);
@@ -114,9 +135,11 @@ impl QnameKey {
     }
 
     /// Builds the key from a wire-format name (labels plus root), lowercasing it.
-    /// Returns `None` when the name does not fit the fast path.
+    /// Returns `None` when the name does not fit the fast path: longer than
+    /// the key, or with a zero byte before its root (the data plane reads a
+    /// query's name up to its first zero byte).
     pub fn from_wire(wire: &[u8]) -> Option<QnameKey> {
-        if wire.len() > MAX_QNAME_WIRE {
+        if wire.len() > MAX_QNAME_WIRE || wire.iter().position(|&b| b == 0) != Some(wire.len().wrapping_sub(1)) {
             return None;
         }
         let mut name = [0u8; MAX_QNAME_WIRE];
@@ -464,6 +487,15 @@ mod tests {
         assert_eq!(key.name_hash(), folded);
         assert_eq!(QnameKey::from_wire(b"\x03www\x04GSLB\x07example\x00").unwrap().name_hash(), folded);
         let other = QnameKey::from_wire(b"\x03wwx\x04gslb\x07example\x00").unwrap();
+        assert_eq!((key.labels_len(), other.labels_len()), (Some(18), Some(18)));
+        // Not for the fast path: a zero byte within a label.
+        assert_eq!(QnameKey::from_wire(b"\x03a\x00b\x00"), None);
+        let bad = |wire: &[u8]| {
+            let mut k = QnameKey { name: [0; MAX_QNAME_WIRE] };
+            k.name[..wire.len()].copy_from_slice(wire);
+            k.labels_len()
+        };
+        assert_eq!((bad(b"\x40www\x00"), bad(b"\x03www\xc0\x0c"), bad(&[63; MAX_QNAME_WIRE])), (None, None, None));
         assert_ne!(key.name_hash(), other.name_hash());
     }
 

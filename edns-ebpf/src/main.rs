@@ -107,8 +107,13 @@ fn parse_and_jump(ctx: &XdpContext, settings: &edns_common::Settings) -> Result<
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(counter::PASS_INTERNAL)? };
     parse::parse(ctx, settings, scratch)?;
     stage!(settings, 5);
-    // A name that is not a wide IP goes up here, before the tail call.
-    scratch.wide_ip = find_wide_ip(settings, scratch)?;
+    // A name that is not a wide IP goes up here, before the tail call;
+    // counted as unparsed when its labels are malformed (`fold_name` read
+    // it to its first zero byte without walking them).
+    scratch.wide_ip = find_wide_ip(settings, scratch).map_err(|reason| {
+        let name_len = scratch.q.q_end.wrapping_sub(DNS_HLEN + 4);
+        if reason == counter::PASS_UNKNOWN_NAME && scratch.key.labels_len() != Some(name_len) { counter::PASS_UNPARSED } else { reason }
+    })?;
     // Only queries to an address edns listens on: never answer for a
     // destination that is someone else's. (Here, not in `edns_answer`,
     // whose stack is full.)

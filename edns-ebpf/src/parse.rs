@@ -33,8 +33,6 @@ const QCLASS_IN: u16 = 1;
 pub const OPT_LEN: usize = 11;
 /// Longest part of a query frame up to the end of its question.
 pub const MAX_PREFIX: usize = ETH_HLEN + 8 + IPV6_HLEN + UDP_HLEN + DNS_HLEN + MAX_QNAME_WIRE + 4;
-/// Most labels a name of [`MAX_QNAME_WIRE`] bytes can hold.
-const MAX_LABELS: usize = MAX_QNAME_WIRE / 2;
 /// A COOKIE option's header (code, length).
 pub const OPTION_HLEN: usize = 4;
 /// Client cookie and a version-1 server cookie.
@@ -314,73 +312,59 @@ fn udp_partial_sum(src: &[u8; 16], dst: &[u8; 16], v6: bool, udp: &[u8; UDP_HLEN
     Ok(Some(pseudo + csum::sum(udp, 0) + csum::sum(dns, UDP_HLEN)))
 }
 
-/// The qname's length, root label included, walked by its length bytes
-/// (lengths over 63 — compression pointers, reserved types — are not for
-/// the fast path, nor names longer than the key).
+/// 8 bytes of the packet from `off`, little-endian; where the frame ends
+/// within them (after the type and class, or a question cut short), the
+/// bytes it has and zeros.
 #[inline(always)]
-fn name_len(ctx: &XdpContext, qname_off: usize) -> Result<usize, u32> {
-    let mut at = 0usize;
-    let mut labels = 0;
-    while labels < MAX_LABELS {
-        let len = read::<1>(ctx, qname_off + at)?[0] as usize;
-        if len == 0 {
-            return Ok(at + 1);
-        }
-        if len > 63 {
-            return Err(counter::PASS_UNPARSED);
-        }
-        at += len + 1;
-        if at >= MAX_QNAME_WIRE {
-            return Err(counter::PASS_UNPARSED);
-        }
-        labels += 1;
+fn packet_word(ctx: &XdpContext, off: usize) -> u64 {
+    if let Ok(b) = read::<8>(ctx, off) {
+        return u64::from_le_bytes(b);
     }
-    Err(counter::PASS_UNPARSED)
+    let mut w = 0u64;
+    let mut k = 0;
+    while k < 8 {
+        let Ok(b) = read::<1>(ctx, off + k) else { break };
+        w |= (b[0] as u64) << (8 * k);
+        k += 1;
+    }
+    w
 }
 
-/// Word `i` of the name (8 bytes from `qname_off + 8 i`, little-endian),
-/// its bytes after `name_len` zeroed.
-#[inline(always)]
-fn name_word(ctx: &XdpContext, qname_off: usize, i: usize, name_len: usize) -> Result<u64, u32> {
-    let from = i * 8;
-    let w = match read::<8>(ctx, qname_off + from) {
-        Ok(b) => u64::from_le_bytes(b),
-        Err(_) => {
-            // The frame ends within these 8 bytes (after the type and
-            // class, or the question is cut short): the bytes it has.
-            let mut w = 0u64;
-            let mut k = 0;
-            while k < 8 {
-                let Ok(b) = read::<1>(ctx, qname_off + from + k) else { break };
-                w |= (b[0] as u64) << (8 * k);
-                k += 1;
-            }
-            w
-        }
-    };
-    let keep = if from + 8 <= name_len { u64::MAX } else { (1u64 << (8 * ((name_len - from) & 7))) - 1 };
-    Ok(w & keep)
-}
-
-/// Reads the name into `key` lowercased (its padding zeroed), and returns
-/// the sum of the name's 16-bit words as received (the question starts at
+/// Reads the name 8 bytes at a time into `key`, lowercased (its padding
+/// zeroed), up to its first zero byte; returns the name's length to that
+/// byte, the sum of its 16-bit words as received (the question starts at
 /// an even offset of the UDP segment) and the name hash of the key.
+///
+/// The labels are not walked: a name is answered here only when the key
+/// equals a wide IP's name, which is a well-formed name ending at its only
+/// zero byte (its root), so an equal key has the same labels. Anything
+/// else (a zero within a label, a compression pointer, a length over 63)
+/// matches no wide IP and goes up as an unknown name.
 #[inline(always)]
-fn fold_name(ctx: &XdpContext, qname_off: usize, name_len: usize, key: &mut QnameKey) -> Result<(u32, u64), u32> {
+fn fold_name(ctx: &XdpContext, qname_off: usize, key: &mut QnameKey) -> Result<(usize, u32, u64), u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
     zero_key(key);
     let words = key.name.as_mut_ptr() as *mut u64;
     let mut le = 0u64;
     let mut hash = NAME_HASH_BASIS;
     let mut i = 0;
-    while i < MAX_QNAME_WIRE / 8 && i * 8 < name_len {
-        let w = name_word(ctx, qname_off, i, name_len)?;
+    while i < MAX_QNAME_WIRE / 8 {
+        let mut w = packet_word(ctx, qname_off + i * 8);
+        // The lowest byte flagged is the first zero (borrows flag only above it).
+        let zero = w.wrapping_sub(ONES) & !w & (0x80 * ONES);
+        let last = zero != 0;
+        let k = if last { zero.trailing_zeros() as usize / 8 } else { 7 };
+        w &= u64::MAX >> (56 - 8 * k);
         le += csum::lanes(w);
         let lower = lower_word(w);
         unsafe { core::ptr::write_unaligned(words.add(i), lower) };
         hash = name_hash_word(hash, lower);
+        if last {
+            return Ok((i * 8 + k + 1, csum::finish(le, 0), hash));
+        }
         i += 1;
     }
-    Ok((csum::finish(le, 0), hash))
+    Err(counter::PASS_UNPARSED) // longer than the key
 }
 
 /// Parses Ethernet (up to two VLAN tags), IPv4 without options or IPv6
@@ -483,15 +467,14 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     // walk everything after it once per name length.
     let partial = udp_partial_sum(&q.ldns, dst, v6, udp, h);
 
-    // QNAME: its labels walked by their length bytes, then read, summed,
-    // lowercased into the key and hashed 8 bytes at a time.
+    // QNAME: read, summed, lowercased into the key and hashed 8 bytes at a time.
     let qname_off = dns_off + DNS_HLEN;
-    // Opaque: one verifier state after the label walk, not one per length.
-    let name_len = opaque(name_len(ctx, qname_off)? as u32) as usize;
+    let (name_len, mut qsum, hash) = fold_name(ctx, qname_off, key)?;
+    // Opaque: one verifier state after the name, not one per length.
+    let name_len = opaque(name_len as u32) as usize;
     if name_len == 0 || name_len > MAX_QNAME_WIRE {
         return Err(counter::PASS_INTERNAL);
     }
-    let (mut qsum, hash) = fold_name(ctx, qname_off, name_len, key)?;
     s.name_hash = hash;
     crate::stage!(settings, 3);
     let q_end = DNS_HLEN + name_len + 4;

@@ -381,7 +381,7 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
             wide_ips.set(w.id, w.entry(), 0)?;
         }
         for w in model.wide_ips.iter().filter(|w| model.qname_key(w).is_none()) {
-            tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes; answered in userspace");
+            tracing::warn!(wide_ip = %w.name, "name longer than the XDP fast path takes, or with a zero byte in a label; answered in userspace");
         }
         for id in unplaced {
             tracing::warn!(wide_ip = %model.wide_ips[id as usize].name, "no NAME_SLOTS room within its probes; answered in userspace");
