@@ -30,14 +30,15 @@ use edns_common::{
 use crate::maps::{count, COOKIE_SECRETS, GROUPS, RRL, JUMPS, JUMP_ADMIT, JUMP_ANSWER, SACS, SCRATCH, NAME_SLOTS, SETTINGS, WIDE_IPS};
 use crate::parse::{Scratch, COOKIE_MAX, DNS_HLEN, ETH_HLEN, IPV6_HLEN, MAX_DNS_OFF, MAX_OPTIONS, MAX_OPTIONS_AT, QTYPE_AAAA, UDP_HLEN};
 
-/// The two names are the same key: compared 8 bytes at a time (both are
-/// zero-padded).
+/// The names' first `words` words are the same, compared 8 bytes at a
+/// time: enough when one of them is a well-formed name ending within them
+/// (zero after its root): the other ends at the same byte.
 #[inline(always)]
-fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey) -> bool {
+fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey, words: usize) -> bool {
     let (a, b) = (a.name.as_ptr() as *const u64, b.name.as_ptr() as *const u64);
     let mut diff = 0u64;
     let mut i = 0;
-    while i < MAX_QNAME_WIRE / 8 {
+    while i < MAX_QNAME_WIRE / 8 && i < words {
         diff |= unsafe { core::ptr::read_unaligned(a.add(i)) ^ core::ptr::read_unaligned(b.add(i)) };
         i += 1;
     }
@@ -47,6 +48,8 @@ fn same_name(a: &edns_common::QnameKey, b: &edns_common::QnameKey) -> bool {
 /// The wide IP the query's name is, looked for in its NAME_SLOTS probes.
 #[inline(always)]
 fn find_wide_ip(settings: &edns_common::Settings, scratch: &Scratch) -> Result<u32, u32> {
+    // The query's name ends within its words; a stored name is zero after its root.
+    let words = (scratch.q.q_end - DNS_HLEN - 4 + 7) / 8;
     let mut probe = 0;
     while probe < NAME_PROBES {
         let slot = name_slot(scratch.name_hash, settings.name_bits, probe);
@@ -55,7 +58,7 @@ fn find_wide_ip(settings: &edns_common::Settings, scratch: &Scratch) -> Result<u
             _ => break, // an empty slot ends the probes
         };
         let w = WIDE_IPS.get(id).ok_or(counter::PASS_INTERNAL)?;
-        if same_name(&w.name, &scratch.key) {
+        if same_name(&w.name, &scratch.key, words) {
             return Ok(id);
         }
         probe += 1;

@@ -81,23 +81,6 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-/// Zeroes the key with 8-byte stores (a plain `= [0; N]` becomes a call to
-/// aya-ebpf's byte-at-a-time memset): all of it is compared, and the words
-/// after this name's still hold an earlier, longer one's. The volatile
-/// stores also keep LLVM from moving packet reads across them, so the name
-/// is read through fresh pointers, not ones carried from the label walk
-/// with a proven range per name length (without them the verifier walks
-/// three times the instructions).
-#[inline(always)]
-fn zero_key(key: &mut QnameKey) {
-    let words = key.name.as_mut_ptr() as *mut u64;
-    let mut i = 0;
-    while i < MAX_QNAME_WIRE / 8 {
-        unsafe { core::ptr::write_volatile(words.add(i), 0) };
-        i += 1;
-    }
-}
-
 /// A query the fast path can answer, located in the packet. Handed from the
 /// parsing program to the answering one in per-CPU scratch.
 #[repr(C)]
@@ -140,7 +123,8 @@ pub struct Options {
     pub ecs_at: usize,
 }
 
-/// Per-CPU scratch: the parsed query, its lowercased qname, its cookie,
+/// Per-CPU scratch: the parsed query, its lowercased qname (its words
+/// only: see `fold_name`), its cookie,
 /// and room to build a server cookie (none of it fits the BPF stack).
 #[repr(C)]
 pub struct Scratch {
@@ -330,8 +314,9 @@ fn packet_word(ctx: &XdpContext, off: usize) -> u64 {
     w
 }
 
-/// Reads the name 8 bytes at a time into `key`, lowercased (its padding
-/// zeroed), up to its first zero byte; returns the name's length to that
+/// Reads the name 8 bytes at a time into `key`, lowercased, up to its
+/// first zero byte (the rest of that word zeroed; the words after it keep
+/// what a longer name left: only the name's words are ever read); returns the name's length to that
 /// byte, the sum of its 16-bit words as received (the question starts at
 /// an even offset of the UDP segment) and the name hash of the key.
 ///
@@ -343,7 +328,6 @@ fn packet_word(ctx: &XdpContext, off: usize) -> u64 {
 #[inline(always)]
 fn fold_name(ctx: &XdpContext, qname_off: usize, key: &mut QnameKey) -> Result<(usize, u32, u64), u32> {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    zero_key(key);
     let words = key.name.as_mut_ptr() as *mut u64;
     let mut le = 0u64;
     let mut hash = NAME_HASH_BASIS;
