@@ -331,7 +331,8 @@ pub struct Settings {
     /// Prefix lengths that form one requester.
     pub rrl_v4_prefix: u8,
     pub rrl_v6_prefix: u8,
-    pub _pad: u16,
+    /// Non-zero when GROUPS holds a member: without one the trie is not read.
+    pub groups: u16,
     /// NSID (RFC 5001) returned to queries that ask: `nsid_len` bytes of `nsid` (0: none).
     pub nsid: [u8; MAX_NSID],
     pub nsid_len: u32,

@@ -125,7 +125,7 @@ fn parse_and_jump(ctx: &XdpContext, settings: &edns_common::Settings) -> Result<
     }
     stage!(settings, 6);
     // The source's LDNS group, for the stripe key and the persistence key.
-    let group = GROUPS.get(mem::host_key(&mut core::mem::MaybeUninit::uninit(), &scratch.q.ldns)).copied().unwrap_or(0);
+    let group = if settings.groups != 0 { GROUPS.get(mem::host_key(&mut core::mem::MaybeUninit::uninit(), &scratch.q.ldns)).copied().unwrap_or(0) } else { 0 };
     scratch.group = group;
     // The requester as the source makes it; a client subnet may replace it
     // (`edns_admit`).

@@ -38,10 +38,7 @@ impl XdpUnderTest {
 
     /// Where a `stages` build stops (0: nowhere).
     pub fn stop_at(&mut self, stage: u32) -> anyhow::Result<()> {
-        let mut settings: aya::maps::Array<_, edns_common::Settings> = aya::maps::Array::try_from(self.ebpf.map_mut("SETTINGS").context("SETTINGS")?)?;
-        let s = settings.get(&0, 0)?;
-        settings.set(0, edns_common::Settings { stop_at: stage, ..s }, 0)?;
-        Ok(())
+        self.dataplane.update_settings(|s| s.stop_at = stage)
     }
 
     fn prog(&mut self) -> &mut Xdp {

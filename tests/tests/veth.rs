@@ -653,6 +653,55 @@ fn an_ldns_group_members_file_is_reloaded_without_restart_and_a_bad_one_refused(
     assert_eq!(group_hits(), before + 1, "the old list stays");
 }
 
+/// The kernel reads the GROUPS trie only while a group has members (a flag
+/// in its settings): a group whose first member arrives live is read from
+/// the next query on, and once its last member leaves the source is its
+/// own requester again.
+#[test]
+fn a_groups_first_member_added_live_is_read_by_the_kernel_and_its_last_removed_is_not() {
+    require_root();
+    let h = VethHarness::new().unwrap();
+    let b: IpAddr = "198.18.9.2".parse().unwrap();
+    h.add_client_addrs(&[b]).unwrap();
+    let dir = tmpdir();
+    let file = dir.join("members.txt");
+    std::fs::write(&file, "# no members yet\n").unwrap();
+    let cfg = demo_config() + &format!("\n[[ldns_group]]\nname = \"op\"\nmembers_file = {:?}\n", file.display().to_string());
+    let e = EdnsProc::start(&cfg, Some(&h.server), &["--iface", &h.server_if, "--xdp", "native"]).unwrap();
+    let server = SocketAddr::new(h.server_ip, 53);
+    let ask = || kdig(Some(&h.client), server, Some(b), &["shop.gslb.example.", "A"]).unwrap().answer().to_string();
+    let hits = |ldns: &str| {
+        let recs = e.ctl(&["records"]).unwrap();
+        recs.as_array().unwrap().iter().find(|r| r["ldns"] == ldns).map(|r| r["hits"].as_u64().unwrap()).unwrap_or(0)
+    };
+    let kernel_hits = || xdp(&stats(&e), "answered_persistence");
+    ask();
+    ask();
+    assert_eq!((hits("198.18.9.2"), kernel_hits()), (2, 1), "its own record, a kernel hit on it");
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime
+    std::fs::write(&file, "198.18.9.2\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hits("group op") == 0 {
+        assert!(Instant::now() < deadline, "198.18.9.2 never joined the group: {}", e.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+        ask();
+    }
+    let (own, k0) = (hits("198.18.9.2"), kernel_hits());
+    ask();
+    assert_eq!((hits("group op"), hits("198.18.9.2"), kernel_hits()), (2, own, k0 + 1), "a kernel hit on the group's record");
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, "# all gone\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hits("198.18.9.2") == own {
+        assert!(Instant::now() < deadline, "198.18.9.2 never left the group: {}", e.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+        ask();
+    }
+    let (group, k1) = (hits("group op"), kernel_hits());
+    ask();
+    assert_eq!((hits("group op"), kernel_hits()), (group, k1 + 1), "a kernel hit on its own record again");
+}
+
 /// EDNS Client Subnet with XDP attached: kdig's subnets from several LDNS
 /// addresses are answered in the kernel, for the subnet (an independent
 /// Fig. 3 walk over its address) and with the scope read; a malformed one

@@ -112,6 +112,7 @@ fn name_table(model: &Model) -> (u32, Vec<u32>, Vec<u32>) {
 pub struct Maps {
     /// Owns the programs (the link, pinned, is apart).
     _ebpf: Option<Ebpf>,
+    settings: Mutex<Array<MapData, Settings>>,
     vs_states: Mutex<Array<MapData, u32>>,
     rr_counters: Mutex<Array<MapData, u64>>,
     persistence: Mutex<HashMap<MapData, PersistKey, PersistRecord>>,
@@ -330,7 +331,7 @@ fn inline_listen(model: &Model, dns_port: u16) -> ([[u8; 16]; edns_common::MAX_I
 
 /// Fills every map of a loaded program; a `None` state leaves the map's as it is.
 fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: bool, mac: Option<[u8; 6]>) -> anyhow::Result<(Maps, Vec<(bool, u16)>)> {
-        let mut settings: Array<_, Settings> = borrow(ebpf, "SETTINGS")?;
+        let mut settings: Array<_, Settings> = take(ebpf, "SETTINGS")?;
         let dns_port = model.server.listen.first().map(|a| a.port()).unwrap_or(53);
         let rrl = model.server.rrl;
         let inline = inline_listen(model, dns_port);
@@ -348,7 +349,7 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
                 rrl_slip: rrl.map(|r| r.slip).unwrap_or(0),
                 rrl_v4_prefix: rrl.map(|r| r.ipv4_prefix).unwrap_or(24),
                 rrl_v6_prefix: rrl.map(|r| r.ipv6_prefix).unwrap_or(56),
-                _pad: 0,
+                groups: model.groups.snapshot().iter().any(|g| !g.members.is_empty()) as u16,
                 nsid: nsid_bytes(model),
                 nsid_len: model.server.nsid.as_ref().map(|n| n.len().min(edns_common::MAX_NSID) as u32).unwrap_or(0),
                 nsid_sum_even: nsid_sum(model, false),
@@ -418,6 +419,7 @@ fn fill_some(model: &Model, ebpf: &mut Ebpf, vs_states: &[Option<u32>], log: boo
         }
     let maps = Maps {
         _ebpf: None,
+        settings: Mutex::new(settings),
         vs_states: Mutex::new(states),
         rr_counters: Mutex::new(take(ebpf, "RR_COUNTERS")?),
         persistence: Mutex::new(take(ebpf, "PERSISTENCE")?),
@@ -519,8 +521,33 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Brings the GROUPS trie from `old` to `new` members.
+    /// Changes the settings the programs read.
+    pub fn update_settings(&self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<()> {
+        let maps = self.maps();
+        let mut m = maps.settings.lock().unwrap();
+        let mut s = m.get(&0, 0)?;
+        change(&mut s);
+        m.set(0, s, 0)?;
+        Ok(())
+    }
+
+    /// Brings the GROUPS trie from `old` to `new` members. The settings'
+    /// `groups` flag (the kernel reads the trie only when it is set) is
+    /// set after the first member goes in and cleared before the last
+    /// comes out.
     pub fn update_groups(&self, old: &[crate::groups::LdnsGroup], new: &[crate::groups::LdnsGroup]) -> anyhow::Result<()> {
+        let any = new.iter().any(|g| !g.members.is_empty());
+        if !any {
+            self.update_settings(|s| s.groups = 0)?;
+        }
+        self.update_group_members(old, new)?;
+        if any {
+            self.update_settings(|s| s.groups = 1)?;
+        }
+        Ok(())
+    }
+
+    fn update_group_members(&self, old: &[crate::groups::LdnsGroup], new: &[crate::groups::LdnsGroup]) -> anyhow::Result<()> {
         let maps = self.maps();
         let mut t = maps.groups.lock().unwrap();
         for g in old {
