@@ -1,16 +1,18 @@
 //! Internet checksum (RFC 1071) sums. A sum here is of big-endian 16-bit
-//! words, as the checksum field wants, but is taken 8 bytes at a time:
-//! little-endian 64-bit words split into four 16-bit lanes (RFC 1071
-//! §2(B)). Sums are kept modulo 0xffff, not folded to 16 bits: swapping a
-//! 16-bit sum's bytes is multiplying it by 256 modulo 0xffff, so a lane sum
+//! words, as the checksum field wants, but is taken 8 bytes at a time
+//! (RFC 1071 §2(B)): little-endian 64-bit words, whose value modulo 0xffff
+//! is the sum of their four 16-bit lanes (2^16 is 1 modulo 0xffff). Sums
+//! are kept modulo 0xffff, not folded to 16 bits: swapping a 16-bit sum's
+//! bytes is multiplying it by 256 modulo 0xffff, so a little-endian sum
 //! becomes the big-endian one by a shift, and only the final value is
 //! folded. Bytes at an odd offset of the segment pair the other way round:
-//! their sum is the lane sum itself.
+//! their sum is the little-endian one itself.
 
-/// The four 16-bit lanes of `w`, added.
+/// `w` modulo 0xffff, up to a multiple of it: its two 32-bit halves added
+/// (under 2^33).
 #[inline(always)]
 pub fn lanes(w: u64) -> u64 {
-    (w & 0xffff) + ((w >> 16) & 0xffff) + ((w >> 32) & 0xffff) + (w >> 48)
+    (w & 0xffff_ffff) + (w >> 32)
 }
 
 /// `s` folded to 16 bits with end-around carry (s < 2^48: three folds).
@@ -21,14 +23,15 @@ pub fn fold16(s: u64) -> u32 {
     ((s & 0xffff) + (s >> 16)) as u32
 }
 
-/// A little-endian lane sum (of at most 2^22, 128 bytes' worth) as the
-/// big-endian sum, modulo 0xffff and under 2^17, of bytes that start at
-/// offset `at` of the segment (only its parity matters). A shift by 0 or 8
-/// bits, not a branch: a branch on the parity would double the verifier's
-/// states at every sum.
+/// A little-endian sum of [`lanes`] (of at most 2^38: 128 bytes' worth)
+/// as the big-endian sum, modulo 0xffff and under 2^17, of bytes that
+/// start at offset `at` of the segment (only its parity matters). A shift
+/// by 0 or 8 bits, not a branch: a branch on the parity would double the
+/// verifier's states at every sum.
 #[inline(always)]
 pub fn finish(le: u64, at: usize) -> u32 {
     let s = le << (8 * ((at as u32 & 1) ^ 1));
+    let s = (s & 0xffff) + (s >> 16);
     ((s & 0xffff) + (s >> 16)) as u32
 }
 
