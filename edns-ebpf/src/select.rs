@@ -49,7 +49,7 @@ fn vs_state(vs: u32) -> u32 {
 fn masks(w: &WideIpEntry) -> (u32, u32) {
     let (mut marked, mut available) = (0u32, 0u32);
     let mut pos = 0usize;
-    let len = opaque(w.pool_len) as usize;
+    let len = w.pool_len as usize;
     while pos < MAX_POOL && pos < len {
         let s = vs_state(w.pool_vs[pos]);
         // Arithmetic, not branches: BPF has no conditional move.
@@ -58,7 +58,7 @@ fn masks(w: &WideIpEntry) -> (u32, u32) {
         pos += 1;
     }
     let in_pool = pool_mask(w.pool_len);
-    (opaque(marked & in_pool), opaque(available & in_pool))
+    (marked & in_pool, available & in_pool)
 }
 
 /// No VS up: the patent's round robin over the whole pool, answered here,
