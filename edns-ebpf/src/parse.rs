@@ -108,6 +108,9 @@ pub struct Query {
     /// One's-complement sum of the question's 16-bit words as received, so
     /// the answer's UDP checksum needs no second pass over the packet.
     pub qsum: u32,
+    /// Sum of the source and destination addresses (the UDP pseudo
+    /// header's, either way round).
+    pub addr_sum: u32,
 }
 
 /// Where the OPT's options lie, offsets from the DNS message start; kept
@@ -286,13 +289,11 @@ pub fn options(ctx: &XdpContext, q: &mut Query, o: &mut Options) -> Result<u32, 
 /// added. `None`: no checksum to verify (zero over IPv4); zero over IPv6
 /// is refused (RFC 8200 §8.1).
 #[inline(always)]
-fn udp_partial_sum(src: &[u8; 16], dst: &[u8; 16], v6: bool, udp: &[u8; UDP_HLEN], dns: &[u8; DNS_HLEN]) -> Result<Option<u32>, u32> {
+fn udp_partial_sum(addr_sum: u32, v6: bool, udp: &[u8; UDP_HLEN], dns: &[u8; DNS_HLEN]) -> Result<Option<u32>, u32> {
     if udp[6] | udp[7] == 0 {
         return if v6 { Err(counter::DROP_BAD_CHECKSUM) } else { Ok(None) };
     }
-    // All 16 bytes of a mapped IPv4 address: its 0xffff word is a one's-
-    // complement zero, so the sum is the IPv4 address's.
-    let pseudo = csum::sum(src, 0) + csum::sum(dst, 0) + IPPROTO_UDP as u32 + be16([udp[4], udp[5]]) as u32;
+    let pseudo = addr_sum + IPPROTO_UDP as u32 + be16([udp[4], udp[5]]) as u32;
     Ok(Some(pseudo + csum::sum(udp, 0) + csum::sum(dns, UDP_HLEN)))
 }
 
@@ -386,6 +387,8 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     }
     // IPv4 header sum (0xffff when it verifies); IPv6 has none.
     let mut ip_sum = 0xffffu32;
+    // The addresses' sum, for the UDP pseudo header here and in the answer.
+    let addr_sum;
     let (v6, l4_off, ip_payload_len) = match proto {
         ETH_P_IPV4 => {
             let ip = header::<Ipv4Hdr>(ctx, l3_off)?;
@@ -400,7 +403,10 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
             if total < IPV4_HLEN {
                 return Err(counter::PASS_UNPARSED);
             }
-            ip_sum = csum::sum(bytes_of::<_, IPV4_HLEN>(ip), 0);
+            let h = bytes_of::<_, IPV4_HLEN>(ip);
+            ip_sum = csum::sum(h, 0);
+            // Source and destination, side by side from byte 12.
+            addr_sum = csum::sum(h.last_chunk::<8>().ok_or(counter::PASS_INTERNAL)?, 0);
             // IPv4-mapped IPv6, built in a register: a zeroed array would
             // become a memset call.
             let mapped = |a: [u8; 4]| ((0xffffu128 << 32) | u32::from_be_bytes(a) as u128).to_be_bytes();
@@ -418,6 +424,8 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
             }
             mem::copy(&mut q.ldns, &ip.src_addr);
             mem::copy(dst, &ip.dst_addr);
+            // Source and destination, side by side from byte 8.
+            addr_sum = csum::sum(bytes_of::<_, IPV6_HLEN>(ip).last_chunk::<32>().ok_or(counter::PASS_INTERNAL)?, 0);
             (true, l3_off + IPV6_HLEN, ip.payload_len() as usize)
         }
         _ => return Err(counter::PASS_NOT_DNS),
@@ -449,7 +457,7 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     // Summed now: a pointer into the packet kept across the name walk would
     // carry a different range on each of its paths, and the verifier would
     // walk everything after it once per name length.
-    let partial = udp_partial_sum(&q.ldns, dst, v6, udp, h);
+    let partial = udp_partial_sum(addr_sum, v6, udp, h);
 
     // QNAME: read, summed, lowercased into the key and hashed 8 bytes at a time.
     let qname_off = dns_off + DNS_HLEN;
@@ -507,5 +515,6 @@ pub fn parse(ctx: &XdpContext, settings: &Settings, s: &mut Scratch) -> Result<(
     q.dnssec_ok = dnssec_ok;
     s.dport = dport;
     q.qsum = qsum;
+    q.addr_sum = addr_sum;
     Ok(())
 }

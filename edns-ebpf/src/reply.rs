@@ -156,19 +156,19 @@ pub fn build(
     let eth = unsafe { &mut *ptr_at::<EthHdr>(ctx, 0).ok_or(counter::PASS_NO_ROOM)? };
     core::mem::swap(&mut eth.src_addr, &mut eth.dst_addr);
 
-    // IP: swap addresses (their sum is the pseudo-header's), new length, TTL 64.
+    // IP: swap addresses (their sum, taken while parsing, is the pseudo
+    // header's), new length, TTL 64.
+    sum += q.addr_sum;
     if q.v6 {
         let ip = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? };
         ip.set_payload_len(udp_len as u16);
         ip.hop_limit = 64;
-        sum += csum::sum(&ip.src_addr, 0) + csum::sum(&ip.dst_addr, 0);
         core::mem::swap(&mut ip.src_addr, &mut ip.dst_addr);
     } else {
         let ip = unsafe { &mut *ptr_at::<Ipv4Hdr>(ctx, q.l3_off).ok_or(counter::PASS_NO_ROOM)? };
         ip.set_tot_len((IPV4_HLEN + udp_len) as u16);
         ip.ttl = 64;
         ip.check = [0, 0];
-        sum += csum::sum(&ip.src_addr, 0) + csum::sum(&ip.dst_addr, 0);
         core::mem::swap(&mut ip.src_addr, &mut ip.dst_addr);
         ip.set_checksum(csum::complement(csum::sum(bytes_of::<_, IPV4_HLEN>(ip), 0)));
     }
