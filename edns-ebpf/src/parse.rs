@@ -202,11 +202,9 @@ pub fn is_own(settings: &Settings, addr: &[u8; 16], port: u16) -> bool {
 /// LISTEN holds `addr`:`port` (its key written in words: see [`mem::store_words`]).
 #[inline(always)]
 fn is_in_listen(addr: &[u8; 16], port: u16) -> bool {
-    const { assert!(core::mem::size_of::<ListenKey>() == 20) };
-    let mut key = core::mem::MaybeUninit::<ListenKey>::uninit();
     let [a0, a1, a2, a3] = mem::addr_words(addr);
-    mem::store_words(key.as_mut_ptr() as *mut u32, [a0, a1, a2, a3, port as u32]);
-    unsafe { LISTEN.get(key.assume_init_ref()).is_some() }
+    let mut key = core::mem::MaybeUninit::uninit();
+    unsafe { LISTEN.get(mem::store_words::<ListenKey, 5>(&mut key, [a0, a1, a2, a3, port as u32])).is_some() }
 }
 
 /// `dst`:`port` is an address edns listens on, or a wildcard listen (only

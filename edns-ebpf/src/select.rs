@@ -168,11 +168,9 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], s: &Scratch) -> Result<Choi
 
 /// A [`PersistKey`] written in words into `key` (see [`mem::store_words`]).
 #[inline(always)]
-fn persist_key<'a>(key: &'a mut MaybeUninit<PersistKey>, wide_ip: u32, l: &LdnsKey) -> &'a PersistKey {
-    const { assert!(core::mem::size_of::<PersistKey>() == 28) };
+fn persist_key<'a>(key: &'a mut MaybeUninit<mem::Aligned<PersistKey>>, wide_ip: u32, l: &LdnsKey) -> &'a PersistKey {
     let [a0, a1, a2, a3] = mem::addr_words(&l.addr);
-    mem::store_words(key.as_mut_ptr() as *mut u32, [wide_ip, u32::from_le_bytes([l.kind, l.prefix_len, 0, 0]), l.group, a0, a1, a2, a3]);
-    unsafe { key.assume_init_ref() }
+    mem::store_words(key, [wide_ip, u32::from_le_bytes([l.kind, l.prefix_len, 0, 0]), l.group, a0, a1, a2, a3])
 }
 
 /// Commits the choice once the answer is written. Fig. 9 block 925: refresh
