@@ -214,6 +214,12 @@ pub fn is_listen_destination(settings: &Settings, dst: &[u8; 16], port: u16, v6:
     is_own(settings, dst, port) || (settings.listen_len == 0 && is_in_listen(&unspecified(v6), port))
 }
 
+/// A MAC address as one number (a 4- and a 2-byte load, not six).
+#[inline(always)]
+fn mac48(m: &[u8; 6]) -> u64 {
+    u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as u64 | (u16::from_ne_bytes([m[4], m[5]]) as u64) << 32
+}
+
 /// The ingress policy the kernel would apply, for a UDP frame to our port:
 /// never answer a source no resolver can have, a frame not addressed to
 /// us, or a corrupt one. Each is dropped (a flood of them costs the stack
@@ -225,15 +231,8 @@ fn ingress(ctx: &XdpContext, settings: &Settings, ldns: &[u8; 16], dst: &[u8; 16
     if eth.src_addr[0] & 1 != 0 || sport == 0 || is_martian_source(ldns, v6) || is_own(settings, ldns, settings.dns_port) {
         return Err(counter::DROP_MARTIAN_SOURCE);
     }
-    let to = eth.dst_addr;
-    let other_mac = settings.check_mac != 0
-        && (to[0] != settings.mac[0]
-            || to[1] != settings.mac[1]
-            || to[2] != settings.mac[2]
-            || to[3] != settings.mac[3]
-            || to[4] != settings.mac[4]
-            || to[5] != settings.mac[5]);
-    if to[0] & 1 != 0 || other_mac || is_group_destination(dst) {
+    let other_mac = settings.check_mac != 0 && mac48(&eth.dst_addr) != mac48(&settings.mac);
+    if eth.dst_addr[0] & 1 != 0 || other_mac || is_group_destination(dst) {
         return Err(counter::DROP_NOT_FOR_US);
     }
     Ok(())
