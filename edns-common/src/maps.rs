@@ -259,8 +259,8 @@ pub struct PersistKey {
 }
 
 /// A persistence record (Fig. 6's Request_t). Times are CLOCK_MONOTONIC
-/// nanoseconds: `bpf_ktime_get_coarse_ns()` (to the last tick) in the
-/// kernel, the same clock in the controller. Records shared between nodes
+/// nanoseconds: `bpf_ktime_get_coarse_ns()` (to the tick, up to two ticks
+/// behind) in the kernel, the same clock in the controller. Records shared between nodes
 /// must be converted to wall time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -74,6 +74,11 @@ pub static RRL: LruHashMap<[u8; 16], RrlBucket> = LruHashMap::with_max_entries(6
 #[map]
 pub static COOKIE_SECRETS: Array<CookieSecrets> = Array::with_max_entries(1, 0);
 
+/// Per-CPU: the jiffies at this CPU's last coarse-clock reading, and the
+/// reading (see select::coarse_now).
+#[map]
+pub static TICK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 

@@ -4,7 +4,7 @@
 use core::mem::MaybeUninit;
 use core::intrinsics::{atomic_and, atomic_xadd, AtomicOrdering};
 
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use edns_common::{
     counter, is_timely, ldns_hash, persist_ldns, pool_mask, rendezvous, round_robin_any, stripe, topology_pick, LdnsKey, Mode, PersistKey,
     WideIpEntry, ALL_DOWN_ROUND_ROBIN, MAX_POOL, VS_AVAILABLE, VS_MARKED_UP,
@@ -12,7 +12,7 @@ use edns_common::{
 
 use crate::mem;
 use crate::parse::Scratch;
-use crate::maps::{opaque, PERSISTENCE, RR_COUNTERS, TOPOLOGY, VS_STATES};
+use crate::maps::{opaque, PERSISTENCE, RR_COUNTERS, TICK, TOPOLOGY, VS_STATES};
 
 /// Chosen pool position and the counter that says how.
 pub struct Choice {
@@ -146,9 +146,7 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], s: &Scratch) -> Result<Choi
     let mut key = MaybeUninit::uninit();
     let rec = PERSISTENCE.get_ptr_mut(persist_key(&mut key, w.id, &ldns)).ok_or(counter::PASS_PERSIST_MISS)?;
     let (vs, last) = unsafe { ((*rec).vs, (*rec).last_ns) };
-    // CLOCK_MONOTONIC to the last tick, as the controller stamps records
-    // (`store::now_ns`): a load, where the precise boot time costs ~27 ns.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = coarse_now();
     // The wide IP's TTL in force (it may follow a schedule), not the record's.
     if !is_timely(now, last, w.persistence_ttl) || vs_state(vs) & VS_AVAILABLE == 0 {
         return Err(counter::PASS_PERSIST_EXPIRED);
@@ -164,6 +162,25 @@ fn persistence_hit(w: &WideIpEntry, ldns: &[u8; 16], s: &Scratch) -> Result<Choi
         pos += 1;
     }
     Err(counter::PASS_PERSIST_EXPIRED)
+}
+
+/// CLOCK_MONOTONIC to the tick, as the controller stamps records
+/// (`store::now_ns`; the precise boot clock costs ~27 ns): the coarse
+/// clock, which moves only at a tick, read through its helper only when
+/// jiffies (a load the verifier inlines) moved since this CPU last read
+/// it (-3 ns a persistence hit). The tick moves jiffies just before the
+/// clock, so a reading taken in between holds for that tick: the time
+/// lags by up to two ticks (8 ms at HZ=250), not one. Persistence TTLs
+/// are seconds.
+#[inline(always)]
+fn coarse_now() -> u64 {
+    let j = unsafe { bpf_jiffies64() };
+    let Some(t) = TICK.get_ptr_mut(0) else { return unsafe { bpf_ktime_get_coarse_ns() } };
+    let t = unsafe { &mut *t };
+    if t[0] != j {
+        *t = [j, unsafe { bpf_ktime_get_coarse_ns() }];
+    }
+    t[1]
 }
 
 /// A [`PersistKey`] written in words into `key` (see [`mem::store_words`]).

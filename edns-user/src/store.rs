@@ -45,8 +45,8 @@ pub fn ldns_key_from_hex(hex: &str) -> Option<LdnsKey> {
 
 /// Nanoseconds on CLOCK_MONOTONIC: the controller's clock, and the one
 /// persistence records are stamped with here and in the XDP program, which
-/// reads it to the last tick (`bpf_ktime_get_coarse_ns`, a load, where
-/// `bpf_ktime_get_boot_ns` cost a persistence hit 27 ns on a VM).
+/// reads it to the tick (`bpf_ktime_get_coarse_ns`, up to two ticks
+/// behind, where `bpf_ktime_get_boot_ns` cost a persistence hit 27 ns on a VM).
 pub fn now_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
