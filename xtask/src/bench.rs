@@ -563,11 +563,11 @@ pub fn stages_table(object: &Path) -> anyhow::Result<()> {
     const STAGES: [&str; 11] = [
         "Ethernet, VLAN and IP headers read",
         "UDP port; ingress policy (martian source, our own addresses compared; MAC); IPv4 header checksum",
-        "question name: labels walked; read, summed, lowercased and hashed 8 bytes at a time",
+        "question name: read, summed, lowercased and hashed 8 bytes at a time, to its first zero byte",
         "type, class, OPT; UDP checksum verified (end of parse)",
         "(parse returned: SETTINGS and SCRATCH lookups)",
         "NAME_SLOTS probe by the name's hash, WIDE_IPS entry, name compared; destination among the listen addresses",
-        "GROUPS (LPM trie) lookup; stripe key",
+        "GROUPS (LPM trie) lookup, only while a group has members (none here); stripe key",
         "tail call into edns_answer (a direct jump); SETTINGS lookup",
         "WIDE_IPS entry again, by the id found (array)",
         "selection (stripe walk over VS_STATES)",
