@@ -557,6 +557,16 @@ impl Model {
         self.by_name.get(wire_lower_into(qname, &mut buf)).map(|id| &self.wide_ips[*id as usize])
     }
 
+    /// The wide IP of a name as it came on the wire (uncompressed, any case).
+    pub fn wide_ip_by_wire(&self, wire: &[u8]) -> Option<&WideIp> {
+        let mut buf = [0u8; 255];
+        let lower = buf.get_mut(..wire.len())?;
+        for (d, b) in lower.iter_mut().zip(wire) {
+            *d = b.to_ascii_lowercase();
+        }
+        self.by_name.get(&*lower).map(|id| &self.wide_ips[*id as usize])
+    }
+
     pub fn wide_ip_by_name(&self, name: &str) -> Option<&WideIp> {
         let n = Name::from_ascii(name).ok()?;
         self.wide_ip(&n)

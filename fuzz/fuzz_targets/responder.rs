@@ -1,6 +1,7 @@
 //! The userspace request path: any bytes from any source are either
 //! dropped or answered with a parseable DNS message for the same ID —
-//! never a panic.
+//! never a panic. A plain question (answered on the bytes) gets the
+//! very bytes the general path gives.
 #![no_main]
 
 use std::net::IpAddr;
@@ -11,13 +12,18 @@ use edns_user::select::Selector;
 use edns_user::store::MemoryStore;
 use libfuzzer_sys::fuzz_target;
 
-fn responder() -> &'static Responder {
-    static R: OnceLock<Responder> = OnceLock::new();
+/// Two responders on the example config, each with its own store, fed the
+/// same queries: one through `respond`, one through the general path only.
+fn responders() -> &'static (Responder, Responder) {
+    static R: OnceLock<(Responder, Responder)> = OnceLock::new();
     R.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let model = Arc::new(edns_user::config::load(&root.join("examples/edns.toml")).expect("the example config"));
-        let store = Arc::new(MemoryStore::new(model.initial_vs_states(), model.wide_ips.len(), 4096));
-        Responder::new(model.clone(), Selector::new(model, store))
+        let r = || {
+            let store = Arc::new(MemoryStore::new(model.initial_vs_states(), model.wide_ips.len(), 4096));
+            Responder::new(model.clone(), Selector::new(model.clone(), store))
+        };
+        (r(), r())
     })
 }
 
@@ -29,7 +35,15 @@ fuzz_target!(|input: &[u8]| {
     let src = IpAddr::from([input[0], input[1], input[2], input[3]]);
     let transport = if input[4] & 1 == 0 { Transport::Udp } else { Transport::Tcp };
     let query = &input[5..];
-    if let Some(out) = responder().respond(query, src, transport) {
+    let (responder, general) = responders();
+    let out = responder.respond(query, src, transport);
+    if query.len() >= 12 && query[2] & 0x80 == 0 {
+        let reference = general.respond_general(query, src, transport);
+        if edns_user::dns::plain::PlainQuery::parse(query).is_some() {
+            assert_eq!(out, reference, "a plain question answered as the general path does");
+        }
+    }
+    if let Some(out) = out {
         assert_eq!(&out[..2], &query[..2], "the answer carries the query's ID");
         assert!(out[2] & 0x80 != 0, "QR set");
         hickory_proto::op::Message::from_vec(&out).expect("a parseable answer");

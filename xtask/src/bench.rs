@@ -69,6 +69,8 @@ pub struct Perf {
     pub sent_qps: f64,
     pub reply_qps: f64,
     pub answered_pct: f64,
+    /// Replies received in the whole run.
+    pub replies: f64,
 }
 
 fn field<'a>(text: &'a str, label: &str) -> anyhow::Result<&'a str> {
@@ -102,7 +104,7 @@ fn dnsperf_threads(ns: Option<&Netns>, server: SocketAddr, queries: &Path, passe
     let completed = field(&text, "Queries completed:")?;
     let pct: f64 = completed.split('(').nth(1).and_then(|s| s.strip_suffix("%)")).context("completed %")?.parse()?;
     let elapsed: f64 = field(&text, "Run time (s):")?.parse()?;
-    Ok(Perf { sent_qps: sent / elapsed, reply_qps: qps, answered_pct: pct })
+    Ok(Perf { sent_qps: sent / elapsed, reply_qps: qps, answered_pct: pct, replies: qps * elapsed })
 }
 
 /// kxdpgun from the client veth, random sources in `local`, at `qps` offered.
@@ -127,7 +129,7 @@ fn kxdpgun_on(ns: &Netns, iface: &str, server: IpAddr, queries: &Path, qps: u64,
     };
     let sent = pps("total queries:")?;
     let replies = pps("total replies:").unwrap_or(0.0);
-    Ok(Perf { sent_qps: sent, reply_qps: replies, answered_pct: if sent > 0.0 { 100.0 * replies / sent } else { 0.0 } })
+    Ok(Perf { sent_qps: sent, reply_qps: replies, answered_pct: if sent > 0.0 { 100.0 * replies / sent } else { 0.0 }, replies: replies * seconds as f64 })
 }
 
 fn v4(s: &str) -> IpAddr {
@@ -533,24 +535,75 @@ pub fn run(passes: u64, seconds: u64, latency_rounds: usize, stages_object: &Pat
 
     rrl_under_a_spoofed_flood(&mix, seconds)?;
 
-    println!("\n## 4. dnsperf on loopback, userspace against knotd (3 alternating rounds)\n");
+    loopback_table(passes, seconds)
+}
+
+/// Section 4: dnsperf on loopback, the userspace path against knotd, in
+/// alternating rounds, with each server's CPU per reply; then the
+/// responder's own cost per query, plain path against general path.
+pub fn loopback_table(passes: u64, seconds: u64) -> anyhow::Result<()> {
+    const ROUNDS: usize = 5;
+    edns_tests::require_root();
+    let dir = tmpdir();
+    println!("\n## 4. dnsperf on loopback, userspace against knotd ({ROUNDS} alternating rounds)\n");
     let qfile = dir.join("queries.txt");
     std::fs::write(&qfile, "www.gslb.example. A\ngeo.gslb.example. A\nshop.gslb.example. A\n")?;
     let edns_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let control = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let knot_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let _e = EdnsProc::start_bin(&edns_bin(true), &example_config(edns_addr, control), None, &[])?;
-    let _k = start_knotd(&dir, knot_addr, None, None)?;
-    let (mut best_e, mut best_k) = (0f64, 0f64);
-    println!("| round | edns userspace q/s | knotd q/s | ratio |\n| --- | --- | --- | --- |");
-    for round in 1..=3 {
-        let pe = dnsperf(None, edns_addr, &qfile, passes, seconds)?;
-        let pk = dnsperf(None, knot_addr, &qfile, passes, seconds)?;
-        println!("| {round} | {:.0} | {:.0} | {:.2} |", pe.reply_qps, pk.reply_qps, pe.reply_qps / pk.reply_qps);
-        best_e = best_e.max(pe.reply_qps);
-        best_k = best_k.max(pk.reply_qps);
+    let e = EdnsProc::start_bin(&edns_bin(true), &example_config(edns_addr, control), None, &[])?;
+    let k = start_knotd(&dir, knot_addr, None, None)?;
+    // Replies per second, and the server's CPU (user + system) per reply in µs.
+    let measure = |addr: SocketAddr, pid: u32| -> anyhow::Result<(f64, f64)> {
+        let cpu = crate::cpu_secs(pid)?;
+        let p = dnsperf(None, addr, &qfile, passes, seconds)?;
+        Ok((p.reply_qps, (crate::cpu_secs(pid)? - cpu) * 1e6 / p.replies))
+    };
+    let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
+    println!("| round | edns userspace q/s | knotd q/s | ratio | edns CPU µs/reply | knotd CPU µs/reply |\n| --- | --- | --- | --- | --- | --- |");
+    for round in 1..=ROUNDS {
+        let (qe, ce) = measure(edns_addr, e.pid())?;
+        let (qk, ck) = measure(knot_addr, k.child.id())?;
+        println!("| {round} | {qe:.0} | {qk:.0} | {:.2} | {ce:.2} | {ck:.2} |", qe / qk);
+        ratios.push(qe / qk);
+        cpu_ratios.push(ce / ck);
     }
-    println!("\nbest: edns userspace {best_e:.0} q/s, knotd {best_k:.0} q/s, edns/knotd = {:.2}", best_e / best_k);
+    let (lo, hi) = ratios.iter().fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+    println!("\nedns/knotd replies/s: median {:.2} ({lo:.2}–{hi:.2}); CPU per reply, edns/knotd: median {:.2}", crate::median(ratios), crate::median(cpu_ratios));
+    // Timed in a release build: xtask itself is built for debugging.
+    crate::run(crate::cargo().args(["run", "--release", "--quiet", "-p", "xtask", "--", "responder-cost"]).current_dir(crate::root()))
+}
+
+/// The responder's cost per query in-process, no sockets: `respond()` (a
+/// plain question for a wide IP is answered on the bytes) against the
+/// general path alone (hickory decode and encode), interleaved.
+pub fn responder_cost() -> anyhow::Result<()> {
+    const ROUNDS: usize = 11;
+    const RUNS: u32 = 100_000;
+    use edns_user::dns::{Responder, Transport};
+    let model = std::sync::Arc::new(edns_user::config::load(&crate::root().join("examples/edns.toml")).map_err(anyhow::Error::from)?);
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(edns_user::store::MemoryStore::new(vec![edns_common::VS_UP; model.vss.len()], model.wide_ips.len(), 1 << 20));
+    let r = Responder::new(model.clone(), edns_user::select::Selector::new(model.clone(), store));
+    let src = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 7));
+    let queries: Vec<Vec<u8>> = ["www.gslb.example.", "geo.gslb.example.", "shop.gslb.example."].iter().map(|n| dns_query(0x1234, true, n, 1, Some(1232))).collect();
+    let time = |f: &dyn Fn(&[u8]) -> Option<Vec<u8>>| {
+        let t = Instant::now();
+        for i in 0..RUNS {
+            std::hint::black_box(f(&queries[i as usize % queries.len()]));
+        }
+        t.elapsed().as_secs_f64() * 1e9 / f64::from(RUNS)
+    };
+    let (mut plain, mut general) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        plain.push(time(&|q| r.respond(q, src, Transport::Udp)));
+        general.push(time(&|q| r.respond_general(q, src, Transport::Udp)));
+    }
+    let (p, g) = (crate::median(plain), crate::median(general));
+    println!("\nThe responder alone (in-process, no sockets; www, geo and shop in turn with an OPT record; medians of {ROUNDS} interleaved rounds of {RUNS}):\n");
+    println!("| path | ns/query | × plain |\n| --- | --- | --- |");
+    println!("| plain question answered on the bytes (`respond`) | {p:.0} | 1.00 |");
+    println!("| general path (hickory decode and encode) | {g:.0} | {:.2} |", g / p);
     Ok(())
 }
 

@@ -8,21 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use edns_tests::cluster::{demo_config, ClusterHarness};
 use edns_tests::{edns_bin, sh, workspace, EdnsProc};
 
 const BULK: &str = "\n[[wide_ip]]\nname = \"bulk.gslb.example.\"\nmode = \"dynamic\"\nmethod = \"round_robin\"\npersistence_ttl = 600\necs = true\npool = [\"east/vs1\", \"west/vs1\"]\n";
-
-/// CPU seconds (user + system) the process has used.
-fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').context("stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
-}
 
 pub fn run(records: u32, rate: u32) -> anyhow::Result<()> {
     edns_tests::require_root();
@@ -37,7 +26,7 @@ pub fn run(records: u32, rate: u32) -> anyhow::Result<()> {
     }
     std::thread::sleep(Duration::from_millis(500));
     let bytes0: Vec<(u64, u64)> = (0..3).map(|i| h.node_bytes(i)).collect::<anyhow::Result<_>>()?;
-    let cpu0: Vec<f64> = nodes.iter().map(|e| cpu_secs(e.pid())).collect::<anyhow::Result<_>>()?;
+    let cpu0: Vec<f64> = nodes.iter().map(|e| crate::cpu_secs(e.pid())).collect::<anyhow::Result<_>>()?;
     let t0 = Instant::now();
     let out = sh(h.client.cmd("python3").arg(workspace().join("tests/fixtures/ecs_queries.py")).args([
         &h.node_ips[0].to_string(),
@@ -56,7 +45,7 @@ pub fn run(records: u32, rate: u32) -> anyhow::Result<()> {
     }
     let wall = t0.elapsed().as_secs_f64();
     let bytes1: Vec<(u64, u64)> = (0..3).map(|i| h.node_bytes(i)).collect::<anyhow::Result<_>>()?;
-    let cpu1: Vec<f64> = nodes.iter().map(|e| cpu_secs(e.pid())).collect::<anyhow::Result<_>>()?;
+    let cpu1: Vec<f64> = nodes.iter().map(|e| crate::cpu_secs(e.pid())).collect::<anyhow::Result<_>>()?;
     let made = nodes[0].ctl(&["stats"])?["dns"]["client_subnet"].as_u64().unwrap_or(0);
 
     println!("## Cluster: record replication (3 nodes, gossip every 100 ms)\n");

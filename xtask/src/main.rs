@@ -69,10 +69,16 @@ enum Cmd {
         /// Only the queue scaling run (kxdpgun, veth with one and two queues).
         #[arg(long)]
         queues_only: bool,
+        /// Only the loopback dnsperf run (edns userspace against knotd) and the responder's cost.
+        #[arg(long)]
+        loopback_only: bool,
         /// Interleaved rounds of the latency table.
         #[arg(long, default_value_t = 5)]
         latency_rounds: usize,
     },
+    /// The responder's cost per query in-process (run by `bench` from a release build).
+    #[command(hide = true)]
+    ResponderCost,
     /// One open-loop latency run (used by `bench` inside the client namespace).
     #[command(hide = true)]
     LatencyProbe {
@@ -102,6 +108,16 @@ pub fn root() -> PathBuf {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+pub fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
 }
 
 /// Runs a command, failing with its name when it does not succeed.
@@ -303,8 +319,9 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
             demo::run()
         }
+        Cmd::ResponderCost => bench::responder_cost(),
         Cmd::LatencyProbe { server, qps, seconds, names } => latency::probe_main(server, qps, seconds, &names),
-        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only, stages, latency_only, queues_only, latency_rounds } => {
+        Cmd::Bench { what, records, rate, passes, seconds, rrl_only, testrun_only, stages, latency_only, queues_only, loopback_only, latency_rounds } => {
             setup()?;
             build_ebpf()?;
             run(cargo().args(["build", "--release", "-p", "edns-user"]).current_dir(root()))?;
@@ -319,6 +336,9 @@ fn main() -> anyhow::Result<()> {
             }
             if queues_only {
                 return bench::queues_only(seconds);
+            }
+            if loopback_only {
+                return bench::loopback_table(passes, seconds);
             }
             if latency_only {
                 return latency::table(latency_rounds, seconds);

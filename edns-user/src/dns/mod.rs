@@ -2,8 +2,9 @@
 //! here; which VS answers lives in [`crate::select`].
 
 pub mod ecs;
+pub mod plain;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -80,7 +81,14 @@ struct Asker {
     src: IpAddr,
     subnet: Subnet,
     scope: std::cell::Cell<Option<u8>>,
+    /// Selection already made for the question's wide IP (the plain path's,
+    /// when it could not write the answer itself).
+    picked: std::cell::Cell<Option<Picked>>,
 }
+
+/// What selection gave a wide IP: the SAC's (or fallback) addresses, or the
+/// RCODE to answer with.
+type Picked = Result<(Ipv4Addr, Option<Ipv6Addr>), ResponseCode>;
 
 /// The client subnet's address as its family reads.
 fn subnet_addr(s: &Subnet) -> IpAddr {
@@ -91,11 +99,7 @@ fn subnet_addr(s: &Subnet) -> IpAddr {
     }
 }
 
-/// Header flag bits (second and third header bytes as one u16).
-const FLAG_QR: u16 = 0x8000;
-const FLAG_RD: u16 = 0x0100;
-const FLAG_CD: u16 = 0x0010;
-const OPCODE_MASK: u16 = 0x7800;
+use plain::{FLAG_CD, FLAG_QR, FLAG_RD, OPCODE_MASK};
 
 impl Responder {
     /// A responder with cookies as the config says (a random secret unless one is set).
@@ -115,7 +119,8 @@ impl Responder {
     }
 
     /// Answers one query; `None` means drop it (too short to carry an ID, or
-    /// a response, which must never be answered).
+    /// a response, which must never be answered). A plain question for a
+    /// wide IP is answered on the bytes ([`plain`]); the rest through hickory.
     pub fn respond(&self, query: &[u8], src: IpAddr, transport: Transport) -> Option<Vec<u8>> {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         match transport {
@@ -127,6 +132,58 @@ impl Responder {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        if let Some(p) = plain::PlainQuery::parse(query) {
+            if let Some(w) = self.model.wide_ip_by_wire(p.name) {
+                return self.respond_plain(&p, w, query, src, transport);
+            }
+        }
+        self.general(query, src, transport, None, None)
+    }
+
+    /// The general path alone, as [`Responder::respond`] takes it for any
+    /// query that is not plain (the tests hold both paths to the same bytes).
+    pub fn respond_general(&self, query: &[u8], src: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        self.general(query, src, transport, None, None)
+    }
+
+    /// Rate limiting's verdict (UDP only, and not for a source `proven` by
+    /// our valid server cookie): `Some(slip)`, or `None` to drop.
+    fn admit(&self, transport: Transport, src: IpAddr, proven: impl FnOnce() -> bool) -> Option<bool> {
+        let (Transport::Udp, Some(l)) = (transport, &self.rrl) else { return Some(false) };
+        if proven() {
+            return Some(false);
+        }
+        match l.admit(src, now_ns()) {
+            crate::rrl::Admit::Answer => Some(false),
+            crate::rrl::Admit::Slip => Some(true),
+            crate::rrl::Admit::Drop => None,
+        }
+    }
+
+    /// A plain question for wide IP `w`: an address answer written on the
+    /// bytes; any other outcome (an error, AAAA without an IPv6 address, a
+    /// slip) through the general path, with the selection already made.
+    fn respond_plain(&self, p: &plain::PlainQuery, w: &crate::model::WideIp, query: &[u8], src: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        // A plain query carries no cookie to prove its source.
+        if self.admit(transport, src, || false)? {
+            return self.general(query, src, transport, Some(true), None);
+        }
+        let asker = Asker { src, subnet: Subnet::default(), scope: Default::default(), picked: Default::default() };
+        let picked = self.pick(w, &asker);
+        let payload = self.model.server.edns_payload;
+        let bytes = match (picked, p.qtype) {
+            (Ok((v4, _)), plain::TYPE_A) => p.address_answer(w.answer_ttl, &v4.octets(), payload),
+            (Ok((_, Some(v6))), plain::TYPE_AAAA) => p.address_answer(w.answer_ttl, &v6.octets(), payload),
+            _ => return self.general(query, src, transport, Some(false), Some(picked)),
+        };
+        self.stats.count(ResponseCode::NoError);
+        Some(bytes)
+    }
+
+    /// The general path: the query decoded into a hickory `Message`, the
+    /// answer encoded from one. `admitted`: rate limiting's verdict when
+    /// already taken; `picked`: the selection when already made.
+    fn general(&self, query: &[u8], src: IpAddr, transport: Transport, admitted: Option<bool>, picked: Option<Picked>) -> Option<Vec<u8>> {
         let req = match Message::from_vec(query) {
             Ok(m) => m,
             Err(e) => {
@@ -134,18 +191,12 @@ impl Responder {
                 return Some(self.bare_error(query, ResponseCode::FormErr));
             }
         };
-        // Rate limiting (UDP only), unless our valid server cookie proves the source.
-        let mut slip = false;
-        if let (Transport::Udp, Some(l)) = (transport, &self.rrl) {
-            if !self.has_valid_cookie(&req, src) {
-                match l.admit(src, now_ns()) {
-                    crate::rrl::Admit::Answer => {}
-                    crate::rrl::Admit::Slip => slip = true,
-                    crate::rrl::Admit::Drop => return None,
-                }
-            }
-        }
-        let resp = self.answer(&req, query, src);
+        let slip = match admitted {
+            Some(slip) => slip,
+            // Unless our valid server cookie proves the source.
+            None => self.admit(transport, src, || self.has_valid_cookie(&req, src))?,
+        };
+        let resp = self.answer(&req, query, src, picked);
         if slip {
             // TC=1 and no data: a real resolver asks again over TCP. No
             // client subnet either: nothing was answered for it.
@@ -189,7 +240,7 @@ impl Responder {
         b
     }
 
-    fn answer(&self, req: &Message, raw: &[u8], src: IpAddr) -> Message {
+    fn answer(&self, req: &Message, raw: &[u8], src: IpAddr, picked: Option<Picked>) -> Message {
         let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
         resp.metadata.authoritative = true;
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
@@ -237,7 +288,7 @@ impl Responder {
             return resp;
         }
         let q = &req.queries[0];
-        let asker = Asker { src, subnet, scope: Default::default() };
+        let asker = Asker { src, subnet, scope: Default::default(), picked: std::cell::Cell::new(picked) };
         resp.metadata.response_code = self.resolve(q, &asker, &mut resp);
         if let (Some(scope), Some(e), true) = (asker.scope.get(), resp.edns.as_mut(), subnet.family != 0) {
             // Between NSID and COOKIE, where the kernel writes it.
@@ -411,7 +462,6 @@ impl Responder {
 
     /// The wide IP's answer for `owner` (the question, or a CNAME's target).
     fn answer_wide_ip(&self, w: &crate::model::WideIp, qname: &Name, qtype: RecordType, asker: &Asker, resp: &mut Message) -> ResponseCode {
-        let src = asker.src;
         // A wide IP with ECS echoes the client subnet (RFC 7871 §7.2.1),
         // scope 0 unless the answer came from the address.
         if w.ecs.is_some() {
@@ -421,31 +471,13 @@ impl Responder {
             resp.add_authority(self.soa_record());
             return ResponseCode::NoError;
         }
-        let outcome = match self.selector.select(w, src, &asker.subnet, now_ns()) {
-            Ok(s) => {
-                if w.ecs.is_some() {
-                    asker.scope.set(Some(s.scope));
-                }
-                s.outcome
-            }
-            Err(e) => {
-                tracing::error!(wide_ip = %w.name, %src, error = %e, "selection failed, SERVFAIL");
-                return ResponseCode::ServFail;
-            }
-        };
-        let (v4, v6) = match outcome {
-            Outcome::Vs(d) => {
-                tracing::debug!(wide_ip = %w.name, %src, vs = %self.model.vss[d.vs as usize].name, how = ?d.how, "selected");
-                let sac = &self.model.sacs[d.sac as usize];
-                (sac.address, sac.address6)
-            }
-            Outcome::Fallback(v4, v6) => (v4, v6),
+        let (v4, v6) = match asker.picked.take().unwrap_or_else(|| self.pick(w, asker)) {
+            Ok(addrs) => addrs,
             // The all-down policy chose an error: no data to give.
-            Outcome::Refused => {
-                resp.metadata.authoritative = false;
-                return ResponseCode::Refused;
+            Err(rcode) => {
+                resp.metadata.authoritative = rcode != ResponseCode::Refused;
+                return rcode;
             }
-            Outcome::ServFail => return ResponseCode::ServFail,
         };
         let rdata = match qtype {
             RecordType::AAAA => v6.map(|a| RData::AAAA(AAAA(a))),
@@ -461,5 +493,30 @@ impl Responder {
             }
         }
         ResponseCode::NoError
+    }
+
+    /// Selection for wide IP `w` (and, with ECS on, the scope to echo).
+    fn pick(&self, w: &crate::model::WideIp, asker: &Asker) -> Picked {
+        let src = asker.src;
+        let selection = match self.selector.select(w, src, &asker.subnet, now_ns()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(wide_ip = %w.name, %src, error = %e, "selection failed, SERVFAIL");
+                return Err(ResponseCode::ServFail);
+            }
+        };
+        if w.ecs.is_some() {
+            asker.scope.set(Some(selection.scope));
+        }
+        match selection.outcome {
+            Outcome::Vs(d) => {
+                tracing::debug!(wide_ip = %w.name, %src, vs = %self.model.vss[d.vs as usize].name, how = ?d.how, "selected");
+                let sac = &self.model.sacs[d.sac as usize];
+                Ok((sac.address, sac.address6))
+            }
+            Outcome::Fallback(v4, v6) => Ok((v4, v6)),
+            Outcome::Refused => Err(ResponseCode::Refused),
+            Outcome::ServFail => Err(ResponseCode::ServFail),
+        }
     }
 }
