@@ -140,51 +140,9 @@ mod tests {
     use crate::select::Selector;
     use crate::store::{MemoryStore, Store};
 
-    /// The demo's wide IPs plus one for each all-down policy that answers no address.
-    const CONFIG: &str = r#"
-[server]
-listen = ["127.0.0.1:53"]
-zone = "gslb.example."
-nameservers = ["ns1.gslb.example."]
-answer_ttl = 30
-edns_payload = 1400
-
-[[sac]]
-name = "east"
-address = "192.0.2.10"
-virtual_servers = [{ name = "vs1" }, { name = "vs2" }]
-
-[[sac]]
-name = "west"
-address = "198.51.100.20"
-address6 = "2001:db8::20"
-virtual_servers = [{ name = "vs1" }]
-
-[[wide_ip]]
-name = "www.gslb.example."
-mode = "stripe"
-pool = ["east/vs1", "east/vs2", "west/vs1"]
-
-[[wide_ip]]
-name = "shop.gslb.example."
-mode = "dynamic"
-method = "round_robin"
-persistence_ttl = 600
-answer_ttl = 7
-pool = ["east/vs1", "west/vs1"]
-
-[[wide_ip]]
-name = "geo.gslb.example."
-mode = "topology"
-pool = ["east/vs1", "west/vs1"]
-
-[[wide_ip]]
-name = "safe.gslb.example."
-mode = "topology"
-all_down = "fallback"
-fallback_address = "203.0.113.99"
-pool = ["east/vs2"]
-
+    /// Wide IPs beside the demo's: one for each all-down policy that answers
+    /// no address, and one with its own TTL.
+    const EXTRA: &str = r#"
 [[wide_ip]]
 name = "no.gslb.example."
 mode = "topology"
@@ -198,19 +156,25 @@ all_down = "servfail"
 pool = ["west/vs1"]
 
 [[wide_ip]]
-name = "cdn.gslb.example."
-mode = "stripe"
-ecs = true
-pool = ["east/vs1", "east/vs2", "west/vs1"]
-
-[[topology]]
-ldns = "198.18.1.0/24"
-sac = "east"
+name = "brief.gslb.example."
+mode = "dynamic"
+method = "round_robin"
+persistence_ttl = 60
+answer_ttl = 7
+pool = ["east/vs1", "west/vs1"]
 "#;
+
+    /// The demo config with a payload size of our own, `rrl` (a table)
+    /// before its first SAC, and the [`EXTRA`] wide IPs.
+    fn config(rrl: &str) -> Arc<crate::model::Model> {
+        let demo = include_str!("../../../examples/demo.toml");
+        let text = demo.replacen("answer_ttl = 30\n", "answer_ttl = 30\nedns_payload = 1400\n", 1).replacen("[[sac]]", &format!("{rrl}[[sac]]"), 1) + EXTRA;
+        Arc::new(crate::config::parse(std::path::Path::new("demo.toml"), &text).unwrap())
+    }
 
     /// Two responders on one config, each with its own store.
     fn responders() -> (Responder, Responder, Arc<dyn Store>, Arc<dyn Store>) {
-        let model = Arc::new(crate::config::parse(std::path::Path::new("plain.toml"), CONFIG).unwrap());
+        let model = config("");
         let store = || -> Arc<dyn Store> { Arc::new(MemoryStore::new(vec![VS_UP; model.vss.len()], model.wide_ips.len(), 1 << 16)) };
         let (a, b) = (store(), store());
         let r = |s: &Arc<dyn Store>| Responder::new(model.clone(), Selector::new(model.clone(), s.clone()));
@@ -247,14 +211,14 @@ sac = "east"
     #[test]
     fn plain_answers_are_byte_identical_to_the_general_paths_through_every_outcome() {
         let (plain, general, sa, sb) = responders();
-        let names = ["www", "shop", "geo", "safe", "no", "fail", "cdn"];
+        let names = ["www", "shop", "geo", "ring", "safe", "cdn", "no", "fail", "brief"];
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a1e);
         let (mut answered_plain, mut other_outcomes) = (0, 0);
         for i in 0..6000u32 {
             // Every VS down for a stretch: fallback, REFUSED, SERVFAIL and round robin.
             if i % 1000 == 500 || i % 1000 == 0 {
                 let state = if i % 1000 == 500 { 0 } else { VS_UP };
-                for vs in 0..3 {
+                for vs in 0..plain.model.vss.len() as u32 {
                     sa.set_vs_state(vs, state).unwrap();
                     sb.set_vs_state(vs, state).unwrap();
                 }
@@ -326,8 +290,7 @@ sac = "east"
 
     #[test]
     fn rate_limited_plain_queries_are_dropped_or_slipped_as_the_general_path_does() {
-        let text = CONFIG.replacen("edns_payload = 1400\n", "edns_payload = 1400\n\n[rrl]\nresponses_per_second = 1\nburst = 1\nslip = 2\n", 1);
-        let model = Arc::new(crate::config::parse(std::path::Path::new("plain.toml"), &text).unwrap());
+        let model = config("[rrl]\nresponses_per_second = 1\nburst = 1\nslip = 2\n\n");
         let r = || {
             let s: Arc<dyn Store> = Arc::new(MemoryStore::new(vec![VS_UP; model.vss.len()], model.wide_ips.len(), 1 << 16));
             Responder::new(model.clone(), Selector::new(model.clone(), s))
