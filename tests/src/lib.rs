@@ -81,12 +81,18 @@ pub fn tmpdir() -> TmpDir {
     TmpDir(d)
 }
 
-/// A port free on 127.0.0.1 for both UDP and TCP right now.
+/// A port free on 127.0.0.1 for both UDP and TCP right now, and never
+/// handed out before by this test binary: the kernel may give the same
+/// ephemeral port to two binds in a row, and two callers (a DNS and a
+/// control address, or two tests in parallel) must not share one.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed_out = HANDED_OUT.lock().unwrap();
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }
