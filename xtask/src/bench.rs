@@ -576,7 +576,8 @@ pub fn loopback_table(passes: u64, seconds: u64) -> anyhow::Result<()> {
 
 /// The responder's cost per query in-process, no sockets: `respond()` (a
 /// plain question for a wide IP is answered on the bytes) against the
-/// general path alone (hickory decode and encode), interleaved.
+/// general path alone (hickory decode and encode), interleaved; without and
+/// with a client cookie (what BIND sends).
 pub fn responder_cost() -> anyhow::Result<()> {
     const ROUNDS: usize = 11;
     const RUNS: u32 = 100_000;
@@ -586,24 +587,36 @@ pub fn responder_cost() -> anyhow::Result<()> {
         std::sync::Arc::new(edns_user::store::MemoryStore::new(vec![edns_common::VS_UP; model.vss.len()], model.wide_ips.len(), 1 << 20));
     let r = Responder::new(model.clone(), edns_user::select::Selector::new(model.clone(), store));
     let src = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 7));
-    let queries: Vec<Vec<u8>> = ["www.gslb.example.", "geo.gslb.example.", "shop.gslb.example."].iter().map(|n| dns_query(0x1234, true, n, 1, Some(1232))).collect();
-    let time = |f: &dyn Fn(&[u8]) -> Option<Vec<u8>>| {
+    let plain: Vec<Vec<u8>> = ["www.gslb.example.", "geo.gslb.example.", "shop.gslb.example."].iter().map(|n| dns_query(0x1234, true, n, 1, Some(1232))).collect();
+    // The OPT record is last: its RDLENGTH grows by the COOKIE option.
+    let cookie: Vec<Vec<u8>> = plain.iter().map(|q| [&q[..q.len() - 2], &[0, 12, 0, 10, 0, 8][..], b"clientck"].concat()).collect();
+    let time = |queries: &[Vec<u8>], f: &dyn Fn(&[u8]) -> Option<Vec<u8>>| {
         let t = Instant::now();
         for i in 0..RUNS {
             std::hint::black_box(f(&queries[i as usize % queries.len()]));
         }
         t.elapsed().as_secs_f64() * 1e9 / f64::from(RUNS)
     };
-    let (mut plain, mut general) = (Vec::new(), Vec::new());
+    let respond = |q: &[u8]| r.respond(q, src, Transport::Udp);
+    let general = |q: &[u8]| r.respond_general(q, src, Transport::Udp);
+    let runs: [(&str, &[Vec<u8>], &dyn Fn(&[u8]) -> Option<Vec<u8>>); 4] = [
+        ("plain question answered on the bytes (`respond`)", &plain, &respond),
+        ("general path (hickory decode and encode)", &plain, &general),
+        ("with a client cookie, on the bytes (`respond`)", &cookie, &respond),
+        ("with a client cookie, general path", &cookie, &general),
+    ];
+    let mut ns = vec![Vec::new(); runs.len()];
     for _ in 0..ROUNDS {
-        plain.push(time(&|q| r.respond(q, src, Transport::Udp)));
-        general.push(time(&|q| r.respond_general(q, src, Transport::Udp)));
+        for (i, (_, queries, f)) in runs.iter().enumerate() {
+            ns[i].push(time(queries, *f));
+        }
     }
-    let (p, g) = (crate::median(plain), crate::median(general));
+    let ns: Vec<f64> = ns.into_iter().map(crate::median).collect();
     println!("\nThe responder alone (in-process, no sockets; www, geo and shop in turn with an OPT record; medians of {ROUNDS} interleaved rounds of {RUNS}):\n");
     println!("| path | ns/query | × plain |\n| --- | --- | --- |");
-    println!("| plain question answered on the bytes (`respond`) | {p:.0} | 1.00 |");
-    println!("| general path (hickory decode and encode) | {g:.0} | {:.2} |", g / p);
+    for ((what, _, _), n) in runs.iter().zip(&ns) {
+        println!("| {what} | {n:.0} | {:.2} |", n / ns[0]);
+    }
     Ok(())
 }
 

@@ -164,20 +164,27 @@ impl Responder {
     /// bytes; any other outcome (an error, AAAA without an IPv6 address, a
     /// slip) through the general path, with the selection already made.
     fn respond_plain(&self, p: &plain::PlainQuery, w: &crate::model::WideIp, query: &[u8], src: IpAddr, transport: Transport) -> Option<Vec<u8>> {
-        // A plain query carries no cookie to prove its source.
-        if self.admit(transport, src, || false)? {
+        // With cookies off, a COOKIE option is ignored, as the general path does.
+        let cookie = p.cookie.filter(|_| self.cookies.enabled());
+        let ldns = crate::model::ip16(src);
+        if self.admit(transport, src, || cookie.is_some_and(|c| self.cookies.is_valid(c, &ldns)))? {
             return self.general(query, src, transport, Some(true), None);
         }
         let asker = Asker { src, subnet: Subnet::default(), scope: Default::default(), picked: Default::default() };
         let picked = self.pick(w, &asker);
-        let payload = self.model.server.edns_payload;
-        let bytes = match (picked, p.qtype) {
-            (Ok((v4, _)), plain::TYPE_A) => p.address_answer(w.answer_ttl, &v4.octets(), payload),
-            (Ok((_, Some(v6))), plain::TYPE_AAAA) => p.address_answer(w.answer_ttl, &v6.octets(), payload),
+        let rdata = match (picked, p.qtype) {
+            (Ok((v4, _)), plain::TYPE_A) => &v4.octets()[..],
+            (Ok((_, Some(v6))), plain::TYPE_AAAA) => &v6.octets()[..],
             _ => return self.general(query, src, transport, Some(false), Some(picked)),
         };
+        // Judged (and counted) only here: the general path judges its own.
+        let echo = cookie.map(|c| {
+            self.cookies.judge(c, &ldns);
+            let client: [u8; 8] = c[..8].try_into().expect("a plain cookie has a client cookie");
+            self.cookies.response_option(&client, &ldns)
+        });
         self.stats.count(ResponseCode::NoError);
-        Some(bytes)
+        Some(p.address_answer(w.answer_ttl, rdata, self.model.server.edns_payload, echo.as_deref()))
     }
 
     /// The general path: the query decoded into a hickory `Message`, the

@@ -1,5 +1,6 @@
 //! The question nearly every resolver sends for a wide IP — one question,
-//! A or AAAA in class IN, at most an OPT record without options — read and
+//! A or AAAA in class IN, at most an OPT record with no option but a COOKIE
+//! (a client cookie, or one with a server cookie of our length) — read and
 //! answered on the bytes, as the XDP program does, with no hickory
 //! `Message` decoded or encoded. Anything else, and any answer other than an
 //! address, takes the general path; the tests below hold the two to the
@@ -15,9 +16,15 @@ pub const OPCODE_MASK: u16 = 0x7800;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
+const OPTION_COOKIE: u16 = 10;
+/// The COOKIE option data a plain query may carry: a client cookie alone,
+/// or with a server cookie of the length we issue (other lengths: general path).
+const COOKIE_LENS: [usize; 2] = [CLIENT_COOKIE_LEN, CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN];
 const CLASS_IN: u16 = 1;
 /// The DO bit in an OPT record's flags.
 const EDNS_DO: u16 = 0x8000;
+
+use edns_common::{CLIENT_COOKIE_LEN, SERVER_COOKIE_LEN};
 
 /// Longest name on the wire (RFC 1035 §2.3.4), the root label included.
 const NAME_MAX: usize = 255;
@@ -35,6 +42,8 @@ pub struct PlainQuery<'a> {
     pub qtype: u16,
     /// With an OPT record: its DO bit.
     edns_do: Option<bool>,
+    /// The COOKIE option's data, when the OPT record carries one.
+    pub cookie: Option<&'a [u8]>,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -78,19 +87,22 @@ impl<'a> PlainQuery<'a> {
             return None;
         }
         let end = name_end + 4;
-        let edns_do = match counts[3] {
-            0 => None,
-            _ => Some(opt_do(q.get(end..)?)?),
+        let (edns_do, cookie, len) = match counts[3] {
+            0 => (None, None, end),
+            _ => {
+                let (dnssec_ok, cookie) = opt(q.get(end..)?)?;
+                (Some(dnssec_ok), cookie, end + 11 + cookie.map_or(0, |c| 4 + c.len()))
+            }
         };
-        let len = end + if edns_do.is_some() { 11 } else { 0 };
-        (q.len() == len).then_some(PlainQuery { id: [q[0], q[1]], flags, name: &q[12..name_end], question: &q[12..end], qtype, edns_do })
+        (q.len() == len).then_some(PlainQuery { id: [q[0], q[1]], flags, name: &q[12..name_end], question: &q[12..end], qtype, edns_do, cookie })
     }
 
     /// The answer with one address record (4 bytes for A, 16 for AAAA),
     /// owned by the question name (a pointer to it), and our OPT record
-    /// when the query had one.
-    pub fn address_answer(&self, ttl: u32, rdata: &[u8], edns_payload: u16) -> Vec<u8> {
-        let mut b = Vec::with_capacity(12 + self.question.len() + 12 + rdata.len() + 11);
+    /// when the query had one, with `cookie` as its COOKIE option's data.
+    pub fn address_answer(&self, ttl: u32, rdata: &[u8], edns_payload: u16, cookie: Option<&[u8]>) -> Vec<u8> {
+        let cookie_len = cookie.map_or(0, |c| 4 + c.len());
+        let mut b = Vec::with_capacity(12 + self.question.len() + 12 + rdata.len() + 11 + cookie_len);
         let flags = FLAG_QR | FLAG_AA | (self.flags & (FLAG_RD | FLAG_CD));
         let arcount = u16::from(self.edns_do.is_some());
         b.extend_from_slice(&self.id);
@@ -105,26 +117,45 @@ impl<'a> PlainQuery<'a> {
         b.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         b.extend_from_slice(rdata);
         if let Some(dnssec_ok) = self.edns_do {
-            // Root owner, OPT, our payload size, extended RCODE 0, version 0, DO copied (RFC 3225), no options.
+            // Root owner, OPT, our payload size, extended RCODE 0, version 0, DO copied (RFC 3225).
             b.push(0);
             b.extend_from_slice(&TYPE_OPT.to_be_bytes());
             b.extend_from_slice(&edns_payload.to_be_bytes());
             b.extend_from_slice(&[0, 0]);
             b.extend_from_slice(&(if dnssec_ok { EDNS_DO } else { 0 }).to_be_bytes());
-            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(&(cookie_len as u16).to_be_bytes());
+            if let Some(c) = cookie {
+                b.extend_from_slice(&OPTION_COOKIE.to_be_bytes());
+                b.extend_from_slice(&(c.len() as u16).to_be_bytes());
+                b.extend_from_slice(c);
+            }
         }
         b
     }
 }
 
-/// An OPT record of version 0 without options: its DO bit.
-fn opt_do(rr: &[u8]) -> Option<bool> {
+/// An OPT record of version 0 with no option or one COOKIE of a plain
+/// length: its DO bit and the cookie's data.
+fn opt(rr: &[u8]) -> Option<(bool, Option<&[u8]>)> {
     // root owner, type, payload size, extended RCODE, version, flags, RDLENGTH
     let &[0, _, _, _, _, _, version, _, _, _, _] = rr.get(..11)? else {
         return None;
     };
-    let ok = u16_at(rr, 1)? == TYPE_OPT && version == 0 && u16_at(rr, 9)? == 0;
-    ok.then(|| u16_at(rr, 7).is_some_and(|f| f & EDNS_DO != 0))
+    if u16_at(rr, 1)? != TYPE_OPT || version != 0 {
+        return None;
+    }
+    let dnssec_ok = u16_at(rr, 7)? & EDNS_DO != 0;
+    let cookie = match u16_at(rr, 9)? as usize {
+        0 => None,
+        rdlen => {
+            let len = u16_at(rr, 13)? as usize;
+            if u16_at(rr, 11)? != OPTION_COOKIE || rdlen != 4 + len || !COOKIE_LENS.contains(&len) {
+                return None;
+            }
+            Some(rr.get(15..15 + len)?)
+        }
+    };
+    Some((dnssec_ok, cookie))
 }
 
 #[cfg(test)]
@@ -136,6 +167,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::cookies::{wall_secs, Cookies};
     use crate::dns::{Responder, Transport};
     use crate::select::Selector;
     use crate::store::{MemoryStore, Store};
@@ -172,13 +204,62 @@ pool = ["east/vs1", "west/vs1"]
         Arc::new(crate::config::parse(std::path::Path::new("demo.toml"), &text).unwrap())
     }
 
-    /// Two responders on one config, each with its own store.
-    fn responders() -> (Responder, Responder, Arc<dyn Store>, Arc<dyn Store>) {
-        let model = config("");
+    /// The cookie secret both responders of a test share.
+    const SECRET: [u8; 16] = *b"plain-path-tests";
+
+    /// Two responders on one config, each with its own store and cookie
+    /// state (one secret, cookies on or off).
+    fn responders_with(model: Arc<crate::model::Model>, cookies: bool) -> (Responder, Responder, Arc<dyn Store>, Arc<dyn Store>) {
         let store = || -> Arc<dyn Store> { Arc::new(MemoryStore::new(vec![VS_UP; model.vss.len()], model.wide_ips.len(), 1 << 16)) };
         let (a, b) = (store(), store());
-        let r = |s: &Arc<dyn Store>| Responder::new(model.clone(), Selector::new(model.clone(), s.clone()));
+        let r = |s: &Arc<dyn Store>| {
+            Responder::with_cookies(model.clone(), Selector::new(model.clone(), s.clone()), Arc::new(Cookies::new(cookies, Some(SECRET))))
+        };
         (r(&a), r(&b), a, b)
+    }
+
+    fn responders() -> (Responder, Responder, Arc<dyn Store>, Arc<dyn Store>) {
+        responders_with(config(""), true)
+    }
+
+    /// `q` (its OPT record last) with a COOKIE option of `data` added.
+    fn with_cookie(q: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut q = q.to_vec();
+        let rdlen = q.len() - 2;
+        q[rdlen..].copy_from_slice(&(4 + data.len() as u16).to_be_bytes());
+        q.extend_from_slice(&OPTION_COOKIE.to_be_bytes());
+        q.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        q.extend_from_slice(data);
+        q
+    }
+
+    /// A COOKIE option to send from `src`: a client cookie alone, with our
+    /// valid server cookie, or with a server cookie of our length that is not ours.
+    fn some_cookie(rng: &mut impl Rng, src: IpAddr) -> Vec<u8> {
+        let client: [u8; 8] = rng.random();
+        match rng.random_range(0..3) {
+            0 => client.to_vec(),
+            1 => Cookies::new(true, Some(SECRET)).response_option(&client, &crate::model::ip16(src)),
+            _ => [&client[..], &rng.random::<[u8; 16]>()].concat(),
+        }
+    }
+
+    /// The cookie verdicts a responder counted.
+    fn verdicts(r: &Responder) -> [u64; 4] {
+        let s = &r.cookies.stats;
+        [&s.client_only, &s.valid, &s.bad, &s.malformed].map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Both answers to `q`, taken within one second of the wall clock (a
+    /// server cookie carries the second it was made in).
+    fn both(plain: &Responder, general: &Responder, q: &[u8], src: IpAddr) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        loop {
+            let t = wall_secs();
+            let (a, b) = (plain.respond(q, src, Transport::Udp), general.respond_general(q, src, Transport::Udp));
+            if wall_secs() == t {
+                return (a, b);
+            }
+        }
     }
 
     fn wire_name(name: &str) -> Vec<u8> {
@@ -228,16 +309,19 @@ pool = ["east/vs1", "west/vs1"]
             let qtype = if rng.random_bool(0.6) { TYPE_A } else { TYPE_AAAA };
             let flags = [0, FLAG_RD, FLAG_CD, FLAG_RD | FLAG_CD, 0x0020][rng.random_range(0..5)];
             let opt = rng.random_bool(0.6).then(|| (rng.random_bool(0.3), rng.random_range(0..4096)));
-            let q = query(rng.random(), flags, &wire_name(&name), qtype, opt);
-            assert!(PlainQuery::parse(&q).is_some(), "{name}");
             let src = match rng.random_range(0..3) {
                 0 => IpAddr::V4(Ipv4Addr::new(198, 18, 1, rng.random())),
                 1 => IpAddr::V4(Ipv4Addr::from(rng.random::<u32>())),
                 _ => IpAddr::V6(Ipv6Addr::from(rng.random::<u128>())),
             };
-            let a = plain.respond(&q, src, Transport::Udp).unwrap();
-            let b = general.respond_general(&q, src, Transport::Udp).unwrap();
-            assert_eq!(a, b, "query {i}: {name} type {qtype} flags {flags:#x} opt {opt:?} from {src}");
+            let mut q = query(rng.random(), flags, &wire_name(&name), qtype, opt);
+            if opt.is_some() && rng.random_bool(0.5) {
+                q = with_cookie(&q, &some_cookie(&mut rng, src));
+            }
+            assert!(PlainQuery::parse(&q).is_some(), "{name}");
+            let (a, b) = both(&plain, &general, &q, src);
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(a, b, "query {i}: {name} type {qtype} flags {flags:#x} opt {opt:?} from {src}: {q:?}");
             // An answer record, or an outcome the general path wrote.
             if u16::from_be_bytes([a[6], a[7]]) == 1 && a[3] & 0xf == 0 {
                 answered_plain += 1;
@@ -246,6 +330,38 @@ pool = ["east/vs1", "west/vs1"]
             }
         }
         assert!(answered_plain > 3000 && other_outcomes > 500, "{answered_plain} addresses, {other_outcomes} other outcomes");
+        let counted = verdicts(&plain);
+        assert_eq!(counted, verdicts(&general), "each cookie judged once, as the general path does");
+        assert!(counted[..3].iter().all(|n| *n > 300), "client-only, valid and bad cookies all sent: {counted:?}");
+    }
+
+    #[test]
+    fn a_cookie_is_answered_with_a_fresh_server_cookie_or_ignored_when_cookies_are_off() {
+        let www = wire_name("www.gslb.example.");
+        let src = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 9));
+        let client = *b"clientck";
+        let q = with_cookie(&query(3, FLAG_RD, &www, TYPE_A, Some((false, 1232))), &client);
+        assert_eq!(PlainQuery::parse(&q).unwrap().cookie, Some(&client[..]));
+        let (plain, general, _, _) = responders();
+        let (a, b) = both(&plain, &general, &q, src);
+        let a = a.unwrap();
+        assert_eq!(Some(&a), b.as_ref());
+        // The answer's last option: COOKIE, the client cookie and our server cookie.
+        let option = &a[a.len() - 28..];
+        assert_eq!((&option[..4], &option[4..12]), (&[0, 10, 0, 24][..], &client[..]));
+        let data = &option[4..];
+        assert!(plain.cookies.is_valid(data, &crate::model::ip16(src)), "the server cookie is ours for this source");
+        // Sent back, it is judged valid.
+        let again = with_cookie(&query(4, FLAG_RD, &www, TYPE_A, Some((false, 1232))), data);
+        let (a2, b2) = both(&plain, &general, &again, src);
+        assert_eq!(a2, b2);
+        assert_eq!(verdicts(&plain), [1, 1, 0, 0]);
+
+        let (plain, general, _, _) = responders_with(config(""), false);
+        let (a, b) = both(&plain, &general, &q, src);
+        let a = a.unwrap();
+        assert_eq!(Some(&a), b.as_ref());
+        assert_eq!(&a[a.len() - 2..], &[0, 0], "an OPT without options");
     }
 
     #[test]
@@ -277,7 +393,15 @@ pool = ["east/vs1", "west/vs1"]
             ("a reserved label type", query(7, 0, &[0x41, b'a', 0], TYPE_A, None)),
             ("a name over 255 bytes", query(7, 0, &long, TYPE_A, None)),
             ("EDNS version 1", edit(&|q| q[opt_at + 6] = 1)),
-            ("an EDNS option", edit(&|q| q.splice(q.len() - 2.., [0, 4, 0, 10, 0, 0]).for_each(drop))),
+            ("an empty COOKIE", with_cookie(&ok, &[])),
+            ("a COOKIE of 12 bytes", with_cookie(&ok, &[7; 12])),
+            ("a server cookie of another length", with_cookie(&ok, &[7; 32])),
+            ("a COOKIE over 40 bytes", with_cookie(&ok, &[7; 41])),
+            ("an NSID option", edit(&|q| q.splice(q.len() - 2.., [0, 4, 0, 3, 0, 0]).for_each(drop))),
+            ("a client subnet", edit(&|q| q.splice(q.len() - 2.., [0, 8, 0, 8, 0, 4, 0, 1, 0, 0]).for_each(drop))),
+            ("an NSID and a COOKIE", edit(&|q| q.splice(q.len() - 2.., [0, 16, 0, 3, 0, 0, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]).for_each(drop))),
+            ("an OPT length past the COOKIE", edit(&|q| q.splice(q.len() - 2.., [0, 13, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0]).for_each(drop))),
+            ("a COOKIE cut short", with_cookie(&ok, &[7; 8])[..ok.len() + 11].to_vec()),
             ("an OPT not at the root", edit(&|q| q[opt_at] = 1)),
             ("not an OPT", edit(&|q| q[opt_at + 2] = 1)),
             ("a byte after the message", edit(&|q| q.push(0))),
@@ -290,12 +414,7 @@ pool = ["east/vs1", "west/vs1"]
 
     #[test]
     fn rate_limited_plain_queries_are_dropped_or_slipped_as_the_general_path_does() {
-        let model = config("[rrl]\nresponses_per_second = 1\nburst = 1\nslip = 2\n\n");
-        let r = || {
-            let s: Arc<dyn Store> = Arc::new(MemoryStore::new(vec![VS_UP; model.vss.len()], model.wide_ips.len(), 1 << 16));
-            Responder::new(model.clone(), Selector::new(model.clone(), s))
-        };
-        let (plain, general) = (r(), r());
+        let (plain, general, _, _) = responders_with(config("[rrl]\nresponses_per_second = 1\nburst = 1\nslip = 2\n\n"), true);
         let q = query(9, FLAG_RD, &wire_name("www.gslb.example."), TYPE_A, Some((false, 1232)));
         let src = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1));
         // Within one second: the burst's one answer, then drop, slip, drop, slip.
@@ -304,5 +423,16 @@ pool = ["east/vs1", "west/vs1"]
         assert_eq!(a, b);
         let tc = |r: &Option<Vec<u8>>| r.as_ref().map(|m| (m[2] & 0x02 != 0, u16::from_be_bytes([m[6], m[7]])));
         assert_eq!(a.iter().map(tc).collect::<Vec<_>>(), [Some((false, 1)), None, Some((true, 0)), None, Some((true, 0))]);
+        // Past the limit, our valid server cookie proves the source and is
+        // answered; a client cookie alone proves nothing.
+        let proven = with_cookie(&q, &Cookies::new(true, Some(SECRET)).response_option(b"clientck", &crate::model::ip16(src)));
+        let unproven = with_cookie(&q, b"clientck");
+        let ask = |q: &[u8]| (tc(&plain.respond(q, src, Transport::Udp)), tc(&general.respond_general(q, src, Transport::Udp)));
+        for _ in 0..3 {
+            assert_eq!(ask(&proven), (Some((false, 1)), Some((false, 1))));
+            let (a, b) = ask(&unproven);
+            assert_eq!(a, b);
+            assert_ne!(a, Some((false, 1)), "limited: dropped or slipped");
+        }
     }
 }
