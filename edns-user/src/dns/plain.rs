@@ -6,6 +6,8 @@
 //! address, takes the general path; the tests below hold the two to the
 //! same bytes.
 
+use edns_common::{CLIENT_COOKIE_LEN, SERVER_COOKIE_LEN};
+
 /// Header flag bits (second and third header bytes as one u16).
 pub const FLAG_QR: u16 = 0x8000;
 const FLAG_AA: u16 = 0x0400;
@@ -23,8 +25,6 @@ const COOKIE_LENS: [usize; 2] = [CLIENT_COOKIE_LEN, CLIENT_COOKIE_LEN + SERVER_C
 const CLASS_IN: u16 = 1;
 /// The DO bit in an OPT record's flags.
 const EDNS_DO: u16 = 0x8000;
-
-use edns_common::{CLIENT_COOKIE_LEN, SERVER_COOKIE_LEN};
 
 /// Longest name on the wire (RFC 1035 §2.3.4), the root label included.
 const NAME_MAX: usize = 255;
