@@ -561,9 +561,9 @@ impl Model {
     pub fn wide_ip_by_wire(&self, wire: &[u8]) -> Option<&WideIp> {
         let mut buf = [0u8; 255];
         let lower = buf.get_mut(..wire.len())?;
-        for (d, b) in lower.iter_mut().zip(wire) {
-            *d = b.to_ascii_lowercase();
-        }
+        lower.copy_from_slice(wire);
+        // Label lengths (at most 63) are below 'A': only letters change.
+        lower.make_ascii_lowercase();
         self.by_name.get(&*lower).map(|id| &self.wide_ips[*id as usize])
     }
 

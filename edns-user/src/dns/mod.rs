@@ -178,11 +178,12 @@ impl Responder {
             _ => return self.general(query, src, transport, Some(false), Some(picked)),
         };
         // Judged (and counted) only here: the general path judges its own.
-        let echo = cookie.map(|c| {
-            self.cookies.judge(c, &ldns);
-            let client: [u8; 8] = c[..8].try_into().expect("a plain cookie has a client cookie");
-            self.cookies.response_option(&client, &ldns)
-        });
+        let echo = match cookie.map(|c| self.cookie_echo(c, &ldns)) {
+            None => None,
+            Some(Ok(echo)) => Some(echo),
+            // Not a plain cookie's length: never here, but the general path knows the answer.
+            Some(Err(())) => return self.general(query, src, transport, Some(false), Some(picked)),
+        };
         self.stats.count(ResponseCode::NoError);
         Some(p.address_answer(w.answer_ttl, rdata, self.model.server.edns_payload, echo.as_deref()))
     }
@@ -339,15 +340,20 @@ impl Responder {
             return None;
         }
         let data = match e.option(EdnsCode::Cookie)? {
-            EdnsOption::Unknown(_, d) => d.clone(),
+            EdnsOption::Unknown(_, d) => d,
             _ => return None, // a COOKIE always parses as an unknown option
         };
-        let ldns = crate::model::ip16(src);
-        match self.cookies.judge(&data, &ldns) {
-            Verdict::Malformed => Some(Err(())),
+        Some(self.cookie_echo(data, &crate::model::ip16(src)))
+    }
+
+    /// The response's COOKIE option data for a query's COOKIE `data` from
+    /// `ldns`, judged and counted: `Err` for a malformed option (FORMERR).
+    fn cookie_echo(&self, data: &[u8], ldns: &[u8; 16]) -> Result<Vec<u8>, ()> {
+        match self.cookies.judge(data, ldns) {
+            Verdict::Malformed => Err(()),
             _ => {
                 let client: [u8; 8] = data[..8].try_into().expect("judged at least 8 bytes");
-                Some(Ok(self.cookies.response_option(&client, &ldns)))
+                Ok(self.cookies.response_option(&client, ldns))
             }
         }
     }
